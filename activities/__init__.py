@@ -1,0 +1,1 @@
+"""Activities: all I/O of the task service (models, LLM calls, storage, webhooks)."""

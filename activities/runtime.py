@@ -1,0 +1,127 @@
+"""What every task activity shares: progress heartbeats, cancellation, the soft time limit.
+
+Long work reports `progress`/`step` through `TaskProgress`; a background loop heartbeats the latest value
+(Temporal throttles what is sent), which is also how cancellation reaches the activity. Blocking work runs
+in a thread via `TaskProgress.run_blocking`, and checks `TaskProgress.should_stop` at safe points (a
+denoising step, a sentence) so a cancel or the soft time limit stops it promptly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from taskservice.contracts import TaskActivityInput
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+HEARTBEAT_EVERY_S = 0.5
+CLEANUP_GRACE_S = 30.0
+
+
+class TaskInterrupted(Exception):
+    """Raised inside blocking work when the task was cancelled or hit its soft time limit."""
+
+
+class TaskProgress:
+    """Thread-safe progress of one activity attempt."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._progress = 0.0
+        self._step = "starting"
+        self._stop = threading.Event()
+        self._stop_reason = ""
+
+    def report(self, progress: float, step: str) -> None:
+        """Record progress (0..1, never moving backwards) and a human-readable step."""
+        with self._lock:
+            self._progress = max(self._progress, min(1.0, max(0.0, progress)))
+            self._step = step
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"progress": round(self._progress, 4), "step": self._step}
+
+    @property
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def stop_reason(self) -> str:
+        return self._stop_reason
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    def raise_if_stopped(self) -> None:
+        if self._stop.is_set():
+            raise TaskInterrupted(self._stop_reason)
+
+    async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn` in a thread; on cancel or soft timeout ask it to stop and wait for its cleanup."""
+        future = asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        try:
+            return await asyncio.shield(future)
+        except BaseException:
+            self.request_stop("interrupted")
+            # The thread owns the GPU/CPU until it returns: give it the documented cleanup window.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(future), CLEANUP_GRACE_S)
+            raise
+
+
+def permanent_error(message: str, error_type: str = "InvalidInput") -> ApplicationError:
+    """A failure that retrying cannot fix (bad input, 4xx upstream): the task fails at once."""
+    return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+async def _heartbeat_forever(progress: TaskProgress) -> None:
+    while True:
+        activity.heartbeat(progress.snapshot())
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+async def run_task(task: TaskActivityInput, work: Callable[[TaskProgress], Awaitable[T]]) -> T:
+    """Run one task attempt under heartbeats and the soft time limit."""
+    progress = TaskProgress()
+    heartbeats = asyncio.create_task(_heartbeat_forever(progress))
+    try:
+        async with asyncio.timeout(task.soft_timeout_s):
+            result = await work(progress)
+        progress.report(1.0, "done")
+        activity.heartbeat(progress.snapshot())
+        return result
+    except TimeoutError:
+        progress.request_stop("soft_timeout")
+        activity.logger.warning("Soft time limit exceeded", extra={"task_id": task.task_id})
+        raise ApplicationError(
+            f"Soft time limit of {task.soft_timeout_s:.0f}s exceeded", type="SoftTimeLimitExceeded"
+        ) from None
+    except asyncio.CancelledError:
+        progress.request_stop("cancelled")
+        raise
+    finally:
+        heartbeats.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeats
+
+
+class ActivityProvider(Protocol):
+    """What an activity module's `build(settings)` returns to the worker."""
+
+    def activities(self) -> Sequence[Callable[..., Any]]: ...
+
+    def loaded_models(self) -> list[str]: ...
+
+    async def aclose(self) -> None: ...

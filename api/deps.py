@@ -1,0 +1,130 @@
+"""Dependencies: the app's services, the caller's identity, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from temporalio.client import Client
+
+from api.errors import AuthenticationFailed, RateLimited, ServiceUnavailable
+from api.ratelimit import RateLimiter
+from api.taskstore import TaskStore
+from taskservice.settings import Settings
+from taskservice.temporal import connect
+
+log = logging.getLogger("taskservice.api")
+
+RECONNECT_EVERY_S = 2.0
+
+
+@dataclass
+class Services:
+    """Everything the routes use, opened once in the lifespan and kept on `app.state.services`."""
+
+    settings: Settings
+    api_keys: list[bytes]
+    submit_limiter: RateLimiter
+    status_limiter: RateLimiter
+    started_at: float = field(default_factory=time.monotonic)
+    client: Client | None = None
+    _connector: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Connect to Temporal; if it is down, keep trying in the background and answer 503 meanwhile."""
+        if not await self._try_connect():
+            self._connector = asyncio.create_task(self._reconnect_forever())
+
+    async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+
+    async def _try_connect(self) -> bool:
+        try:
+            self.client = await connect(self.settings)
+        except RuntimeError as err:
+            log.warning(
+                "Temporal is unreachable",
+                extra={"address": self.settings.temporal_address, "error": str(err)},
+            )
+            return False
+        log.info("Connected to Temporal", extra={"address": self.settings.temporal_address})
+        return True
+
+    async def _reconnect_forever(self) -> None:
+        while not await self._try_connect():
+            await asyncio.sleep(RECONNECT_EVERY_S)
+
+    def store(self) -> TaskStore:
+        if self.client is None:
+            raise ServiceUnavailable("Temporal is unreachable; the task service cannot accept or read tasks")
+        return TaskStore(self.client, self.settings)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_store(services: ServicesDep) -> TaskStore:
+    return services.store()
+
+
+StoreDep = Annotated[TaskStore, Depends(get_store)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated API key, known only by a hash (never logged or stored in clear)."""
+
+    key_id: str
+
+
+def key_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def authenticate(
+    services: ServicesDep,
+    x_api_key: Annotated[str | None, Header(description="The service's API key.")] = None,
+) -> Caller:
+    provided = (x_api_key or "").encode()
+    # Compare against every key, in constant time each, so timing reveals neither key nor position.
+    matched = False
+    for key in services.api_keys:
+        matched |= hmac.compare_digest(provided, key)
+    if not provided or not matched:
+        raise AuthenticationFailed("Invalid or missing API key")
+    return Caller(key_id=key_id(provided.decode()))
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def submit_quota(caller: CallerDep, services: ServicesDep) -> Caller:
+    wait = services.submit_limiter.acquire(caller.key_id)
+    if wait is not None:
+        limit = services.settings.rate_limit_submit_per_min
+        raise RateLimited(f"Submit rate limit of {limit} per minute exceeded", retry_after=wait)
+    return caller
+
+
+def read_quota(caller: CallerDep, services: ServicesDep) -> Caller:
+    wait = services.status_limiter.acquire(caller.key_id)
+    if wait is not None:
+        limit = services.settings.rate_limit_status_per_min
+        raise RateLimited(f"Status rate limit of {limit} per minute exceeded", retry_after=wait)
+    return caller
+
+
+SubmitCaller = Annotated[Caller, Depends(submit_quota)]
+ReadCaller = Annotated[Caller, Depends(read_quota)]

@@ -1,0 +1,93 @@
+"""`create_app(settings)`: the FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import Services
+from api.errors import ServiceError, ServiceUnavailable, ValidationFailed
+from api.ratelimit import RateLimiter
+from api.routes import health, projects, tasks
+from api.validation import details_from_errors
+from taskservice.settings import Settings
+
+log = logging.getLogger("taskservice.api")
+
+UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+
+
+def _api_keys(settings: Settings) -> list[bytes]:
+    keys = settings.accepted_api_keys()
+    if not keys:
+        # Development only (production refuses to start without a key, see Settings).
+        key = "dev-" + secrets.token_urlsafe(18)
+        print(f"No API_KEY set: this development API accepts X-API-Key: {key}", file=sys.stderr)
+        keys = [key]
+    return [k.encode() for k in keys]
+
+
+def _error_response(err: ServiceError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status_code, headers=err.headers())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    services = Services(
+        settings=settings,
+        api_keys=_api_keys(settings),
+        submit_limiter=RateLimiter(settings.rate_limit_submit_per_min),
+        status_limiter=RateLimiter(settings.rate_limit_status_per_min),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.open()
+        yield
+        await services.close()
+
+    app = FastAPI(
+        title="Aladdin Task Service",
+        version="1.0.0",
+        description="Durable AI task processing on Temporal, behind the Celery service's REST contract.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, err: ServiceError) -> JSONResponse:
+        return _error_response(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        errors: list[dict[str, Any]] = list(err.errors())
+        details = details_from_errors(errors, strip=("body", "query", "path", "header"))
+        return _error_response(ValidationFailed(details, message="Invalid request"))
+
+    @app.exception_handler(RPCError)
+    async def temporal_error(request: Request, err: RPCError) -> JSONResponse:
+        if err.status in UNAVAILABLE:
+            return _error_response(
+                ServiceUnavailable("Temporal is unreachable or overloaded; try again shortly")
+            )
+        log.error("Temporal call failed", extra={"status": err.status.name, "error": err.message})
+        return JSONResponse({"error": "internal_error", "message": "Temporal call failed"}, status_code=500)
+
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.include_router(projects.router)
+    if settings.storage_backend == "local":
+        media = settings.data_dir / "media"
+        media.mkdir(parents=True, exist_ok=True)
+        app.mount("/media", StaticFiles(directory=media), name="media")
+    return app

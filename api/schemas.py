@@ -1,0 +1,149 @@
+"""Request and response bodies of the REST API (field names follow seed 001)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskservice.catalog import CATALOG
+from taskservice.contracts import TaskStatus
+
+PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+
+
+class SubmitTaskRequest(BaseModel):
+    # Unknown top-level keys are ignored, as the Celery service did: Aladdin's clients send extras.
+    model_config = ConfigDict(extra="ignore")
+
+    project_id: str = Field(pattern=PROJECT_ID_PATTERN, description="Project the task belongs to.")
+    task_type: str = Field(json_schema_extra={"enum": list(CATALOG)})
+    task_data: dict[str, Any] = Field(description="Inputs of the task type (see the task type's schema).")
+    priority: int = Field(2, ge=1, le=3, description="1 high, 2 normal, 3 low.")
+    callback_url: str | None = Field(None, max_length=2048, description="Webhook called when the task ends.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed back in webhooks.")
+
+
+class SubmitTaskResponse(BaseModel):
+    task_id: str
+    status: TaskStatus
+    project_id: str
+    task_type: str
+    estimated_duration: int
+    queue_position: int
+    created_at: datetime
+
+
+class TaskStatusResponse(BaseModel):
+    task_id: str
+    project_id: str
+    task_type: str
+    status: TaskStatus
+    progress: float
+    current_step: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    processing_time: float | None
+    attempt: int
+    retry_of: str | None = None
+
+
+class ProjectTaskItem(BaseModel):
+    task_id: str
+    project_id: str
+    task_type: str
+    status: TaskStatus
+    task_data: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+class Pagination(BaseModel):
+    page: int
+    limit: int
+    total: int
+    total_pages: int
+
+
+class ProjectTasksResponse(BaseModel):
+    tasks: list[ProjectTaskItem]
+    pagination: Pagination
+
+
+class CancelTaskResponse(BaseModel):
+    success: bool = True
+    task_id: str
+    status: TaskStatus
+    message: str
+    previous_state: TaskStatus
+    cancelled_at: datetime | None
+
+
+class RetryTaskResponse(BaseModel):
+    new_task_id: str
+    original_task_id: str
+    status: TaskStatus
+    message: str
+
+
+class SystemLoad(BaseModel):
+    cpu_percent: float
+    memory_percent: float
+    gpu_utilization: list[float]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    temporal_status: str
+    worker_count: int
+    queue_sizes: dict[str, int]
+    system_load: SystemLoad
+    uptime: int
+
+
+class TaskMetrics(BaseModel):
+    total_tasks: int
+    completed_tasks: int
+    failed_tasks: int
+    retried_tasks: int
+    cancelled_tasks: int
+    success_rate: float
+    failure_rate: float
+    average_durations: dict[str, float]
+    currently_running: int
+
+
+class MetricsResponse(BaseModel):
+    metrics: TaskMetrics
+    timestamp: datetime
+
+
+class Alert(BaseModel):
+    severity: str
+    message: str
+    metric: str
+    value: float
+    task_id: str | None = None
+    worker: str | None = None
+
+
+class TaskQueueHealthResponse(BaseModel):
+    status: str
+    metrics: dict[str, Any]
+    alerts: list[Alert]
+    timestamp: datetime
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+    details: dict[str, str] | None = None
+    retry_after: int | None = None

@@ -1,0 +1,466 @@
+"""Task state, read from and written to Temporal (the only store): starts, describes, lists, cancels."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import PendingActivityState, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+)
+from temporalio.common import (
+    Priority,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import InvalidState, TaskNotFound
+from taskservice.catalog import CATALOG
+from taskservice.contracts import (
+    MetricsState,
+    RetryRecorded,
+    TaskOutcome,
+    TaskStatus,
+    TaskWorkflowInput,
+    WorkerReport,
+)
+from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE, Queue
+from taskservice.settings import Settings
+from workflows import search_attributes as sa
+from workflows.task import MEMO_ATTEMPT, MEMO_OUTCOME, MEMO_STARTED_AT, TaskWorkflow
+
+# Seed priority 1 (high) / 2 (normal) / 3 (low) onto Temporal priority keys (1 = first, 5 = last).
+PRIORITY_KEYS = {1: 1, 2: 3, 3: 5}
+# A poller that has not polled for this long is gone (killed workers stay listed for minutes).
+POLLER_FRESHNESS = timedelta(seconds=70)
+TERMINAL_EXECUTION = {
+    WorkflowExecutionStatus.COMPLETED: TaskStatus.COMPLETED,
+    WorkflowExecutionStatus.FAILED: TaskStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT: TaskStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED: TaskStatus.CANCELLED,
+    WorkflowExecutionStatus.TERMINATED: TaskStatus.CANCELLED,
+}
+# How long DELETE waits for the workflow to close before answering.
+CANCEL_WAIT_S = 8.0
+# With no workflow worker at all a cancel request cannot be processed; a never-started task is then
+# terminated after this long so that it is still removed without running.
+QUEUED_CANCEL_TERMINATE_AFTER_S = 3.0
+
+
+@dataclass
+class TaskView:
+    task_id: str
+    project_id: str
+    task_type: str
+    status: TaskStatus
+    task_data: dict[str, Any]
+    metadata: dict[str, Any]
+    priority: int
+    callback_url: str | None
+    created_at: datetime
+    updated_at: datetime
+    progress: float = 0.0
+    current_step: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    processing_time: float | None = None
+    attempt: int = 0
+    retry_of: str | None = None
+    request_hash: str | None = None
+    queue: str = ""
+
+
+@dataclass
+class QueueState:
+    name: str
+    backlog: int
+    pollers: list[str] = field(default_factory=list)
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+def is_task_id(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _quote(value: str) -> str:
+    """A visibility-query string literal (values are validated upstream; escape defensively anyway)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class TaskStore:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    # --- writes ------------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        task_id: str,
+        owner: str,
+        project_id: str,
+        task_type: str,
+        task_data: dict[str, Any],
+        priority: int,
+        callback_url: str | None,
+        metadata: dict[str, Any],
+        retry_of: str | None = None,
+        request_hash: str | None = None,
+    ) -> tuple[TaskView, bool]:
+        """Start the task's workflow; if the ID exists (idempotent replay) return that task instead."""
+        spec = CATALOG[task_type]
+        created_at = datetime.now(UTC)
+        task = TaskWorkflowInput(
+            task_id=task_id,
+            project_id=project_id,
+            task_type=task_type,
+            task_data=task_data,
+            plan=spec.plan(self._settings.task_retry_initial_interval),
+            created_at=created_at.isoformat(),
+            priority=priority,
+            callback_url=callback_url,
+            metadata=metadata,
+            retry_of=retry_of,
+        )
+        memo = {
+            "task": {
+                "project_id": project_id,
+                "task_type": task_type,
+                "task_data": task_data,
+                "metadata": metadata,
+                "priority": priority,
+                "callback_url": callback_url,
+                "created_at": task.created_at,
+                "retry_of": retry_of,
+                "queue": spec.queue.value,
+            },
+            "request_hash": request_hash,
+        }
+        try:
+            await self._client.start_workflow(
+                TaskWorkflow.run,
+                task,
+                id=task_id,
+                task_queue=WORKFLOW_QUEUE,
+                memo=memo,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.PROJECT_ID, project_id),
+                        SearchAttributePair(sa.TASK_TYPE, task_type),
+                        SearchAttributePair(sa.TASK_STATUS, TaskStatus.QUEUED.value),
+                        SearchAttributePair(sa.OWNER, owner),
+                    ]
+                ),
+                priority=Priority(priority_key=PRIORITY_KEYS[priority]),
+                # One task per ID for the whole retention window, even after it closed.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+        except WorkflowAlreadyStartedError:
+            return await self.get(task_id), False
+        view = TaskView(
+            task_id=task_id,
+            project_id=project_id,
+            task_type=task_type,
+            status=TaskStatus.QUEUED,
+            task_data=task_data,
+            metadata=metadata,
+            priority=priority,
+            callback_url=callback_url,
+            created_at=created_at,
+            updated_at=created_at,
+            current_step="queued",
+            retry_of=retry_of,
+            request_hash=request_hash,
+            queue=spec.queue.value,
+        )
+        return view, True
+
+    async def record_retry(self, original_task_id: str, new_task_id: str) -> None:
+        try:
+            await self._client.get_workflow_handle(METRICS_WORKFLOW_ID).signal(
+                "record_retry", RetryRecorded(original_task_id=original_task_id, new_task_id=new_task_id)
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+    async def cancel(self, task_id: str) -> tuple[TaskView, TaskView]:
+        """Cancel per the seed's state table; returns the task before and after."""
+        before = await self.get(task_id)
+        if before.status == TaskStatus.COMPLETED:
+            raise InvalidState("Task has already completed successfully and cannot be cancelled")
+        if before.status == TaskStatus.FAILED:
+            raise InvalidState("Task has already failed and cannot be cancelled")
+        if before.status == TaskStatus.CANCELLED:
+            return before, before
+        handle = self._client.get_workflow_handle(task_id)
+        await handle.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CANCEL_WAIT_S
+        asked_at = loop.time()
+        while True:
+            desc = await handle.describe()
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                break
+            after = await self._view(desc)
+            if after.status.is_terminal:
+                break
+            if (
+                after.status == TaskStatus.QUEUED
+                and loop.time() - asked_at > QUEUED_CANCEL_TERMINATE_AFTER_S
+                and not await self._has_workflow_worker()
+            ):
+                await handle.terminate(reason="cancelled while queued (no workflow worker was running)")
+                continue
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        after = await self.get(task_id)
+        if after.status == TaskStatus.COMPLETED:
+            raise InvalidState("Task completed before the cancellation took effect")
+        return before, after
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> TaskView:
+        if not is_task_id(task_id):
+            raise TaskNotFound(task_id)
+        handle = self._client.get_workflow_handle(task_id)
+        try:
+            desc = await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise TaskNotFound(task_id) from None
+            raise
+        view = await self._view(desc)
+        if view.status == TaskStatus.COMPLETED and view.result is None:
+            memo = await desc.memo()
+            if memo.get("result_in_history"):
+                typed = self._client.get_workflow_handle(task_id, result_type=TaskOutcome)
+                outcome = await typed.result()
+                view.result = outcome.result
+        return view
+
+    async def _view(self, desc: WorkflowExecutionDescription) -> TaskView:
+        memo = await desc.memo()
+        if "task" not in memo:
+            raise TaskNotFound(desc.id)
+        view = self._base_view(desc, memo)
+        if view.status.is_terminal:
+            return view
+        pending = [
+            p for p in desc.raw_description.pending_activities if p.activity_type.name == view.task_type
+        ]
+        activity = pending[0] if pending else None
+        if activity is not None:
+            started = activity.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            view.attempt = max(view.attempt, activity.attempt)
+            if started or activity.attempt > 1:
+                view.status = TaskStatus.PROCESSING
+            if started and activity.HasField("heartbeat_details"):
+                details = self._client.data_converter.payload_converter.from_payloads(
+                    list(activity.heartbeat_details.payloads)
+                )
+                beat = details[0] if details and isinstance(details[0], dict) else {}
+                view.progress = float(beat.get("progress", 0.0))
+                view.current_step = str(beat.get("step", "processing"))
+                view.updated_at = activity.last_heartbeat_time.ToDatetime(tzinfo=UTC)
+            elif started:
+                view.current_step = "starting"
+            else:
+                failure = activity.last_failure.message if activity.HasField("last_failure") else "error"
+                when = (
+                    activity.scheduled_time.ToDatetime(tzinfo=UTC)
+                    if activity.HasField("scheduled_time")
+                    else None
+                )
+                view.current_step = (
+                    f"retrying: attempt {activity.attempt} of {activity.maximum_attempts or '∞'}"
+                    + (f" at {when.isoformat()}" if when else "")
+                    + f" after error: {failure}"
+                )
+            if view.started_at is None and activity.HasField("last_started_time") and started:
+                view.started_at = activity.last_started_time.ToDatetime(tzinfo=UTC)
+        if view.status == TaskStatus.QUEUED:
+            view.current_step = await self._queued_step(view.queue)
+        if view.started_at is not None:
+            view.processing_time = round((datetime.now(UTC) - view.started_at).total_seconds(), 3)
+        return view
+
+    def _base_view(self, execution: WorkflowExecution, memo: Mapping[str, Any]) -> TaskView:
+        """What memo, search attributes and execution status say, without pending-activity detail."""
+        info: dict[str, Any] = memo["task"]
+        outcome = memo.get(MEMO_OUTCOME)
+        sa_status = execution.typed_search_attributes.get(sa.TASK_STATUS)
+        created_at = _dt(info.get("created_at")) or execution.start_time
+        view = TaskView(
+            task_id=execution.id,
+            project_id=info["project_id"],
+            task_type=info["task_type"],
+            status=TaskStatus.QUEUED,
+            task_data=info.get("task_data") or {},
+            metadata=info.get("metadata") or {},
+            priority=int(info.get("priority") or 2),
+            callback_url=info.get("callback_url"),
+            created_at=created_at,
+            updated_at=execution.close_time or created_at,
+            started_at=_dt(memo.get(MEMO_STARTED_AT)),
+            attempt=int(memo.get(MEMO_ATTEMPT) or 0),
+            retry_of=info.get("retry_of"),
+            request_hash=memo.get("request_hash"),
+            queue=info.get("queue") or CATALOG[info["task_type"]].queue.value,
+        )
+        if outcome:
+            view.status = TaskStatus(outcome["status"])
+            view.result = outcome.get("result")
+            view.error = outcome.get("error")
+            view.completed_at = _dt(outcome.get("completed_at"))
+            view.processing_time = outcome.get("processing_time")
+            view.updated_at = view.completed_at or view.updated_at
+        elif execution.status in TERMINAL_EXECUTION:
+            view.status = TERMINAL_EXECUTION[execution.status]
+            view.completed_at = execution.close_time
+            if execution.status == WorkflowExecutionStatus.TERMINATED:
+                view.error = "Task was terminated by an operator"
+            elif execution.status == WorkflowExecutionStatus.TIMED_OUT:
+                view.error = "Task timed out"
+            elif view.status == TaskStatus.CANCELLED:
+                view.error = "Task was cancelled"
+        elif sa_status == TaskStatus.PROCESSING.value:
+            view.status = TaskStatus.PROCESSING
+        if view.status == TaskStatus.COMPLETED:
+            view.progress = 1.0
+        if view.status.is_terminal:
+            view.current_step = view.status.value
+        elif view.status == TaskStatus.PROCESSING:
+            view.current_step = "processing"
+        return view
+
+    async def list_tasks(self, query: str, *, page: int, limit: int) -> tuple[list[TaskView], int]:
+        """Newest first. SQLite visibility cannot ORDER BY, so matching tasks are sorted here."""
+        executions = [e async for e in self._client.list_workflows(query, page_size=1000)]
+        executions.sort(key=lambda e: e.start_time, reverse=True)
+        total = len(executions)
+        window = executions[(page - 1) * limit : page * limit]
+        views = []
+        for execution in window:
+            memo = await execution.memo()
+            if "task" in memo:
+                views.append(self._base_view(execution, memo))
+        return views, total
+
+    async def count(self, query: str) -> int:
+        return (await self._client.count_workflows(query)).count
+
+    # --- queues, workers, metrics ------------------------------------------------------------------
+
+    async def queue_state(self, queue: str) -> QueueState:
+        response = await self._client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=self._client.namespace,
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                report_stats=True,
+            )
+        )
+        fresh_after = datetime.now(UTC) - POLLER_FRESHNESS
+        pollers = [
+            p.identity for p in response.pollers if p.last_access_time.ToDatetime(tzinfo=UTC) > fresh_after
+        ]
+        return QueueState(name=queue, backlog=int(response.stats.approximate_backlog_count), pollers=pollers)
+
+    async def _queued_step(self, queue: str) -> str:
+        state = await self.queue_state(queue)
+        if not state.pollers:
+            return f"waiting_for_worker: no worker is polling queue '{queue}'"
+        return f"queued: {state.backlog} task(s) waiting on '{queue}', {len(state.pollers)} worker(s) polling"
+
+    async def _has_workflow_worker(self) -> bool:
+        response = await self._client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=self._client.namespace,
+                task_queue=TaskQueue(name=WORKFLOW_QUEUE),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        fresh_after = datetime.now(UTC) - POLLER_FRESHNESS
+        return any(p.last_access_time.ToDatetime(tzinfo=UTC) > fresh_after for p in response.pollers)
+
+    async def all_queue_states(self) -> dict[str, QueueState]:
+        states = await asyncio.gather(*(self.queue_state(q.value) for q in Queue))
+        return {s.name: s for s in states}
+
+    async def metrics_state(self) -> MetricsState:
+        memo = await self._bookkeeping_memo(METRICS_WORKFLOW_ID)
+        raw = memo.get("metrics")
+        return MetricsState(**raw) if raw else MetricsState()
+
+    async def worker_reports(self) -> list[WorkerReport]:
+        memo = await self._bookkeeping_memo(WORKER_REGISTRY_WORKFLOW_ID)
+        return [WorkerReport(**w) for w in (memo.get("workers") or {}).values()]
+
+    async def _bookkeeping_memo(self, workflow_id: str) -> Mapping[str, Any]:
+        try:
+            desc = await self._client.get_workflow_handle(workflow_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return {}
+            raise
+        return await desc.memo()
+
+
+# Closed without the workflow recording an outcome (terminated, timed out): the execution status decides.
+_UNFINISHED = 'TaskStatus IN ("queued", "processing")'
+
+
+def status_query(status: TaskStatus) -> str:
+    """Visibility filter for a status, consistent with how views derive it from Temporal."""
+    return {
+        TaskStatus.QUEUED: 'TaskStatus = "queued" AND ExecutionStatus = "Running"',
+        TaskStatus.PROCESSING: 'TaskStatus = "processing" AND ExecutionStatus = "Running"',
+        TaskStatus.COMPLETED: 'TaskStatus = "completed"',
+        TaskStatus.FAILED: (
+            f'(TaskStatus = "failed" OR (ExecutionStatus IN ("Failed", "TimedOut") AND {_UNFINISHED}))'
+        ),
+        TaskStatus.CANCELLED: (
+            f'(TaskStatus = "cancelled" OR (ExecutionStatus IN ("Canceled", "Terminated") AND {_UNFINISHED}))'
+        ),
+    }[status]
+
+
+def filter_query(**equals: str | None) -> str:
+    names = {"project_id": "ProjectId", "task_type": "TaskType", "owner": "TaskOwner"}
+    return " AND ".join(f"{names[k]} = {_quote(v)}" for k, v in equals.items() if v is not None)
+
+
+def to_dict(view: TaskView) -> dict[str, Any]:
+    return asdict(view)

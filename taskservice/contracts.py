@@ -1,0 +1,155 @@
+"""Typed inputs and outputs of workflows and activities.
+
+Plain dataclasses of JSON-friendly values (timestamps are ISO-8601 strings), so they cross the Temporal
+data converter unchanged and can grow new optional fields without breaking running histories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    """The seed's status values; also the `TaskStatus` search attribute."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+@dataclass
+class RetrySpec:
+    initial_interval_s: float
+    backoff_coefficient: float = 2.0
+    maximum_attempts: int = 4
+    non_retryable_error_types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TaskPlan:
+    """How one task runs: resolved from the catalog by the API and frozen into the workflow input."""
+
+    activity: str
+    queue: str
+    soft_timeout_s: float
+    hard_timeout_s: float
+    heartbeat_timeout_s: float
+    retry: RetrySpec
+
+
+@dataclass
+class TaskWorkflowInput:
+    task_id: str
+    project_id: str
+    task_type: str
+    task_data: dict[str, Any]
+    plan: TaskPlan
+    created_at: str
+    priority: int = 2
+    callback_url: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    retry_of: str | None = None
+
+
+@dataclass
+class TaskActivityInput:
+    task_id: str
+    project_id: str
+    task_type: str
+    task_data: dict[str, Any]
+    soft_timeout_s: float
+
+
+@dataclass
+class TaskStarted:
+    """Sent by a worker to the task's workflow when an activity attempt starts executing."""
+
+    attempt: int
+    started_at: str
+    worker: str
+
+
+@dataclass
+class TaskOutcome:
+    task_id: str
+    status: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    processing_time: float | None = None
+
+
+@dataclass
+class WebhookDelivery:
+    url: str
+    webhook_id: str
+    event: str
+    payload: dict[str, Any]
+    task_id: str
+    project_id: str
+    task_type: str
+
+
+@dataclass
+class TaskEvent:
+    """A finished task, as counted by the metrics workflow."""
+
+    task_id: str
+    task_type: str
+    status: str
+    processing_time: float | None = None
+
+
+@dataclass
+class RetryRecorded:
+    original_task_id: str
+    new_task_id: str
+
+
+@dataclass
+class MetricsState:
+    total_finished: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    duration_sum: dict[str, float] = field(default_factory=dict)
+    duration_count: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class WorkerReport:
+    """A worker process's own account of itself, kept by the worker registry workflow."""
+
+    identity: str
+    queue: str
+    pid: int
+    host: str
+    state: str
+    started_at: str
+    tasks_done: int = 0
+    tasks_failed: int = 0
+    rss_mb: float = 0.0
+    gpu_memory_mb: list[float] = field(default_factory=list)
+    loaded_models: list[str] = field(default_factory=list)
+    concurrency: int = 0
+    reported_at: str = ""
+    last_seen: str = ""
+
+
+@dataclass
+class WorkerRegistryState:
+    workers: dict[str, WorkerReport] = field(default_factory=dict)
+
+
+# Seed: 1 initial + 3 retries, spaced 1/2/4 s.
+WEBHOOK_ATTEMPTS = 4

@@ -1,0 +1,22 @@
+"""Task queue names, defined once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Queue(StrEnum):
+    """Activity task queues; one worker process type per queue."""
+
+    GPU_HEAVY = "gpu_heavy"
+    GPU_MEDIUM = "gpu_medium"
+    CPU_INTENSIVE = "cpu_intensive"
+    DEFAULT = "default"
+
+
+# Workflow tasks (orchestration, webhooks, bookkeeping) live on their own queue, polled by every
+# worker process, so a task can be cancelled or reported on even while its activity queue has no worker.
+WORKFLOW_QUEUE = "task-workflows"
+
+METRICS_WORKFLOW_ID = "task-service-metrics"
+WORKER_REGISTRY_WORKFLOW_ID = "task-service-workers"

@@ -1,0 +1,1 @@
+"""Deterministic orchestration: the task workflow and the service's bookkeeping workflows."""

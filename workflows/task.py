@@ -1,0 +1,151 @@
+"""The one workflow every task runs as: its workflow ID is the task_id."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import CancelledError as TemporalCancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from taskservice.contracts import (
+        TaskActivityInput,
+        TaskEvent,
+        TaskOutcome,
+        TaskStarted,
+        TaskStatus,
+        TaskWorkflowInput,
+    )
+    from taskservice.queues import METRICS_WORKFLOW_ID
+    from workflows import search_attributes as sa
+    from workflows.webhook import deliver_webhook
+
+# Memo keys the API reads (memo is readable without a worker; queries are not).
+MEMO_STARTED_AT = "started_at"
+MEMO_ATTEMPT = "attempt"
+MEMO_OUTCOME = "outcome"
+# Results larger than this stay in history only; the API then reads the workflow result.
+MEMO_RESULT_LIMIT = 16_000
+
+
+@workflow.defn(name="TaskWorkflow")
+class TaskWorkflow:
+    def __init__(self) -> None:
+        self._started: TaskStarted | None = None
+
+    @workflow.run
+    async def run(self, task: TaskWorkflowInput) -> TaskOutcome:
+        plan = task.plan
+        try:
+            result: dict[str, Any] = await workflow.execute_activity(
+                plan.activity,
+                TaskActivityInput(
+                    task_id=task.task_id,
+                    project_id=task.project_id,
+                    task_type=task.task_type,
+                    task_data=task.task_data,
+                    soft_timeout_s=plan.soft_timeout_s,
+                ),
+                task_queue=plan.queue,
+                start_to_close_timeout=timedelta(seconds=plan.hard_timeout_s),
+                heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_s),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=plan.retry.initial_interval_s),
+                    backoff_coefficient=plan.retry.backoff_coefficient,
+                    maximum_attempts=plan.retry.maximum_attempts,
+                    non_retryable_error_types=plan.retry.non_retryable_error_types,
+                ),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                result_type=dict,
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, TemporalCancelledError):
+                await self._finish(task, TaskStatus.CANCELLED, error="Task was cancelled")
+                raise asyncio.CancelledError() from None
+            message, trace = _failure_text(err)
+            await self._finish(task, TaskStatus.FAILED, error=message, traceback=trace)
+            raise ApplicationError(message, type="TaskFailed", non_retryable=True) from None
+        except asyncio.CancelledError:
+            await self._finish(task, TaskStatus.CANCELLED, error="Task was cancelled")
+            raise
+        return await self._finish(task, TaskStatus.COMPLETED, result=result)
+
+    @workflow.signal(name="task_started")
+    def task_started(self, started: TaskStarted) -> None:
+        first = self._started is None
+        self._started = self._started or started
+        memo: dict[str, Any] = {MEMO_ATTEMPT: started.attempt}
+        if first:
+            memo[MEMO_STARTED_AT] = started.started_at
+            workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(TaskStatus.PROCESSING.value)])
+        workflow.upsert_memo(memo)
+
+    async def _finish(
+        self,
+        task: TaskWorkflowInput,
+        status: TaskStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> TaskOutcome:
+        """Record the terminal state first, then tell the metrics workflow and the webhook."""
+        now = workflow.now()
+        started_at = self._started.started_at if self._started else None
+        processing_time = None
+        if started_at is not None:
+            processing_time = round((now - datetime.fromisoformat(started_at)).total_seconds(), 3)
+        outcome = TaskOutcome(
+            task_id=task.task_id,
+            status=status.value,
+            result=result,
+            error=error,
+            started_at=started_at,
+            completed_at=now.isoformat(),
+            processing_time=processing_time,
+        )
+        memo_outcome = outcome
+        if (
+            result is not None
+            and len(workflow.payload_converter().to_payload(result).data) > MEMO_RESULT_LIMIT
+        ):
+            memo_outcome = TaskOutcome(**{**outcome.__dict__, "result": None})
+            workflow.upsert_memo({"result_in_history": True})
+        workflow.upsert_memo({MEMO_OUTCOME: memo_outcome})
+        workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(status.value)])
+        await self._count(task, outcome)
+        if task.callback_url:
+            await deliver_webhook(task, outcome, traceback)
+        return outcome
+
+    async def _count(self, task: TaskWorkflowInput, outcome: TaskOutcome) -> None:
+        metrics = workflow.get_external_workflow_handle(METRICS_WORKFLOW_ID)
+        try:
+            await metrics.signal(
+                "record",
+                TaskEvent(
+                    task_id=task.task_id,
+                    task_type=task.task_type,
+                    status=outcome.status,
+                    processing_time=outcome.processing_time,
+                ),
+            )
+        except (ApplicationError, FailureError):
+            # Metrics are best effort: a missing metrics workflow must never fail a task.
+            workflow.logger.warning("Metrics workflow not reachable", extra={"task_id": task.task_id})
+
+
+def _failure_text(err: ActivityError) -> tuple[str, str | None]:
+    """The innermost failure's message (what went wrong) and its stack trace, if the worker sent one."""
+    cause: BaseException = err
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    message = str(cause.message if isinstance(cause, FailureError) else cause) or type(cause).__name__
+    if isinstance(cause, ApplicationError) and cause.type:
+        message = f"{cause.type}: {message}"
+    trace = cause.failure.stack_trace if isinstance(cause, FailureError) and cause.failure else None
+    return message, trace or None

@@ -1,0 +1,80 @@
+"""The webhook step of a task workflow: the seed's payloads, delivered with 1/2/4 s backoff."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from taskservice.contracts import (
+        WEBHOOK_ATTEMPTS,
+        TaskOutcome,
+        TaskStatus,
+        TaskWorkflowInput,
+        WebhookDelivery,
+    )
+    from taskservice.queues import WORKFLOW_QUEUE
+
+
+# Per attempt: the 30 s HTTP timeout plus a margin for connecting and signing.
+WEBHOOK_ATTEMPT_TIMEOUT = timedelta(seconds=40)
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=4),
+    maximum_attempts=WEBHOOK_ATTEMPTS,
+    non_retryable_error_types=["WebhookRefused"],
+)
+
+
+def webhook_payload(task: TaskWorkflowInput, outcome: TaskOutcome, traceback: str | None) -> dict[str, Any]:
+    """The seed's success/failure payloads, and the same shape for a cancelled task."""
+    payload: dict[str, Any] = {
+        "task_id": task.task_id,
+        "project_id": task.project_id,
+        "task_type": task.task_type,
+        "status": outcome.status,
+    }
+    if outcome.status == TaskStatus.COMPLETED:
+        payload |= {
+            "result": outcome.result,
+            "processing_time": outcome.processing_time,
+            "completed_at": outcome.completed_at,
+        }
+    elif outcome.status == TaskStatus.FAILED:
+        payload |= {"error": outcome.error, "traceback": traceback, "failed_at": outcome.completed_at}
+    else:
+        payload |= {"error": outcome.error, "cancelled_at": outcome.completed_at}
+    payload["metadata"] = task.metadata
+    return payload
+
+
+async def deliver_webhook(task: TaskWorkflowInput, outcome: TaskOutcome, traceback: str | None) -> None:
+    """Deliver the completion webhook; a failed delivery never changes the task's status."""
+    assert task.callback_url is not None
+    delivery = WebhookDelivery(
+        url=task.callback_url,
+        webhook_id=f"msg_{task.task_id}_{outcome.status}",
+        event=outcome.status,
+        payload=webhook_payload(task, outcome, traceback),
+        task_id=task.task_id,
+        project_id=task.project_id,
+        task_type=task.task_type,
+    )
+    try:
+        await workflow.execute_activity(
+            "deliver_webhook",
+            delivery,
+            task_queue=WORKFLOW_QUEUE,
+            start_to_close_timeout=WEBHOOK_ATTEMPT_TIMEOUT,
+            retry_policy=WEBHOOK_RETRY,
+        )
+    except ActivityError:
+        workflow.logger.error(
+            "Failed to send webhook after all retries",
+            extra={"task_id": task.task_id, "attempts": WEBHOOK_ATTEMPTS},
+        )
