@@ -14,6 +14,7 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field, ValidationError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.runtime import TaskProgress, permanent_error, run_task
 from taskservice.contracts import TaskActivityInput
@@ -160,7 +161,7 @@ class LLMActivities:
         ]
         try:
             evaluation = await self._structured(messages, Evaluation, usage)
-        except _AIServiceError as err:
+        except AIServiceUnavailable as err:
             return {
                 "department": data.department_slug,
                 "rating": 50,
@@ -203,7 +204,7 @@ class LLMActivities:
         steps = data.target_items + 1
         progress.report(0.0, f"planning 1/{steps}")
         plan_schema = _with_item_count(GatherPlan.model_json_schema(), data.target_items)
-        plan = await self._structured_or_fail(
+        plan = await self._structured(
             [
                 {"role": "system", "content": GATHER_SYSTEM_PROMPT},
                 {"role": "user", "content": _gather_plan_prompt(data)},
@@ -215,7 +216,7 @@ class LLMActivities:
         items: list[dict[str, Any]] = []
         for index, planned in enumerate(plan.items[: data.target_items], start=1):
             progress.report(index / steps, f"creating_item {index}/{data.target_items}")
-            item = await self._structured_or_fail(
+            item = await self._structured(
                 [
                     {"role": "system", "content": GATHER_SYSTEM_PROMPT},
                     {"role": "user", "content": _gather_item_prompt(data, planned)},
@@ -274,11 +275,11 @@ class LLMActivities:
                     f"LLM endpoint rejected the request (HTTP {err.status_code}): {_error_message(err)}",
                     "UpstreamClientError",
                 ) from None
-            raise _AIServiceError(f"LLM endpoint answered HTTP {err.status_code}") from None
+            raise AIServiceUnavailable(f"LLM endpoint answered HTTP {err.status_code}") from None
         except openai.APITimeoutError:
-            raise _AIServiceError("AI service timeout") from None
+            raise AIServiceUnavailable("AI service timeout") from None
         except openai.APIConnectionError as err:
-            raise _AIServiceError(f"AI service unreachable: {err}") from None
+            raise AIServiceUnavailable(f"AI service unreachable: {err}") from None
         if completion.usage is not None:
             usage.prompt_tokens += completion.usage.prompt_tokens
             usage.completion_tokens += completion.usage.completion_tokens
@@ -318,25 +319,14 @@ class LLMActivities:
                         "content": f"That reply did not match the schema ({last_error}). Try again.",
                     },
                 ]
-        raise _AIServiceError(f"model output did not match the schema: {last_error}")
-
-    async def _structured_or_fail(
-        self,
-        messages: list[ChatCompletionMessageParam],
-        model_cls: type[M],
-        usage: _Usage,
-        *,
-        schema: dict[str, Any] | None = None,
-    ) -> M:
-        """Like _structured, but an AI-service failure is retryable by Temporal rather than degraded."""
-        try:
-            return await self._structured(messages, model_cls, usage, schema=schema)
-        except _AIServiceError as err:
-            raise RuntimeError(str(err)) from None
+        raise AIServiceUnavailable(f"model output did not match the schema: {last_error}")
 
 
-class _AIServiceError(Exception):
-    """The model could not be reached or did not produce a usable answer (transient)."""
+class AIServiceUnavailable(ApplicationError):
+    """The model could not be reached or gave no usable answer: transient, so Temporal retries it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="AIServiceUnavailable")
 
 
 def build(settings: Settings) -> LLMActivities:

@@ -48,7 +48,7 @@ class WebhookActivities:
             "task_type": delivery.task_type,
             "callback_url": redact_url(delivery.url),
             "attempt": attempt,
-            "event": delivery.event,
+            "webhook_event": delivery.event,
         }
         try:
             await check_outbound_url(delivery.url, allow_private=self._settings.webhook_allow_private)

@@ -91,7 +91,7 @@ class _TaskLifecycleInterceptor(Interceptor):
         info = activity.info()
         started = TaskStarted(
             attempt=info.attempt,
-            started_at=datetime.now(UTC).isoformat(),
+            started_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             worker=self._state.identity,
         )
         try:

@@ -105,7 +105,7 @@ class TaskWorkflow:
             result=result,
             error=error,
             started_at=started_at,
-            completed_at=now.isoformat(),
+            completed_at=now.isoformat().replace("+00:00", "Z"),
             processing_time=processing_time,
         )
         memo_outcome = outcome
@@ -148,4 +148,4 @@ def _failure_text(err: ActivityError) -> tuple[str, str | None]:
     if isinstance(cause, ApplicationError) and cause.type:
         message = f"{cause.type}: {message}"
     trace = cause.failure.stack_trace if isinstance(cause, FailureError) and cause.failure else None
-    return message, trace or None
+    return message, f"Traceback (most recent call last):\n{trace}" if trace else None
