@@ -405,7 +405,9 @@ def _evaluation_prompt(data: EvaluateDepartmentData) -> str:
 
 
 def _gather_plan_prompt(data: AutomatedGatherCreationData) -> str:
-    existing = "\n".join(f"- {g.summary or g.content[:120]}" for g in data.existing_gather_data)
+    existing = "\n".join(
+        f"- {g.summary + ': ' if g.summary else ''}{g.content[:200]}" for g in data.existing_gather_data
+    )
     focus = ", ".join(data.focus_areas) or "whatever the department needs most"
     return (
         f"Project: {data.project_title or 'untitled'}\nBrief: {data.project_brief}\n"

@@ -119,7 +119,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         yield receiver
 
 
-WORKER_QUEUES = ["default"]
+WORKER_QUEUES = ["default", "cpu_intensive"]
 
 
 @pytest.fixture(scope="session")

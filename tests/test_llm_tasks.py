@@ -1,0 +1,130 @@
+"""evaluate_department and automated_gather_creation against the local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import Stack, submit, wait_status
+
+GATHER = [
+    {
+        "content": "A young detective arrives in a small coastal town...",
+        "summary": "Main story premise",
+        "context": "Mystery thriller genre",
+    },
+    {
+        "content": "Three-act structure with clear character arcs...",
+        "summary": "Story structure",
+        "context": "Narrative framework",
+    },
+]
+
+
+def _evaluation(
+    threshold: int, rating_directive: str = "", gather: list[dict[str, str]] | None = None
+) -> dict:
+    items = [dict(g) for g in (GATHER if gather is None else gather)]
+    if items and rating_directive:
+        items[0]["content"] += f" {rating_directive}"
+    return {
+        "department_slug": "story",
+        "department_number": 1,
+        "gather_data": items,
+        "previous_evaluations": [
+            {"department": "concept", "rating": 85, "summary": "Strong conceptual foundation"}
+        ],
+        "threshold": threshold,
+    }
+
+
+async def test_evaluation_passes_at_or_above_threshold(api: httpx.AsyncClient, stack: Stack) -> None:
+    task_id = await submit(api, "evaluate_department", _evaluation(80, "[[rating=85]]"))
+    result = (await wait_status(api, task_id, "completed"))["result"]
+    assert result["department"] == "story"
+    assert result["rating"] == 85
+    assert result["evaluation_result"] == "pass"
+    assert isinstance(result["evaluation_summary"], str) and result["evaluation_summary"]
+    assert result["issues"] and result["suggestions"]
+    assert result["iteration_count"] == 1
+    assert result["processing_time"] >= 0
+    assert result["metadata"]["model"] == "fake-model-1"
+    assert result["metadata"]["tokens_used"] > 0
+    assert 0 <= result["metadata"]["confidence_score"] <= 1
+    request = stack.llm.chat_requests[-1]
+    assert request["response_format"]["type"] == "json_schema"
+    assert "A young detective" in request["messages"][1]["content"]
+    assert "concept: rating 85" in request["messages"][1]["content"]
+
+
+async def test_evaluation_fails_below_threshold(api: httpx.AsyncClient) -> None:
+    task_id = await submit(api, "evaluate_department", _evaluation(80, "[[rating=79]]"))
+    result = (await wait_status(api, task_id, "completed"))["result"]
+    assert result["rating"] == 79 and result["evaluation_result"] == "fail"
+
+
+async def test_empty_gather_data_fails_without_calling_the_model(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    before = len(stack.llm.chat_requests)
+    task_id = await submit(api, "evaluate_department", _evaluation(80, gather=[]))
+    result = (await wait_status(api, task_id, "completed"))["result"]
+    assert result["rating"] == 0
+    assert result["evaluation_result"] == "fail"
+    assert result["evaluation_summary"] == "Insufficient data provided for evaluation"
+    assert result["issues"] == ["No gather data provided"]
+    assert result["suggestions"] == ["Gather content for department"]
+    assert len(stack.llm.chat_requests) == before
+
+
+async def test_ai_service_failure_gives_the_degraded_result(api: httpx.AsyncClient) -> None:
+    task_id = await submit(api, "evaluate_department", _evaluation(80, "[[status=503]]"))
+    result = (await wait_status(api, task_id, "completed"))["result"]
+    assert result["rating"] == 50
+    assert result["evaluation_summary"].startswith("Evaluation could not be completed:")
+    assert result["issues"] == ["AI evaluation service unavailable"]
+    assert result["suggestions"] == ["Retry evaluation when service is available"]
+    assert result["degraded"] is True and result["evaluation_result"] == "fail"
+
+
+async def test_out_of_range_model_output_is_reasked_then_degraded(api: httpx.AsyncClient) -> None:
+    task_id = await submit(api, "evaluate_department", _evaluation(80, "[[rating=150]]"))
+    result = (await wait_status(api, task_id, "completed"))["result"]
+    assert result["degraded"] is True
+    assert result["iteration_count"] == 2
+    assert "did not match the schema" in result["evaluation_summary"]
+
+
+async def test_gather_creation_plans_then_writes_each_item(api: httpx.AsyncClient, stack: Stack) -> None:
+    before = len(stack.llm.chat_requests)
+    task_id = await submit(
+        api,
+        "automated_gather_creation",
+        {
+            "department_slug": "character",
+            "project_brief": "A noir detective series in 1920s Chicago.",
+            "project_title": "Detective",
+            "target_items": 3,
+            "focus_areas": ["protagonist"],
+            "existing_gather_data": [{"content": "Detective Jones, 45, ex-boxer", "summary": "Lead"}],
+        },
+    )
+    status = await wait_status(api, task_id, "completed")
+    result = status["result"]
+    assert result["department"] == "character"
+    assert result["item_count"] == 3 and len(result["items"]) == 3
+    for item in result["items"]:
+        assert set(item) == {"title", "content", "summary", "context"}
+    assert result["iteration_count"] == 4
+    assert len(stack.llm.chat_requests) - before == 4
+    plan_request = stack.llm.chat_requests[before]
+    assert "Plan exactly 3 new gather items" in plan_request["messages"][1]["content"]
+    assert "Detective Jones" in plan_request["messages"][1]["content"]
+
+
+async def test_llm_endpoint_rejecting_credentials_fails_without_retry(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    task_id = await submit(api, "test_prompt", {"prompt_template": "who am I [[status=401]]"})
+    status = await wait_status(api, task_id, "failed")
+    assert status["error"].startswith("AuthenticationFailed:")
+    assert status["attempt"] == 1
