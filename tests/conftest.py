@@ -178,6 +178,9 @@ async def wait_status(
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
         response = await api.get(f"/api/v1/tasks/{task_id}/status")
+        if response.status_code == 503:  # Temporal restarting (fault tests): keep polling
+            await asyncio.sleep(0.2)
+            continue
         assert response.status_code == 200, response.text
         last = response.json()
         if last["status"] in wanted:
