@@ -21,6 +21,8 @@ from tests.stack import ServiceProcess, TemporalDevServer, free_port, wait_http_
 API_KEYS = ("test-key-1", "test-key-2")
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"task-service-test-secret-32bytes").decode()
 ISOLATED_NAMESPACE = "isolated"
+# Never has a worker: tasks there show how "no worker" looks.
+EMPTY_NAMESPACE = "no-workers"
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
@@ -102,7 +104,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def temporal_server(workdir: Path) -> Iterator[TemporalDevServer]:
-    server = TemporalDevServer(workdir, namespaces=(ISOLATED_NAMESPACE,)).start()
+    server = TemporalDevServer(workdir, namespaces=(ISOLATED_NAMESPACE, EMPTY_NAMESPACE)).start()
     yield server
     server.stop()
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.conftest import API_KEYS, Stack, submit, wait_status
+from tests.conftest import API_KEYS, EMPTY_NAMESPACE, Stack, submit, wait_status
 
 
 async def test_same_idempotency_key_returns_the_same_task(api: httpx.AsyncClient) -> None:
@@ -149,8 +149,8 @@ async def test_temporal_unreachable_is_503_with_retry_after(stack: Stack) -> Non
 
 
 async def test_queued_task_says_when_no_worker_polls_its_queue(api: httpx.AsyncClient, stack: Stack) -> None:
-    """The isolated namespace has no workers at all: the task says so, and cancel still removes it."""
-    process, url = stack.start_api("api-isolated", TEMPORAL_NAMESPACE="isolated")
+    """A namespace without any worker: the task says so, and cancel still removes it."""
+    process, url = stack.start_api("api-no-workers", TEMPORAL_NAMESPACE=EMPTY_NAMESPACE)
     try:
         async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": API_KEYS[0]}, timeout=30) as client:
             task_id = await submit(
