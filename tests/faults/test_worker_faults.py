@@ -55,3 +55,22 @@ async def test_worker_recycles_after_max_tasks_without_losing_any(stack: Stack) 
     finally:
         api_process.stop()
         worker.stop()
+
+
+async def test_worker_recycles_when_its_memory_passes_the_limit(stack: Stack) -> None:
+    """Any real worker is above 64 MB RSS: it drains and is replaced after every task; none is lost."""
+    env = {"TEMPORAL_NAMESPACE": ISOLATED_NAMESPACE, "WORKER_MAX_MEMORY_MB": "64"}
+    worker = stack.spawn("worker-memory", ["workers", "default"], **env)
+    api_process, url = stack.start_api("api-memory", TEMPORAL_NAMESPACE=ISOLATED_NAMESPACE)
+    try:
+        await wait_for_pollers(stack.temporal.address, ISOLATED_NAMESPACE, ["default"])
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": API_KEYS[0]}, timeout=30) as client:
+            ids = [await submit(client, "test_prompt", {"prompt_template": f"memory {i}"}) for i in range(3)]
+            results = [
+                await wait_status(client, task_id, {"completed", "failed"}, timeout=90) for task_id in ids
+            ]
+        assert [r["status"] for r in results] == ["completed"] * 3
+        assert "MB above 64 MB" in worker.log_text()
+    finally:
+        api_process.stop()
+        worker.stop()

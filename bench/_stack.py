@@ -1,0 +1,69 @@
+"""A throwaway stack for benchmarks: Temporal dev server, fake LLM, workers and API as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from tests.conftest import _base_env, wait_for_pollers
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.stack import ServiceProcess, TemporalDevServer, free_port, wait_http_ok
+
+API_KEY = "bench-key"
+
+
+@dataclass
+class BenchStack:
+    url: str
+    workdir: Path
+    processes: dict[str, ServiceProcess]
+    temporal: TemporalDevServer
+
+
+def machine_info() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+
+
+@asynccontextmanager
+async def bench_stack(queues: list[str], **env: str) -> AsyncIterator[BenchStack]:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        FakeOpenAIServer(api_key="sk-test-llm-key") as llm,
+    ):
+        workdir = Path(tmp)
+        temporal = TemporalDevServer(workdir).start()
+        base = {
+            **_base_env(temporal, llm, workdir),
+            "API_KEY": API_KEY,
+            "WORKER_CONCURRENCY_DEFAULT": "8",
+            "WORKER_REPORT_INTERVAL_S": "10",
+            **env,
+        }
+        processes = {
+            q: ServiceProcess(f"worker-{q}", ["workers", q], base, workdir / f"worker-{q}.log").start()
+            for q in queues
+        }
+        port = free_port()
+        processes["api"] = ServiceProcess(
+            "api", ["api"], {**base, "API_PORT": str(port)}, workdir / "api.log"
+        ).start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http_ok(f"{url}/health", process=processes["api"])
+            await wait_for_pollers(temporal.address, "default", queues)
+            await asyncio.sleep(1)
+            yield BenchStack(url, workdir, processes, temporal)
+        finally:
+            for process in processes.values():
+                process.stop()
+            temporal.stop()
