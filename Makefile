@@ -33,10 +33,10 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: install system-deps models lint
+test: install system-deps lint
 	$(PY) -m pytest
 
-test-heavy: install system-deps models
+test-heavy: install system-deps
 	$(PY) -m pytest -m heavy
 
 dev: install system-deps models

@@ -310,6 +310,9 @@ class TaskStore:
                 )
             if view.started_at is None and activity.HasField("last_started_time") and started:
                 view.started_at = activity.last_started_time.ToDatetime(tzinfo=UTC)
+        elif view.status == TaskStatus.PROCESSING:
+            # The activity is done and the workflow is recording the outcome (milliseconds).
+            view.progress, view.current_step = 1.0, "finishing"
         if view.status == TaskStatus.QUEUED:
             view.current_step = await self._queued_step(view.queue)
         if view.started_at is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from tests.fakes.file_server import FileServer
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.stack import ServiceProcess, TemporalDevServer, free_port, wait_http_ok
@@ -65,6 +67,7 @@ def _base_env(temporal: TemporalDevServer, llm: FakeOpenAIServer, workdir: Path)
         "RATE_LIMIT_STATUS_PER_MIN": "100000",
         "MAX_CONCURRENT_PER_PROJECT": "100000",
         "WORKER_CONCURRENCY_DEFAULT": "2",
+        "WORKER_CONCURRENCY_GPU_MEDIUM": "2",
         "WORKER_MAX_TASKS": "100000",
         "WORKER_REPORT_INTERVAL_S": "2",
         "DATA_DIR": str(workdir / "data"),
@@ -121,22 +124,59 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         yield receiver
 
 
-WORKER_QUEUES = ["default", "cpu_intensive"]
+WORKER_QUEUES = ["default", "cpu_intensive", "gpu_medium", "gpu_heavy"]
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODELS = REPO / "data" / "test-models"
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, Path]:
+    """Tiny randomly initialised diffusers pipelines, built once (no downloads) and reused across runs."""
+    spec = importlib.util.spec_from_file_location(
+        "build_tiny_models", REPO / "scripts" / "build_tiny_models.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folders: dict[str, Path] = module.build_all(TINY_MODELS)
+    spec = importlib.util.spec_from_file_location("build_tiny_tts", REPO / "scripts" / "build_tiny_tts.py")
+    assert spec is not None and spec.loader is not None
+    tts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tts)
+    vits = TINY_MODELS / "tiny-vits"
+    folders["tiny-vits"] = vits if (vits / "config.json").exists() else tts.build(vits)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def file_server() -> Iterator[FileServer]:
+    with FileServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 async def stack(
-    temporal_server: TemporalDevServer, fake_llm: FakeOpenAIServer, workdir: Path
+    temporal_server: TemporalDevServer,
+    fake_llm: FakeOpenAIServer,
+    workdir: Path,
+    tiny_models: dict[str, Path],
 ) -> AsyncIterator[Stack]:
     env = _base_env(temporal_server, fake_llm, workdir)
+    env |= {
+        "IMAGE_MODEL": str(tiny_models["tiny-sd"]),
+        "VIDEO_MODEL": str(tiny_models["tiny-video"]),
+        "ANIMATION_MODEL": str(tiny_models["tiny-animatediff"]),
+        "TTS_MODEL": str(tiny_models["tiny-vits"]),
+        "TORCH_DEVICE": "cpu",
+    }
+    port = free_port()
+    env["MEDIA_PUBLIC_URL"] = f"http://127.0.0.1:{port}/media"
     workers = {
         queue: ServiceProcess(
             f"worker-{queue}", ["workers", queue], env, workdir / f"worker-{queue}.log"
         ).start()
         for queue in WORKER_QUEUES
     }
-    port = free_port()
-    env["MEDIA_PUBLIC_URL"] = f"http://127.0.0.1:{port}/media"
     api = ServiceProcess("api", ["api"], {**env, "API_PORT": str(port)}, workdir / "api.log").start()
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/health", process=api)

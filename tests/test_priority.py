@@ -23,4 +23,7 @@ async def test_high_priority_overtakes_a_low_priority_backlog(api: httpx.AsyncCl
     for task_id in [*low, high]:
         status = await wait_status(api, task_id, "completed", timeout=30)
         started[task_id] = status["started_at"]
-    assert started[high] < min(started[t] for t in low), started
+    # Both slots free up together: the high-priority task, submitted last, is among the first two dispatched
+    # (Temporal's priority is best effort within a dispatch round; without it, it would be fourth).
+    order = sorted(started, key=lambda t: started[t])
+    assert high in order[:2], started

@@ -90,7 +90,7 @@ def file_server() -> Iterator[FileServer]:
 
 @pytest.fixture(scope="session")
 def tiny_tts_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny random VITS, built offline by the same script `make dev` uses."""
+    """The tiny random VITS, built offline by scripts/build_tiny_tts.py."""
     spec = importlib.util.spec_from_file_location("build_tiny_tts", REPO / "scripts" / "build_tiny_tts.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,186 @@
+"""Download of task input files (reference images, voice profiles, audio tracks) behind the SSRF guard.
+
+Every hop of a redirect chain is resolved and checked, and the request is sent to the checked address
+(Host header and TLS SNI keep the original name), so a DNS answer that changes between check and connect
+cannot smuggle a private address in. Client mistakes (bad URL, 404, wrong type, too big) are permanent
+`InvalidInput` failures; server and network trouble raises `InputFetchError`, which Temporal retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+import httpx
+
+from activities.runtime import permanent_error
+from taskservice.netguard import is_public_address, redact_url
+from taskservice.settings import Settings
+
+MAX_REDIRECTS = 5
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# Client errors that are really "try again later".
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+class InputFetchError(Exception):
+    """A transient failure to download an input (5xx, timeout, connection): the attempt is retried."""
+
+
+@dataclass
+class FetchedFile:
+    url: str
+    content_type: str
+    data: bytes
+
+
+class InputFetcher:
+    """Fetches input URLs for activities through one shared `httpx.AsyncClient`."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._client = client
+
+    async def fetch(self, url: str, *, accept: tuple[str, ...], max_bytes: int | None = None) -> FetchedFile:
+        """Download `url` (up to 5 checked redirects) whose content type starts with one of `accept`.
+
+        Raises:
+            ApplicationError: type InvalidInput (non-retryable) for anything retrying cannot fix.
+            InputFetchError: for server errors, throttling, timeouts and connection failures.
+        """
+        limit = self._settings.fetch_max_bytes if max_bytes is None else max_bytes
+        try:
+            # One deadline for the whole chain: per-operation timeouts alone let a slow drip run forever.
+            async with asyncio.timeout(self._settings.fetch_timeout_s):
+                return await self._fetch(url, accept, limit)
+        except TimeoutError:
+            raise InputFetchError(
+                f"timed out after {self._settings.fetch_timeout_s:g}s downloading {redact_url(url)}"
+            ) from None
+
+    async def _fetch(self, url: str, accept: tuple[str, ...], limit: int) -> FetchedFile:
+        current = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            request = await self._build_request(current, original=url)
+            try:
+                response = await self._client.send(request, stream=True, follow_redirects=False)
+            except httpx.HTTPError as err:
+                raise InputFetchError(
+                    f"could not download {redact_url(current)}: {type(err).__name__}"
+                    + (f": {err}" if str(err) else "")
+                ) from None
+            try:
+                if response.status_code in _REDIRECT_CODES:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise permanent_error(
+                            f"input URL {redact_url(current)} redirects without a Location", "InvalidInput"
+                        )
+                    current = str(httpx.URL(current).join(location))
+                    continue
+                self._check_status(response.status_code, current, url)
+                content_type = _media_type(response.headers.get("content-type"))
+                if not content_type.startswith(accept):
+                    raise permanent_error(
+                        f"input URL {redact_url(url)} has content type {content_type!r}; "
+                        f"expected {' or '.join(accept)}",
+                        "InvalidInput",
+                    )
+                data = await _read_limited(response, limit, url)
+                return FetchedFile(url=url, content_type=content_type, data=data)
+            finally:
+                await response.aclose()
+        raise permanent_error(
+            f"input URL {redact_url(url)} redirects more than {MAX_REDIRECTS} times", "InvalidInput"
+        )
+
+    async def _build_request(self, url: str, *, original: str) -> httpx.Request:
+        """A GET for `url`, aimed at an address that passed the guard (unless private URLs are allowed)."""
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL:
+            raise permanent_error(
+                f"input URL {redact_url(original)} is not a valid URL", "InvalidInput"
+            ) from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise permanent_error(
+                f"input URL {redact_url(url)} must be http(s) with a host", "InvalidInput"
+            ) from None
+        headers = {"user-agent": "aladdin-task-service/1", "accept": "*/*"}
+        if self._settings.allow_private_urls:
+            return self._client.build_request("GET", parsed, headers=headers)
+        address = await _resolve_public(parsed, original)
+        return pinned_request(self._client, parsed, address, headers)
+
+    @staticmethod
+    def _check_status(status: int, current: str, original: str) -> None:
+        if status < 300:
+            return
+        where = redact_url(current)
+        if status >= 500 or status in _RETRYABLE_4XX:
+            raise InputFetchError(f"input URL {where} answered HTTP {status}; will retry")
+        if status in (404, 410):
+            raise permanent_error(f"input URL {where} not found (HTTP {status})", "InvalidInput")
+        suffix = "" if current == original else f" (redirected from {redact_url(original)})"
+        raise permanent_error(f"input URL {where} answered HTTP {status}{suffix}", "InvalidInput")
+
+
+def pinned_request(
+    client: httpx.AsyncClient, url: httpx.URL, address: str, headers: dict[str, str]
+) -> httpx.Request:
+    """A request to `url` sent to `address`: the Host header and TLS SNI (and so certificate checks) keep
+    the URL's own host name."""
+    host_header = url.host if url.port is None else f"{url.host}:{url.port}"
+    request = client.build_request(
+        "GET",
+        url.copy_with(host=address),
+        headers={**headers, "host": host_header},
+        extensions={"sni_hostname": url.host},
+    )
+    return request
+
+
+async def _resolve_public(url: httpx.URL, original: str) -> str:
+    """The first address of `url`'s host, after checking that every address it resolves to is public."""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        # An unknown name is a client mistake far more often than a DNS outage.
+        raise permanent_error(
+            f"input URL {redact_url(original)}: host {url.host!r} does not resolve", "InvalidInput"
+        ) from None
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses or not all(is_public_address(a) for a in addresses):
+        raise permanent_error(
+            f"input URL {redact_url(original)} refused: host {url.host!r} resolves to a private, loopback, "
+            "link-local, multicast or reserved address",
+            "InvalidInput",
+        )
+    return addresses[0]
+
+
+def _media_type(header: str | None) -> str:
+    # A server that names no type sends bytes; callers that accept octet-stream take those.
+    return (header or "application/octet-stream").split(";", 1)[0].strip().lower()
+
+
+async def _read_limited(response: httpx.Response, limit: int, url: str) -> bytes:
+    too_big = permanent_error(
+        f"input URL {redact_url(url)} is larger than the {limit} byte limit", "InvalidInput"
+    )
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+    except httpx.HTTPError as err:
+        raise InputFetchError(f"download of {redact_url(url)} broke off: {type(err).__name__}") from None
+    return b"".join(chunks)

@@ -1,0 +1,160 @@
+"""generate_video and render_animation end to end on tiny pipelines; files checked by decoding them."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from activities.media import MediaActivities
+from activities.media_video import resample_frames, split_clips
+from tests.media.conftest import HTTPServer, StepRecorder, activity_env, assert_progress, task_input
+
+
+def decode(path: Path) -> tuple[dict[str, Any], int]:
+    """Metadata and the number of frames, decoded independently of the service's own probe."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta: dict[str, Any] = next(reader)
+    frames = sum(1 for _ in reader)
+    return meta, frames
+
+
+def check_video(result: dict[str, Any], media_dir: Path, key: str, *, size: tuple[int, int], frames: int,
+                fps: int) -> None:  # fmt: skip
+    path = media_dir / "media" / key
+    assert result["media_url"] == f"http://media.test/media/{key}"
+    meta, decoded = decode(path)
+    assert tuple(meta["size"]) == size
+    assert decoded == frames
+    assert meta["fps"] == pytest.approx(fps)
+    assert meta["duration"] == pytest.approx(frames / fps, abs=0.02)
+    m = result["metadata"]
+    assert (m["width"], m["height"], m["frame_count"], m["fps"]) == (*size, frames, fps)
+    assert m["duration"] == pytest.approx(frames / fps, abs=0.02)
+    assert m["resolution"] == f"{size[0]}x{size[1]}" and m["format"] == "mp4" and m["codec"] == "h264"
+    assert m["file_size"] == path.stat().st_size
+
+
+async def test_text_to_video(media: MediaActivities, media_dir: Path, steps: StepRecorder) -> None:
+    run = activity_env()
+    data = {
+        "scene_description": "a harbour at dawn",
+        "camera_angle": "wide",
+        "lighting": "golden hour",
+        "character_positions": [{"character_id": "ali", "position": "left", "action": "waves"}],
+        "duration": 1,
+        "fps": 8,
+        "resolution": "64x64",
+        "seed": 3,
+        "num_inference_steps": 2,
+    }
+    started = time.perf_counter()
+    result = await run.env.run(media.generate_video, task_input("generate_video", data, task_id="vid_text"))
+    elapsed = time.perf_counter() - started
+    check_video(result, media_dir, "proj_media/generate_video/vid_text.mp4", size=(64, 64), frames=8, fps=8)
+    assert result["metadata"]["native_frames"] == 8 and result["metadata"]["steps"] == 2
+    assert_progress(run.heartbeats)
+    assert [e.step for e in steps.events] == [1, 2]
+    print(f"\n[media] generate_video 64x64 1s@8fps 2 steps: {elapsed:.2f}s", file=sys.stderr)
+
+
+async def test_video_from_storyboard_resampled(
+    media: MediaActivities, media_dir: Path, http_server: HTTPServer
+) -> None:
+    run = activity_env()
+    data = {
+        "scene_description": "a chase through the market",
+        "storyboard_images": [http_server.base_url + "/story-1.png", http_server.base_url + "/story-2.png"],
+        "duration": 1.5,
+        "fps": 12,
+        "resolution": "64x48",
+        "num_inference_steps": 2,
+    }
+    result = await run.env.run(media.generate_video, task_input("generate_video", data, task_id="vid_story"))
+    # 12 native frames (1.5 s at 8 fps) in two storyboard clips, blended up to 18 frames at 12 fps.
+    check_video(
+        result, media_dir, "proj_media/generate_video/vid_story.mp4", size=(64, 48), frames=18, fps=12
+    )
+    meta = result["metadata"]
+    assert meta["clips"] == 2 and meta["native_frames"] == 12 and meta["conditioning"] == "storyboard"
+    assert_progress(run.heartbeats)
+
+
+async def test_render_animation(media: MediaActivities, media_dir: Path, http_server: HTTPServer) -> None:
+    run = activity_env()
+    data = {
+        "action": "jumps over a fence",
+        "character_id": "ali",
+        "style": "watercolor",
+        "character_reference_image": http_server.base_url + "/ref.png",
+        "duration": 1,
+        "fps": 10,
+        "resolution": "64x64",
+        "seed": 11,
+        "num_inference_steps": 2,
+    }
+    started = time.perf_counter()
+    result = await run.env.run(media.render_animation, task_input("render_animation", data, task_id="anim_1"))
+    elapsed = time.perf_counter() - started
+    check_video(result, media_dir, "proj_media/render_animation/anim_1.mp4", size=(64, 64), frames=10, fps=10)
+    assert result["metadata"]["conditioning"] == "character_reference"
+    assert_progress(run.heartbeats)
+    print(f"\n[media] render_animation 64x64 1s@10fps 2 steps (img cond): {elapsed:.2f}s", file=sys.stderr)
+
+
+async def test_render_animation_text_only(media: MediaActivities, media_dir: Path) -> None:
+    data = {"action": "waves", "duration": 1, "fps": 8, "resolution": "64x64", "num_inference_steps": 2}
+    result = await activity_env().env.run(
+        media.render_animation, task_input("render_animation", data, task_id="anim_2")
+    )
+    check_video(result, media_dir, "proj_media/render_animation/anim_2.mp4", size=(64, 64), frames=8, fps=8)
+    assert result["metadata"]["conditioning"] == "text"
+
+
+async def test_cancel_video_mid_denoise(media: MediaActivities, steps: StepRecorder) -> None:
+    """TextToVideoSDPipeline has no `_interrupt`: the legacy callback raises to stop it."""
+    run = activity_env()
+    loop = asyncio.get_running_loop()
+    cancelled_at: list[float] = []
+
+    def cancel_at_step_2(event: object) -> None:
+        if len(steps.events) == 2 and not cancelled_at:
+            cancelled_at.append(time.perf_counter())
+            loop.call_soon_threadsafe(run.env.cancel)
+
+    steps.on_event = cancel_at_step_2
+    data = {
+        "scene_description": "long",
+        "duration": 1,
+        "fps": 8,
+        "resolution": "64x64",
+        "num_inference_steps": 20,
+    }
+    with pytest.raises(asyncio.CancelledError):
+        await run.env.run(media.generate_video, task_input("generate_video", data, task_id="vid_cancel"))
+    latency = time.perf_counter() - cancelled_at[0]
+    assert steps.events[-1].stopping and [e.stopping for e in steps.events].count(True) == 1
+    assert len([e for e in steps.events if e.at > cancelled_at[0]]) <= 2
+    assert len(steps.events) < 20
+    print(f"\n[media] video cancel latency: {latency * 1000:.0f} ms", file=sys.stderr)
+
+
+def test_resample_frames_exact_count_and_endpoints() -> None:
+    native = np.stack([np.full((4, 4, 3), v, dtype=np.uint8) for v in (0, 100, 200)])
+    out = resample_frames(native, 5)
+    assert out.shape == (5, 4, 4, 3)
+    assert [int(f[0, 0, 0]) for f in out] == [0, 50, 100, 150, 200]
+    assert resample_frames(native, 3) is native
+    assert [int(f[0, 0, 0]) for f in resample_frames(native, 2)] == [0, 200]
+
+
+def test_split_clips() -> None:
+    assert split_clips(8, 16) == [8]
+    assert split_clips(40, 16) == [14, 13, 13]
+    assert sum(split_clips(240, 16)) == 240 and max(split_clips(240, 16)) <= 16
