@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import time
@@ -13,8 +12,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
+from api.caller import Caller, key_id
 from api.errors import AuthenticationFailed, RateLimited, ServiceUnavailable
 from api.ratelimit import RateLimiter
+from api.service import TaskService
 from api.taskstore import TaskStore
 from taskservice.settings import Settings
 from taskservice.temporal import connect
@@ -82,17 +83,6 @@ def get_store(services: ServicesDep) -> TaskStore:
 StoreDep = Annotated[TaskStore, Depends(get_store)]
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated API key, known only by a hash (never logged or stored in clear)."""
-
-    key_id: str
-
-
-def key_id(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:24]
-
-
 def authenticate(
     services: ServicesDep,
     x_api_key: Annotated[str | None, Header(description="The service's API key.")] = None,
@@ -128,3 +118,10 @@ def read_quota(caller: CallerDep, services: ServicesDep) -> Caller:
 
 SubmitCaller = Annotated[Caller, Depends(submit_quota)]
 ReadCaller = Annotated[Caller, Depends(read_quota)]
+
+
+def get_task_service(services: ServicesDep) -> TaskService:
+    return TaskService(services.store(), services.settings)
+
+
+TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
+from taskservice.priority import TaskPriority
 
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
@@ -20,7 +21,16 @@ class SubmitTaskRequest(BaseModel):
     project_id: str = Field(pattern=PROJECT_ID_PATTERN, description="Project the task belongs to.")
     task_type: str = Field(json_schema_extra={"enum": list(CATALOG)})
     task_data: dict[str, Any] = Field(description="Inputs of the task type (see the task type's schema).")
-    priority: int = Field(2, ge=1, le=3, description="1 high, 2 normal, 3 low.")
+    priority: Annotated[TaskPriority, BeforeValidator(TaskPriority.parse)] = Field(
+        TaskPriority.NORMAL,
+        description="1 (high), 2 (normal), 3 (low), or LOW / NORMAL / HIGH / URGENT; Temporal task priority.",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "integer", "enum": [1, 2, 3]},
+                {"type": "string", "enum": [p.value for p in TaskPriority]},
+            ]
+        },
+    )
     callback_url: str | None = Field(None, max_length=2048, description="Webhook called when the task ends.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Passed back in webhooks.")
 

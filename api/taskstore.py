@@ -38,13 +38,12 @@ from taskservice.contracts import (
     TaskWorkflowInput,
     WorkerReport,
 )
+from taskservice.priority import TaskPriority
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE, Queue
 from taskservice.settings import Settings
 from workflows import search_attributes as sa
 from workflows.task import MEMO_ATTEMPT, MEMO_OUTCOME, MEMO_STARTED_AT, TaskWorkflow
 
-# Seed priority 1 (high) / 2 (normal) / 3 (low) onto Temporal priority keys (1 = first, 5 = last).
-PRIORITY_KEYS = {1: 1, 2: 3, 3: 5}
 # A poller that has not polled for this long is gone (killed workers stay listed for minutes).
 POLLER_FRESHNESS = timedelta(seconds=70)
 TERMINAL_EXECUTION = {
@@ -69,7 +68,7 @@ class TaskView:
     status: TaskStatus
     task_data: dict[str, Any]
     metadata: dict[str, Any]
-    priority: int
+    priority: TaskPriority
     callback_url: str | None
     created_at: datetime
     updated_at: datetime
@@ -129,7 +128,7 @@ class TaskStore:
         project_id: str,
         task_type: str,
         task_data: dict[str, Any],
-        priority: int,
+        priority: TaskPriority,
         callback_url: str | None,
         metadata: dict[str, Any],
         retry_of: str | None = None,
@@ -145,7 +144,7 @@ class TaskStore:
             task_data=task_data,
             plan=spec.plan(self._settings.task_retry_initial_interval),
             created_at=created_at.isoformat(),
-            priority=priority,
+            priority=priority.value,
             callback_url=callback_url,
             metadata=metadata,
             retry_of=retry_of,
@@ -156,7 +155,7 @@ class TaskStore:
                 "task_type": task_type,
                 "task_data": task_data,
                 "metadata": metadata,
-                "priority": priority,
+                "priority": priority.value,
                 "callback_url": callback_url,
                 "created_at": task.created_at,
                 "retry_of": retry_of,
@@ -179,7 +178,7 @@ class TaskStore:
                         SearchAttributePair(sa.OWNER, owner),
                     ]
                 ),
-                priority=Priority(priority_key=PRIORITY_KEYS[priority]),
+                priority=Priority(priority_key=priority.temporal_key),
                 # One task per ID for the whole retention window, even after it closed.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -332,7 +331,7 @@ class TaskStore:
             status=TaskStatus.QUEUED,
             task_data=info.get("task_data") or {},
             metadata=info.get("metadata") or {},
-            priority=int(info.get("priority") or 2),
+            priority=TaskPriority.parse(info.get("priority") or "NORMAL"),
             callback_url=info.get("callback_url"),
             created_at=created_at,
             updated_at=execution.close_time or created_at,

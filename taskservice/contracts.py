@@ -53,7 +53,7 @@ class TaskWorkflowInput:
     task_data: dict[str, Any]
     plan: TaskPlan
     created_at: str
-    priority: int = 2
+    priority: str = "NORMAL"
     callback_url: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     retry_of: str | None = None

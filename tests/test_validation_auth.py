@@ -157,3 +157,13 @@ async def test_both_configured_keys_are_accepted(stack: Stack) -> None:
         for key in API_KEYS:
             response = await client.get("/api/v1/tasks/metrics", headers={"X-API-Key": key})
             assert response.status_code == 200
+
+
+async def test_priority_accepts_seed_numbers_and_names(api: httpx.AsyncClient) -> None:
+    for priority in (1, 2, 3, "1", "LOW", "normal", "HIGH", "URGENT"):
+        response = await _submit(api, {**GOOD, "priority": priority})
+        assert response.status_code == 200, (priority, response.text)
+    for priority in (0, 4, "SUPER", True, 1.5):
+        response = await _submit(api, {**GOOD, "priority": priority})
+        assert response.status_code == 400, priority
+        assert "priority" in response.json()["details"]

@@ -1,0 +1,36 @@
+"""Task priority: seed 001's 1/2/3 and seed 003's names, onto Temporal priority keys (1 runs first)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskPriority(StrEnum):
+    URGENT = "URGENT"
+    HIGH = "HIGH"
+    NORMAL = "NORMAL"
+    LOW = "LOW"
+
+    @property
+    def temporal_key(self) -> int:
+        return {"URGENT": 1, "HIGH": 2, "NORMAL": 3, "LOW": 4}[self.value]
+
+    @classmethod
+    def parse(cls, value: object) -> TaskPriority:
+        """1/2/3 (seed 001: high/normal/low) or a name (seed 003), case-insensitive."""
+        if isinstance(value, TaskPriority):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("priority must be 1, 2, 3 or LOW/NORMAL/HIGH/URGENT")
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            number = int(value)
+            if number not in SEED_NUMBERS:
+                raise ValueError("priority must be 1 (high), 2 (normal) or 3 (low)")
+            return SEED_NUMBERS[number]
+        try:
+            return cls(value.upper())
+        except ValueError:
+            raise ValueError("priority must be 1, 2, 3 or LOW/NORMAL/HIGH/URGENT") from None
+
+
+SEED_NUMBERS = {1: TaskPriority.HIGH, 2: TaskPriority.NORMAL, 3: TaskPriority.LOW}
