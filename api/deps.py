@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import jwt
 from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
@@ -31,6 +32,7 @@ class Services:
 
     settings: Settings
     api_keys: list[bytes]
+    admin_keys: list[bytes]
     submit_limiter: RateLimiter
     status_limiter: RateLimiter
     started_at: float = field(default_factory=time.monotonic)
@@ -83,18 +85,40 @@ def get_store(services: ServicesDep) -> TaskStore:
 StoreDep = Annotated[TaskStore, Depends(get_store)]
 
 
+def authenticate_credentials(services: Services, api_key: str | None, authorization: str | None) -> Caller:
+    """An API key (X-API-Key, or `?api_key=` for browsers' WebSockets) or, with JWT_SECRET, a Bearer JWT."""
+    if api_key:
+        provided = api_key.encode()
+        # Compare against every key, in constant time each, so timing reveals neither key nor position.
+        matched = False
+        for key in services.api_keys:
+            matched |= hmac.compare_digest(provided, key)
+        admin = False
+        for key in services.admin_keys:
+            admin |= hmac.compare_digest(provided, key)
+        if matched or admin:
+            return Caller(key_id=key_id(api_key), is_admin=admin)
+    elif authorization and authorization.lower().startswith("bearer ") and services.settings.jwt_secret:
+        token = authorization[7:].strip()
+        try:
+            claims = jwt.decode(
+                token,
+                services.settings.jwt_secret.get_secret_value(),
+                algorithms=["HS256"],
+                options={"require": ["sub"]},
+            )
+        except jwt.PyJWTError:
+            raise AuthenticationFailed("Invalid or expired token") from None
+        return Caller(key_id=key_id(f"jwt:{claims['sub']}"), is_admin=claims.get("role") == "admin")
+    raise AuthenticationFailed("Invalid or missing API key")
+
+
 def authenticate(
     services: ServicesDep,
     x_api_key: Annotated[str | None, Header(description="The service's API key.")] = None,
+    authorization: Annotated[str | None, Header(description="`Bearer <JWT>` when JWT_SECRET is set.")] = None,
 ) -> Caller:
-    provided = (x_api_key or "").encode()
-    # Compare against every key, in constant time each, so timing reveals neither key nor position.
-    matched = False
-    for key in services.api_keys:
-        matched |= hmac.compare_digest(provided, key)
-    if not provided or not matched:
-        raise AuthenticationFailed("Invalid or missing API key")
-    return Caller(key_id=key_id(provided.decode()))
+    return authenticate_credentials(services, x_api_key, authorization)
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]

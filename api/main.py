@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Services
 from api.errors import ServiceError, ServiceUnavailable, ValidationFailed
 from api.ratelimit import RateLimiter
-from api.routes import health, projects, tasks
+from api.routes import compat, health, projects, streams, tasks
 from api.validation import details_from_errors
 from taskservice.settings import Settings
 
@@ -46,6 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     services = Services(
         settings=settings,
         api_keys=_api_keys(settings),
+        admin_keys=[
+            k.strip().encode()
+            for k in (settings.admin_api_key.get_secret_value().split(",") if settings.admin_api_key else [])
+            if k.strip()
+        ],
         submit_limiter=RateLimiter(settings.rate_limit_submit_per_min),
         status_limiter=RateLimiter(settings.rate_limit_status_per_min),
     )
@@ -84,8 +89,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": "internal_error", "message": "Temporal call failed"}, status_code=500)
 
     app.include_router(health.router)
+    # Fixed paths such as /tasks/bulk/retry go before /tasks/{task_id}/... patterns.
+    app.include_router(compat.router)
     app.include_router(tasks.router)
     app.include_router(projects.router)
+    app.include_router(streams.router)
+    app.include_router(compat.task_router)
     if settings.storage_backend == "local":
         media = settings.data_dir / "media"
         media.mkdir(parents=True, exist_ok=True)

@@ -157,3 +157,129 @@ class ErrorResponse(BaseModel):
     message: str
     details: dict[str, str] | None = None
     retry_after: int | None = None
+
+
+class TaskError(BaseModel):
+    type: str
+    message: str
+
+
+class TaskDetail(BaseModel):
+    """Seed 002's task resource: integer progress, error as an object."""
+
+    task_id: str
+    project_id: str
+    task_type: str
+    status: TaskStatus
+    progress: int = Field(ge=0, le=100)
+    current_step: str | None
+    message: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    result: dict[str, Any] | None
+    error: TaskError | None
+    priority: str
+    attempt: int
+
+
+class BatchSubmitRequest(BaseModel):
+    tasks: list[dict[str, Any]] = Field(min_length=1, max_length=100, description="Submit bodies (≤ 100).")
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    success: bool
+    task: SubmitTaskResponse | None = None
+    error: ErrorResponse | None = None
+
+
+class BatchSubmitResponse(BaseModel):
+    created: int
+    failed: int
+    results: list[BatchItemResult]
+
+
+class QueueStatus(BaseModel):
+    queue: str
+    backlog: int
+    running: int
+    pollers: list[str]
+    worker_count: int
+    configured_concurrency: int
+    task_types: list[str]
+
+
+class QueuesResponse(BaseModel):
+    queues: list[QueueStatus]
+    timestamp: datetime
+
+
+class StatisticsResponse(BaseModel):
+    window_hours: float
+    since: datetime
+    total: int
+    by_status: dict[str, int]
+    by_type: dict[str, dict[str, int]]
+    timestamp: datetime
+
+
+class BulkFilter(BaseModel):
+    project_id: str | None = Field(None, pattern=PROJECT_ID_PATTERN)
+    task_type: str | None = None
+    status: TaskStatus | None = None
+
+
+class BulkResponse(BaseModel):
+    matched: int
+    affected: int
+    task_ids: list[str]
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
+class CleanupRequest(BaseModel):
+    finished_older_than_hours: float = Field(24.0, gt=0, description="Delete finished tasks older than this.")
+    cancel_queued_older_than_hours: float | None = Field(
+        None, gt=0, description="Also cancel tasks still queued after this long (stale)."
+    )
+    dry_run: bool = False
+
+
+class CleanupResponse(BaseModel):
+    deleted: int
+    cancelled: int
+    dry_run: bool
+    task_ids: list[str]
+
+
+class WorkerInfo(BaseModel):
+    identity: str
+    queue: str
+    host: str
+    pid: int
+    state: str
+    alive: bool
+    started_at: str
+    last_seen: str
+    tasks_done: int
+    tasks_failed: int
+    rss_mb: float
+    gpu_memory_mb: list[float]
+    loaded_models: list[str]
+    concurrency: int
+
+
+class WorkersHealthResponse(BaseModel):
+    status: str
+    total: int
+    alive: int
+    by_queue: dict[str, int]
+    workers: list[WorkerInfo]
+    timestamp: datetime
+
+
+class WorkersStatsResponse(BaseModel):
+    workers: list[WorkerInfo]
+    totals: dict[str, float]
+    timestamp: datetime

@@ -27,7 +27,9 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c1e-2b1a-4a53-9f3e-7f4f3c2d9a10")
 FAILURE_RATE_WARNING, FAILURE_RATE_CRITICAL = 10.0, 20.0
 RUNNING_WARNING_S, RUNNING_CRITICAL_S = 8 * 60, 9.5 * 60
 WORKER_MEMORY_WARNING_MB, WORKER_MEMORY_CRITICAL_MB = 1.5 * 1024, 1.9 * 1024
-WORKER_GONE_AFTER_S = 60
+# A worker that missed this many reports is gone (bounded by the 60 s the operators were promised).
+MISSED_REPORTS_GONE = 3
+WORKER_GONE_AFTER_MAX_S = 60.0
 
 CANCEL_MESSAGES = {
     TaskStatus.QUEUED: "Task was queued and has been revoked",
@@ -206,7 +208,9 @@ class TaskService:
                     )
                 )
         for worker in await self.store.worker_reports():
-            if not worker_is_alive(worker.state, worker.last_seen, now):
+            if not worker_is_alive(
+                worker.state, worker.last_seen, now, self.settings.worker_report_interval_s
+            ):
                 continue
             if worker.rss_mb > WORKER_MEMORY_WARNING_MB:
                 alerts.append(
@@ -221,7 +225,8 @@ class TaskService:
         return alerts
 
 
-def worker_is_alive(state: str, last_seen: str, now: datetime) -> bool:
+def worker_is_alive(state: str, last_seen: str, now: datetime, report_interval_s: float) -> bool:
     if state == "stopped" or not last_seen:
         return False
-    return (now - datetime.fromisoformat(last_seen)).total_seconds() <= WORKER_GONE_AFTER_S
+    gone_after = min(WORKER_GONE_AFTER_MAX_S, max(5.0, MISSED_REPORTS_GONE * report_interval_s))
+    return (now - datetime.fromisoformat(last_seen)).total_seconds() <= gone_after

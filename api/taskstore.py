@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution as WorkflowExecution_
 from temporalio.api.enums.v1 import PendingActivityState, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest, DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -379,6 +380,22 @@ class TaskStore:
             if "task" in memo:
                 views.append(self._base_view(execution, memo))
         return views, total
+
+    async def task_ids(self, query: str, limit: int = 10_000) -> list[str]:
+        ids = []
+        async for execution in self._client.list_workflows(query, page_size=1000):
+            ids.append(execution.id)
+            if len(ids) >= limit:
+                break
+        return ids
+
+    async def delete(self, task_id: str) -> None:
+        """Remove a finished task from Temporal (history and visibility)."""
+        await self._client.workflow_service.delete_workflow_execution(
+            DeleteWorkflowExecutionRequest(
+                namespace=self._client.namespace, workflow_execution=WorkflowExecution_(workflow_id=task_id)
+            )
+        )
 
     async def count(self, query: str) -> int:
         return (await self._client.count_workflows(query)).count

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     celery_task_api_key: SecretStr | None = Field(
         None, description="Also accepted (the Celery service's name for the key), comma-separated."
     )
+    admin_api_key: SecretStr | None = Field(
+        None, description="Key for admin-only endpoints (cleanup); comma-separated list allowed."
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 secret: `Authorization: Bearer <JWT>` is accepted beside X-API-Key."
+    )
     openai_base_url: str | None = Field(
         None, description="OpenAI-compatible endpoint for the LLM task types."
     )

@@ -21,6 +21,7 @@ from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.stack import ServiceProcess, TemporalDevServer, free_port, wait_http_ok
 
 API_KEYS = ("test-key-1", "test-key-2")
+ADMIN_KEY = "test-admin-key"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"task-service-test-secret-32bytes").decode()
 ISOLATED_NAMESPACE = "isolated"
 # Never has a worker: tasks there show how "no worker" looks.
@@ -56,6 +57,7 @@ def _base_env(temporal: TemporalDevServer, llm: FakeOpenAIServer, workdir: Path)
         "TEMPORAL_NAMESPACE": "default",
         "API_HOST": "127.0.0.1",
         "API_KEY": ",".join(API_KEYS),
+        "ADMIN_API_KEY": ADMIN_KEY,
         "OPENAI_BASE_URL": llm.base_url,
         "OPENAI_API_KEY": "sk-test-llm-key",
         "LLM_MODEL": "fake-model-1",
