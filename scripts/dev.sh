@@ -46,6 +46,7 @@ if [ "$TEMPORAL_ADDRESS" = "localhost:$TEMPORAL_PORT" ]; then
         --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
         --db-filename data/temporal-dev.db \
         --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
+        --dynamic-config-value matching.useNewMatcher=true \
         --search-attribute ProjectId=Keyword --search-attribute TaskType=Keyword \
         --search-attribute TaskStatus=Keyword --search-attribute TaskOwner=Keyword \
         --log-level warn &

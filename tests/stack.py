@@ -67,6 +67,9 @@ class TemporalDevServer:
             "synchronous=normal",
             "--log-level",
             "error",
+            # Task priority (seed priority 1-3) is honoured by the new matcher only.
+            "--dynamic-config-value",
+            "matching.useNewMatcher=true",
         ]
         for name in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{name}=Keyword"]

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 
-from tests.conftest import Stack, submit, wait_status
+from tests.conftest import API_KEYS, ISOLATED_NAMESPACE, Stack, submit, wait_for_pollers, wait_status
 
 
-async def test_high_priority_overtakes_a_low_priority_backlog(api: httpx.AsyncClient, stack: Stack) -> None:
-    # Two sleepers occupy both default-worker slots, so the next tasks wait in the backlog.
-    blockers = [
-        await submit(api, "test_prompt", {"prompt_template": f"block {i} [[sleep=3]]"}) for i in range(2)
-    ]
-    for task_id in blockers:
-        await wait_status(api, task_id, "processing")
-    low = [await submit(api, "test_prompt", {"prompt_template": f"low {i}"}, priority=3) for i in range(3)]
-    await asyncio.sleep(0.2)
+async def _dispatch_order(api: httpx.AsyncClient) -> list[str]:
+    """A blocker holds the only slot while 5 low tasks and then 1 high task queue up; return start order."""
+    blocker = await submit(api, "test_prompt", {"prompt_template": "block [[sleep=3]]"})
+    await wait_status(api, blocker, "processing")
+    low = [await submit(api, "test_prompt", {"prompt_template": f"low {i}"}, priority=3) for i in range(5)]
     high = await submit(api, "test_prompt", {"prompt_template": "high"}, priority=1)
     started = {}
     for task_id in [*low, high]:
-        status = await wait_status(api, task_id, "completed", timeout=30)
-        started[task_id] = status["started_at"]
-    # Both slots free up together: the high-priority task, submitted last, is among the first two dispatched
-    # (Temporal's priority is best effort within a dispatch round; without it, it would be fourth).
-    order = sorted(started, key=lambda t: started[t])
-    assert high in order[:2], started
+        started[task_id] = (await wait_status(api, task_id, "completed", timeout=30))["started_at"]
+    return ["HIGH" if t == high else "low" for t in sorted(started, key=lambda t: started[t])]
+
+
+async def test_high_priority_overtakes_a_low_priority_backlog(stack: Stack) -> None:
+    # A worker of its own with one slot, so nothing else competes for it while the backlog forms.
+    worker = stack.spawn(
+        "worker-priority",
+        ["workers", "default"],
+        TEMPORAL_NAMESPACE=ISOLATED_NAMESPACE,
+        WORKER_CONCURRENCY_DEFAULT="1",
+    )
+    api_process, url = stack.start_api("api-priority", TEMPORAL_NAMESPACE=ISOLATED_NAMESPACE)
+    try:
+        await wait_for_pollers(stack.temporal.address, ISOLATED_NAMESPACE, ["default"])
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": API_KEYS[0]}, timeout=30) as api:
+            # Temporal's priority is best effort at the instant a slot frees (a task already handed to the
+            # matcher may go first). Without priority the high task, submitted last of six, would start
+            # last; with it, it is among the first two. One repeat absorbs the rare handed-over case.
+            orders = [await _dispatch_order(api)]
+            if "HIGH" not in orders[0][:2]:
+                orders.append(await _dispatch_order(api))
+        assert "HIGH" in orders[-1][:2], orders
+    finally:
+        api_process.stop()
+        worker.stop()
