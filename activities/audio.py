@@ -93,6 +93,9 @@ class AudioActivities:
     def activities(self) -> Sequence[Callable[..., Any]]:
         return [self.generate_character_voice, self.process_audio]
 
+    def cache_stats(self) -> dict[str, int]:
+        return {}
+
     def loaded_models(self) -> list[str]:
         return self._engines.loaded()
 

@@ -85,6 +85,9 @@ class LLMActivities:
     def activities(self) -> Sequence[Callable[..., Any]]:
         return [self.test_prompt, self.evaluate_department, self.automated_gather_creation]
 
+    def cache_stats(self) -> dict[str, int]:
+        return {}
+
     def loaded_models(self) -> list[str]:
         return []
 

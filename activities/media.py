@@ -165,6 +165,9 @@ class MediaActivities:
     def activities(self) -> Sequence[Callable[..., Any]]:
         return [self.generate_image, self.generate_video, self.render_animation]
 
+    def cache_stats(self) -> dict[str, int]:
+        return {"hits": self._models.hits, "misses": self._models.loads}
+
     def loaded_models(self) -> list[str]:
         return self._models.loaded_models()
 

@@ -80,6 +80,7 @@ class ModelCache:
         self._lock = threading.Lock()
         self._load_locks: dict[tuple[PipelineKind, str], threading.Lock] = {}
         self.loads = 0  # how many from_pretrained/from_pipe builds this process did (tests check reuse)
+        self.hits = 0  # requests answered by an already loaded pipeline
 
     @property
     def device(self) -> str:
@@ -173,6 +174,7 @@ class ModelCache:
             entry = self._entries.get(key)
             if entry is not None:
                 entry.last_used = time.monotonic()
+                self.hits += 1
                 return entry.pipe
             load_lock = self._load_locks.setdefault(key, threading.Lock())
         with load_lock:

@@ -12,6 +12,7 @@ from typing import Annotated
 import jwt
 from fastapi import Depends, Header, Request
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from api.caller import Caller, key_id
 from api.errors import AuthenticationFailed, RateLimited, ServiceUnavailable
@@ -19,11 +20,13 @@ from api.ratelimit import RateLimiter
 from api.service import TaskService
 from api.taskstore import TaskStore
 from taskservice.settings import Settings
+from taskservice.telemetry import ApiMetrics
 from taskservice.temporal import connect
 
 log = logging.getLogger("taskservice.api")
 
 RECONNECT_EVERY_S = 2.0
+METRICS_REFRESH_S = 10.0
 
 
 @dataclass
@@ -35,18 +38,37 @@ class Services:
     admin_keys: list[bytes]
     submit_limiter: RateLimiter
     status_limiter: RateLimiter
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
     started_at: float = field(default_factory=time.monotonic)
     client: Client | None = None
     _connector: asyncio.Task[None] | None = None
+    _refresher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Connect to Temporal; if it is down, keep trying in the background and answer 503 meanwhile."""
         if not await self._try_connect():
             self._connector = asyncio.create_task(self._reconnect_forever())
+        self._refresher = asyncio.create_task(self._refresh_metrics_forever())
 
     async def close(self) -> None:
-        if self._connector is not None:
-            self._connector.cancel()
+        for task in (self._connector, self._refresher):
+            if task is not None:
+                task.cancel()
+
+    async def _refresh_metrics_forever(self) -> None:
+        """Keep the Prometheus gauges that come from Temporal (backlog, pollers, outcomes) fresh."""
+        while True:
+            try:
+                store = self.store()
+                states = await store.all_queue_states()
+                for state in states.values():
+                    self.metrics.queue_backlog.labels(state.name).set(state.backlog)
+                    self.metrics.queue_pollers.labels(state.name).set(len(state.pollers))
+                self.metrics.finished.state = await store.metrics_state()
+                self.metrics.temporal_up.set(1)
+            except (ServiceUnavailable, RPCError):
+                self.metrics.temporal_up.set(0)
+            await asyncio.sleep(METRICS_REFRESH_S)
 
     async def _try_connect(self) -> bool:
         try:
@@ -145,7 +167,7 @@ ReadCaller = Annotated[Caller, Depends(read_quota)]
 
 
 def get_task_service(services: ServicesDep) -> TaskService:
-    return TaskService(services.store(), services.settings)
+    return TaskService(services.store(), services.settings, services.metrics)
 
 
 TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]

@@ -20,6 +20,7 @@ from taskservice.catalog import CATALOG, TaskSpec
 from taskservice.contracts import TaskStatus
 from taskservice.netguard import UnsafeURLError, check_outbound_url
 from taskservice.settings import Settings
+from taskservice.telemetry import ApiMetrics
 
 # Idempotency keys map to task IDs inside this namespace, per API key.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c1e-2b1a-4a53-9f3e-7f4f3c2d9a10")
@@ -66,9 +67,10 @@ def _request_hash(body: SubmitTaskRequest) -> str:
 
 
 class TaskService:
-    def __init__(self, store: TaskStore, settings: Settings) -> None:
+    def __init__(self, store: TaskStore, settings: Settings, metrics: ApiMetrics | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.telemetry = metrics
 
     async def submit(
         self, caller: Caller, body: SubmitTaskRequest, idempotency_key: str | None = None
@@ -116,6 +118,8 @@ class TaskService:
         )
         if not created:
             return self._replay(view, request_hash, spec)
+        if self.telemetry is not None:
+            self.telemetry.tasks_submitted.labels(body.task_type).inc()
         return Submitted(view, spec, await self._queue_position(spec))
 
     def _replay(self, existing: TaskView, request_hash: str, spec: TaskSpec) -> Submitted:

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         10.0, description="How often a worker reports its health (RSS, tasks) to Temporal."
     )
     data_dir: Path = Field(Path("data"), description="Local state: dev server database, media files.")
+    worker_metrics_port: int = Field(
+        9100,
+        description="Workers' Prometheus port base: gpu_heavy +0, gpu_medium +1, cpu_intensive +2, "
+        "default +3; Temporal SDK metrics at +10 (0 disables).",
+    )
     # Inputs fetched by media/audio tasks.
     allow_private_urls: bool = Field(False, description="Let tasks fetch input URLs on private addresses.")
     fetch_max_bytes: int = Field(50 * 1024 * 1024, description="Largest input file a task downloads.")
@@ -109,6 +114,13 @@ class Settings(BaseSettings):
             if secret is not None:
                 keys.extend(k.strip() for k in secret.get_secret_value().split(",") if k.strip())
         return keys
+
+    def worker_metrics_ports(self, queue: Queue) -> tuple[int, int] | None:
+        """(our metrics port, Temporal SDK metrics port) of a queue's worker, or None when disabled."""
+        if not self.worker_metrics_port:
+            return None
+        offset = list(Queue).index(queue)
+        return self.worker_metrics_port + offset, self.worker_metrics_port + 10 + offset
 
     def worker_concurrency(self, queue: Queue) -> int:
         return {

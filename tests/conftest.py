@@ -72,6 +72,8 @@ def _base_env(temporal: TemporalDevServer, llm: FakeOpenAIServer, workdir: Path)
         "WORKER_CONCURRENCY_GPU_MEDIUM": "2",
         "WORKER_MAX_TASKS": "100000",
         "WORKER_REPORT_INTERVAL_S": "2",
+        # Several workers of one queue run side by side in tests: no fixed metrics ports.
+        "WORKER_METRICS_PORT": "0",
         "DATA_DIR": str(workdir / "data"),
         "PYTHONUNBUFFERED": "1",
     }

@@ -79,3 +79,17 @@ def test_dockerfiles_copy_every_package() -> None:
         text = (ROOT / name).read_text()
         for package in ("taskservice", "workflows", "activities", "api", "workers"):
             assert f"COPY {package} {package}" in text, (name, package)
+
+
+def test_grafana_dashboard_queries_metrics_we_export() -> None:
+    import json
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    exported = (ROOT / "taskservice" / "telemetry.py").read_text()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            names = re.findall(r"taskservice_[a-z_]+", target["expr"])
+            assert names, panel["title"]
+            for name in names:
+                base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+                assert f'"{base}"' in exported, (panel["title"], name)

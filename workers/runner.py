@@ -9,12 +9,15 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import psutil
+from prometheus_client import start_http_server
+from structlog.contextvars import bind_contextvars, clear_contextvars
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
@@ -32,6 +35,7 @@ from taskservice.catalog import QUEUE_HARD_TIMEOUT_S, specs_for_queue
 from taskservice.contracts import TaskStarted, WorkerReport
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE, Queue
 from taskservice.settings import Settings
+from taskservice.telemetry import WorkerMetrics
 from taskservice.temporal import connect
 from workflows.bookkeeping import TaskMetricsWorkflow, WorkerRegistryWorkflow
 from workflows.task import TaskWorkflow
@@ -79,10 +83,13 @@ class WorkerState:
 class _TaskLifecycleInterceptor(Interceptor):
     """Tells the task's workflow when an attempt starts, and counts finished tasks for recycling."""
 
-    def __init__(self, client: Client, state: WorkerState, task_types: set[str]) -> None:
+    def __init__(
+        self, client: Client, state: WorkerState, task_types: set[str], metrics: WorkerMetrics
+    ) -> None:
         self._client = client
         self._state = state
         self._task_types = task_types
+        self.metrics = metrics
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _TaskLifecycleInbound(next, self)
@@ -107,16 +114,45 @@ class _TaskLifecycleInbound(ActivityInboundInterceptor):
         self._owner = owner
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        if activity.info().activity_type not in self._owner._task_types:
-            return await super().execute_activity(input)
+        info = activity.info()
+        metrics = self._owner.metrics
+        if info.activity_type not in self._owner._task_types:
+            if info.activity_type != "deliver_webhook":
+                return await super().execute_activity(input)
+            try:
+                result = await super().execute_activity(input)
+            except BaseException:
+                metrics.webhooks.labels("failed").inc()
+                raise
+            metrics.webhooks.labels("delivered").inc()
+            return result
+        queue = self._owner._state.queue.value
+        task = input.args[0] if input.args else None
+        bind_contextvars(
+            task_id=info.workflow_id,
+            project_id=getattr(task, "project_id", None),
+            task_type=info.activity_type,
+            attempt=info.attempt,
+            queue=queue,
+        )
         await self._owner.announce_start()
-        ok = False
+        log.info("Task attempt started")
+        started = time.monotonic()
+        outcome = "failed"
         try:
             result = await super().execute_activity(input)
-            ok = True
+            outcome = "completed"
             return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
         finally:
-            self._owner._state.task_finished(ok)
+            elapsed = time.monotonic() - started
+            metrics.tasks.labels(queue, info.activity_type, outcome).inc()
+            metrics.duration.labels(queue, info.activity_type).observe(elapsed)
+            log.info("Task attempt finished", extra={"outcome": outcome, "duration_s": round(elapsed, 3)})
+            clear_contextvars()
+            self._owner._state.task_finished(outcome == "completed")
 
 
 def load_providers(settings: Settings, queue: Queue) -> list[ActivityProvider]:
@@ -141,6 +177,22 @@ async def ensure_bookkeeping(client: Client) -> None:
             task_queue=WORKFLOW_QUEUE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
+
+
+def _merged_cache_stats(providers: list[ActivityProvider]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for provider in providers:
+        for name, value in provider.cache_stats().items():
+            merged[name] = merged.get(name, 0) + value
+    return merged
+
+
+def _serve_metrics(metrics: WorkerMetrics, port: int) -> None:
+    """Serve /metrics in a thread; a port already taken (two workers of a queue on one host) is not fatal."""
+    try:
+        start_http_server(port, registry=metrics.registry)
+    except OSError as err:
+        log.warning("Worker metrics not served", extra={"port": port, "error": str(err)})
 
 
 def _gpu_memory_mb() -> list[float]:
@@ -179,9 +231,14 @@ async def _report(client: Client, state: WorkerState, providers: list[ActivityPr
         log.warning("Worker report failed", extra={"error": str(err)})
 
 
-async def _report_forever(client: Client, state: WorkerState, providers: list[ActivityProvider]) -> None:
+async def _report_forever(
+    client: Client, state: WorkerState, providers: list[ActivityProvider], metrics: WorkerMetrics
+) -> None:
     while True:
         await _report(client, state, providers)
+        metrics.rss.labels(state.queue.value).set(state.rss_mb() * 2**20)
+        for index, used_mb in enumerate(_gpu_memory_mb()):
+            metrics.gpu_memory.labels(state.queue.value, str(index)).set(used_mb * 2**20)
         if state.rss_mb() > state.settings.worker_max_memory_mb:
             state.request_recycle(
                 f"RSS {state.rss_mb():.0f} MB above {state.settings.worker_max_memory_mb} MB"
@@ -196,9 +253,13 @@ async def run_worker(settings: Settings, queue: Queue) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, state.stop.set)
 
-    client = await connect(settings)
+    ports = settings.worker_metrics_ports(queue)
+    client = await connect(settings, sdk_metrics_port=ports[1] if ports else None)
     await ensure_bookkeeping(client)
     providers = load_providers(settings, queue)
+    metrics = WorkerMetrics(queue.value, lambda: _merged_cache_stats(providers))
+    if ports:
+        _serve_metrics(metrics, ports[0])
     http = httpx.AsyncClient()
     webhooks = WebhookActivities(settings, http)
     task_types = {spec.name for spec in specs_for_queue(queue)}
@@ -207,7 +268,7 @@ async def run_worker(settings: Settings, queue: Queue) -> int:
         task_queue=queue.value,
         activities=[a for p in providers for a in p.activities()],
         max_concurrent_activities=settings.worker_concurrency(queue),
-        interceptors=[_TaskLifecycleInterceptor(client, state, task_types)],
+        interceptors=[_TaskLifecycleInterceptor(client, state, task_types, metrics)],
         # Draining lets running tasks finish; the hard timeout bounds them anyway.
         graceful_shutdown_timeout=timedelta(seconds=QUEUE_HARD_TIMEOUT_S[queue]),
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -219,6 +280,7 @@ async def run_worker(settings: Settings, queue: Queue) -> int:
         task_queue=WORKFLOW_QUEUE,
         workflows=[TaskWorkflow, TaskMetricsWorkflow, WorkerRegistryWorkflow],
         activities=webhooks.activities(),
+        interceptors=[_TaskLifecycleInterceptor(client, state, set(), metrics)],
         graceful_shutdown_timeout=timedelta(seconds=45),
         identity=state.identity,
     )
@@ -228,7 +290,7 @@ async def run_worker(settings: Settings, queue: Queue) -> int:
         "Worker started",
         extra={"queue": queue.value, "identity": state.identity, "task_types": sorted(task_types)},
     )
-    reporter = asyncio.create_task(_report_forever(client, state, providers))
+    reporter = asyncio.create_task(_report_forever(client, state, providers, metrics))
     try:
         stopped = asyncio.create_task(state.stop.wait())
         done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)

@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.service import RPCError
 
-from api.deps import CallerDep, ServicesDep
+from api.deps import CallerDep, ServicesDep, authenticate_credentials
 from api.errors import ServiceUnavailable
 from api.schemas import HealthResponse, SystemLoad
 from taskservice import system
 from taskservice.queues import Queue
 
 router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Needs a key like every route: `X-API-Key`, or `Authorization: Bearer <API key>` (what "
+    "Prometheus sends with `authorization: {credentials: ...}` in its scrape config).",
+    response_class=PlainTextResponse,
+)
+async def prometheus_metrics(
+    services: ServicesDep,
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    bearer = (
+        authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
+    )
+    authenticate_credentials(services, x_api_key or bearer, authorization if not bearer else None)
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/health", summary="Liveness probe (no auth)")

@@ -1,0 +1,147 @@
+"""Prometheus metrics of the API and of each worker, each in its own registry (nothing at import time)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from taskservice.contracts import MetricsState
+from taskservice.queues import Queue
+
+TASK_DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, float("inf"))
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, float("inf"))
+
+
+class ApiMetrics:
+    """What the API measures itself, plus the service-wide numbers it reads from Temporal on a refresh."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.tasks_submitted = Counter(
+            "taskservice_tasks_submitted",
+            "Tasks accepted by this API process.",
+            ["task_type"],
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "taskservice_http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "taskservice_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_backlog = Gauge(
+            "taskservice_queue_backlog",
+            "Activity tasks waiting in a queue (Temporal).",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.queue_pollers = Gauge(
+            "taskservice_queue_pollers",
+            "Live workers polling a queue (Temporal).",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.temporal_up = Gauge(
+            "taskservice_temporal_up", "1 when the last refresh reached Temporal.", registry=self.registry
+        )
+        self.finished = _FinishedTasks()
+        self.registry.register(self.finished)
+        for queue in Queue:
+            self.queue_backlog.labels(queue.value)
+            self.queue_pollers.labels(queue.value)
+
+
+class _FinishedTasks(Collector):
+    """Cumulative outcomes from the metrics workflow (shared by all API replicas and workers)."""
+
+    def __init__(self) -> None:
+        self.state = MetricsState()
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        finished = CounterMetricFamily(
+            "taskservice_tasks_finished", "Tasks finished, by outcome (all workers).", labels=["status"]
+        )
+        for status, value in (
+            ("completed", self.state.completed),
+            ("failed", self.state.failed),
+            ("cancelled", self.state.cancelled),
+        ):
+            finished.add_metric([status], value)
+        yield finished
+        retried = CounterMetricFamily("taskservice_tasks_retried", "Tasks re-submitted through /retry.")
+        retried.add_metric([], self.state.retried)
+        yield retried
+        average = GaugeMetricFamily(
+            "taskservice_task_duration_average_seconds",
+            "Average processing time by task type.",
+            labels=["task_type"],
+        )
+        for task_type, count in self.state.duration_count.items():
+            if count:
+                average.add_metric([task_type], self.state.duration_sum[task_type] / count)
+        yield average
+
+
+class WorkerMetrics:
+    """One worker process: its tasks, webhooks, memory and model cache."""
+
+    def __init__(self, queue: str, cache_stats: Callable[[], dict[str, int]]) -> None:
+        self.registry = CollectorRegistry()
+        self.tasks = Counter(
+            "taskservice_worker_tasks",
+            "Task attempts run by this worker, by outcome.",
+            ["queue", "task_type", "outcome"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "taskservice_worker_task_duration_seconds",
+            "Task attempt duration.",
+            ["queue", "task_type"],
+            buckets=TASK_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "taskservice_webhook_deliveries",
+            "Webhook delivery attempts by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.rss = Gauge(
+            "taskservice_worker_rss_bytes",
+            "Resident memory of this worker.",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.gpu_memory = Gauge(
+            "taskservice_worker_gpu_memory_bytes",
+            "GPU memory allocated by this worker.",
+            ["queue", "gpu"],
+            registry=self.registry,
+        )
+        self.registry.register(_CacheCollector(queue, cache_stats))
+
+
+class _CacheCollector(Collector):
+    def __init__(self, queue: str, stats: Callable[[], dict[str, int]]) -> None:
+        self._queue = queue
+        self._stats = stats
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        stats = self._stats()
+        for metric, name in (
+            ("taskservice_model_cache_hits", "hits"),
+            ("taskservice_model_cache_misses", "misses"),
+        ):
+            family = CounterMetricFamily(metric, f"Model cache {name} of this worker.", labels=["queue"])
+            family.add_metric([self._queue], stats.get(name, 0))
+            yield family
