@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import secrets
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -17,8 +18,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Services
 from api.errors import ServiceError, ServiceUnavailable, ValidationFailed
+from api.graphql_schema import graphql_router
 from api.ratelimit import RateLimiter
 from api.routes import compat, health, projects, streams, tasks
+from api.socketio_server import mount_socketio
 from api.validation import details_from_errors
 from taskservice.settings import Settings
 
@@ -69,6 +72,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
 
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        services.metrics.http_requests.labels(request.method, path, str(response.status_code)).inc()
+        services.metrics.http_latency.labels(request.method, path).observe(time.perf_counter() - started)
+        return response
+
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: ServiceError) -> JSONResponse:
         return _error_response(err)
@@ -95,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(streams.router)
     app.include_router(compat.task_router)
+    app.include_router(graphql_router(services))  # seed 003's GraphQL API at /graphql
+    mount_socketio(app, services)  # seed 003's Socket.IO events at /ws/ai-tasks and /socket.io
     if settings.storage_backend == "local":
         media = settings.data_dir / "media"
         media.mkdir(parents=True, exist_ok=True)

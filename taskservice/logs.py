@@ -16,7 +16,8 @@ import structlog
 
 # Belt and braces: never let a presigned URL signature or an API key header reach a log line.
 _SECRETS = re.compile(
-    r"(X-Amz-Signature=|X-Amz-Credential=|Signature=|x-api-key[\"']?\s*[:=]\s*[\"']?|whsec_)[^&\s\"',]+",
+    r"(X-Amz-Signature=|X-Amz-Credential=|Signature=|api_key=|token=|x-api-key[\"']?\s*[:=]\s*[\"']?|whsec_)"
+    r"[^&\s\"',]+",
     re.IGNORECASE,
 )
 
