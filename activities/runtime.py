@@ -17,13 +17,16 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
-from taskservice.contracts import TaskActivityInput
+from taskservice.contracts import TaskActivityInput, TaskProgressUpdate
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 HEARTBEAT_EVERY_S = 0.5
+# Progress webhooks go out each time progress has moved this much (0.1 = every 10 %).
+PROGRESS_EVENT_STEP = 0.1
 CLEANUP_GRACE_S = 30.0
 
 
@@ -86,16 +89,34 @@ def permanent_error(message: str, error_type: str = "InvalidInput") -> Applicati
     return ApplicationError(message, type=error_type, non_retryable=True)
 
 
-async def _heartbeat_forever(progress: TaskProgress) -> None:
+async def _heartbeat_forever(progress: TaskProgress, task: TaskActivityInput) -> None:
+    announced = -1.0
     while True:
-        activity.heartbeat(progress.snapshot())
+        snapshot = progress.snapshot()
+        activity.heartbeat(snapshot)
+        if task.progress_updates and snapshot["progress"] - announced >= PROGRESS_EVENT_STEP:
+            announced = snapshot["progress"]
+            await _announce_progress(snapshot)
         await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+async def _announce_progress(snapshot: dict[str, Any]) -> None:
+    """Tell the workflow (which sends the `progress` webhook); never let it break the task."""
+    info = activity.info()
+    try:
+        await (
+            activity.client()
+            .get_workflow_handle(info.workflow_id or "")
+            .signal("task_progress", TaskProgressUpdate(progress=snapshot["progress"], step=snapshot["step"]))
+        )
+    except RPCError as err:
+        activity.logger.warning("Progress update not delivered", extra={"error": str(err)})
 
 
 async def run_task(task: TaskActivityInput, work: Callable[[TaskProgress], Awaitable[T]]) -> T:
     """Run one task attempt under heartbeats and the soft time limit."""
     progress = TaskProgress()
-    heartbeats = asyncio.create_task(_heartbeat_forever(progress))
+    heartbeats = asyncio.create_task(_heartbeat_forever(progress, task))
     try:
         async with asyncio.timeout(task.soft_timeout_s):
             result = await work(progress)

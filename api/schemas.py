@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -33,6 +33,19 @@ class SubmitTaskRequest(BaseModel):
     )
     callback_url: str | None = Field(None, max_length=2048, description="Webhook called when the task ends.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Passed back in webhooks.")
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Seconds from submission: not started by then → cancelled without running; still "
+        "running then → cancelled. The `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`) does the same.",
+    )
+    webhook_events_filter: list[Literal["start", "progress", "completed"]] | None = Field(
+        None,
+        max_length=3,
+        description="Which webhooks to send to callback_url: `start` (first attempt began), `progress` "
+        "(every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.",
+    )
 
 
 class SubmitTaskResponse(BaseModel):

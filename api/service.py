@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,24 @@ def validate_task_data(spec: TaskSpec, task_data: dict[str, Any]) -> dict[str, A
     return model.model_dump(mode="json", exclude_none=True)
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `1.5m`, `1h30m`, `500ms` (Replicate's Cancel-After forms)."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    elif text and re.fullmatch(f"(?:{_DURATION.pattern})+", text):
+        unit = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+        seconds = sum(float(n) * unit[u] for n, u in _DURATION.findall(text))
+    else:
+        raise ValueError("must be seconds or a duration like 90s, 5m, 1h30m")
+    if not 0 < seconds <= 7 * 24 * 3600:
+        raise ValueError("must be between 0 and 7 days")
+    return seconds
+
+
 def _request_hash(body: SubmitTaskRequest) -> str:
     return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
@@ -73,7 +92,11 @@ class TaskService:
         self.telemetry = metrics
 
     async def submit(
-        self, caller: Caller, body: SubmitTaskRequest, idempotency_key: str | None = None
+        self,
+        caller: Caller,
+        body: SubmitTaskRequest,
+        idempotency_key: str | None = None,
+        cancel_after: str | None = None,
     ) -> Submitted:
         spec = CATALOG.get(body.task_type)
         if spec is None:
@@ -86,6 +109,12 @@ class TaskService:
                 await check_outbound_url(body.callback_url, allow_private=self.settings.webhook_allow_private)
             except UnsafeURLError as err:
                 raise ValidationFailed({"callback_url": f"callback_url {err}"}) from None
+        deadline_s = body.deadline_s
+        if cancel_after is not None:
+            try:
+                deadline_s = parse_duration(cancel_after)
+            except ValueError as err:
+                raise ValidationFailed({"Cancel-After": str(err)}, message="Invalid request") from None
         request_hash = _request_hash(body)
         task_id = new_task_id()
         if idempotency_key:
@@ -115,6 +144,8 @@ class TaskService:
             callback_url=body.callback_url,
             metadata=body.metadata,
             request_hash=request_hash,
+            deadline_s=deadline_s,
+            webhook_events=list(body.webhook_events_filter) if body.webhook_events_filter else None,
         )
         if not created:
             return self._replay(view, request_hash, spec)
@@ -155,6 +186,8 @@ class TaskService:
             callback_url=original.callback_url,
             metadata=original.metadata,
             retry_of=original.task_id,
+            deadline_s=original.deadline_s,
+            webhook_events=original.webhook_events,
         )
         await self.store.record_retry(original.task_id, view.task_id)
         return view

@@ -84,6 +84,8 @@ class TaskView:
     retry_of: str | None = None
     request_hash: str | None = None
     queue: str = ""
+    deadline_s: float | None = None
+    webhook_events: list[str] = field(default_factory=lambda: ["completed"])
 
 
 @dataclass
@@ -134,6 +136,8 @@ class TaskStore:
         metadata: dict[str, Any],
         retry_of: str | None = None,
         request_hash: str | None = None,
+        deadline_s: float | None = None,
+        webhook_events: list[str] | None = None,
     ) -> tuple[TaskView, bool]:
         """Start the task's workflow; if the ID exists (idempotent replay) return that task instead."""
         spec = CATALOG[task_type]
@@ -149,6 +153,8 @@ class TaskStore:
             callback_url=callback_url,
             metadata=metadata,
             retry_of=retry_of,
+            deadline_at=(created_at + timedelta(seconds=deadline_s)).isoformat() if deadline_s else None,
+            webhook_events=list(webhook_events or ["completed"]),
         )
         memo = {
             "task": {
@@ -161,6 +167,8 @@ class TaskStore:
                 "created_at": task.created_at,
                 "retry_of": retry_of,
                 "queue": spec.queue.value,
+                "deadline_s": deadline_s,
+                "webhook_events": task.webhook_events,
             },
             "request_hash": request_hash,
         }
@@ -341,6 +349,8 @@ class TaskStore:
             retry_of=info.get("retry_of"),
             request_hash=memo.get("request_hash"),
             queue=info.get("queue") or CATALOG[info["task_type"]].queue.value,
+            deadline_s=info.get("deadline_s"),
+            webhook_events=info.get("webhook_events") or ["completed"],
         )
         if outcome:
             view.status = TaskStatus(outcome["status"])

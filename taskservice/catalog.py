@@ -31,6 +31,9 @@ NON_RETRYABLE_ERRORS = [
     "ConfigurationError",
 ]
 
+# Model loading can hold the GIL for seconds on a busy CPU host: model-running types get more slack.
+MODEL_HEARTBEAT_TIMEOUT_S = 30.0
+
 # Queue timeouts from the seed's queue table (hard limit, seconds); soft = 90 % of hard.
 QUEUE_HARD_TIMEOUT_S = {
     Queue.GPU_HEAVY: 600.0,
@@ -50,6 +53,7 @@ class TaskSpec:
     estimated_duration_s: int
     soft_timeout_s: float
     hard_timeout_s: float
+    # Worker death is noticed after this long; cancels still arrive within ~1 s (heartbeat throttle).
     heartbeat_timeout_s: float = 10.0
     max_attempts: int = 4
 
@@ -81,6 +85,7 @@ CATALOG: dict[str, TaskSpec] = {
             input_model=GenerateVideoData,
             queue=Queue.GPU_HEAVY,
             activity_module="activities.media",
+            heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=300,
             soft_timeout_s=540,
             hard_timeout_s=600,
@@ -91,6 +96,7 @@ CATALOG: dict[str, TaskSpec] = {
             input_model=RenderAnimationData,
             queue=Queue.GPU_HEAVY,
             activity_module="activities.media",
+            heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=240,
             soft_timeout_s=_soft(Queue.GPU_HEAVY),
             hard_timeout_s=QUEUE_HARD_TIMEOUT_S[Queue.GPU_HEAVY],
@@ -101,6 +107,7 @@ CATALOG: dict[str, TaskSpec] = {
             input_model=GenerateImageData,
             queue=Queue.GPU_MEDIUM,
             activity_module="activities.media",
+            heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=60,
             soft_timeout_s=270,
             hard_timeout_s=300,
@@ -111,6 +118,7 @@ CATALOG: dict[str, TaskSpec] = {
             input_model=GenerateCharacterVoiceData,
             queue=Queue.CPU_INTENSIVE,
             activity_module="activities.audio",
+            heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=20,
             soft_timeout_s=_soft(Queue.CPU_INTENSIVE),
             hard_timeout_s=QUEUE_HARD_TIMEOUT_S[Queue.CPU_INTENSIVE],
@@ -121,6 +129,7 @@ CATALOG: dict[str, TaskSpec] = {
             input_model=ProcessAudioData,
             queue=Queue.CPU_INTENSIVE,
             activity_module="activities.audio",
+            heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=25,
             soft_timeout_s=_soft(Queue.CPU_INTENSIVE),
             hard_timeout_s=QUEUE_HARD_TIMEOUT_S[Queue.CPU_INTENSIVE],

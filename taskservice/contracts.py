@@ -57,6 +57,10 @@ class TaskWorkflowInput:
     callback_url: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     retry_of: str | None = None
+    # Not started by then: cancelled without running; still running then: cancelled.
+    deadline_at: str | None = None
+    # Which webhooks to send: "start", "progress", "completed" (the final one, whatever the outcome).
+    webhook_events: list[str] = field(default_factory=lambda: ["completed"])
 
 
 @dataclass
@@ -66,6 +70,14 @@ class TaskActivityInput:
     task_type: str
     task_data: dict[str, Any]
     soft_timeout_s: float
+    # Signal the workflow as progress moves (only when the task asked for progress webhooks).
+    progress_updates: bool = False
+
+
+@dataclass
+class TaskProgressUpdate:
+    progress: float
+    step: str
 
 
 @dataclass

@@ -16,13 +16,14 @@ with workflow.unsafe.imports_passed_through():
         TaskActivityInput,
         TaskEvent,
         TaskOutcome,
+        TaskProgressUpdate,
         TaskStarted,
         TaskStatus,
         TaskWorkflowInput,
     )
     from taskservice.queues import METRICS_WORKFLOW_ID
     from workflows import search_attributes as sa
-    from workflows.webhook import deliver_webhook
+    from workflows.webhook import deliver_event_webhook, deliver_webhook
 
 # Memo keys the API reads (memo is readable without a worker; queries are not).
 MEMO_STARTED_AT = "started_at"
@@ -36,46 +37,62 @@ MEMO_RESULT_LIMIT = 16_000
 class TaskWorkflow:
     def __init__(self) -> None:
         self._started: TaskStarted | None = None
+        self._deadline_exceeded = False
+        self._progress_events = 0
 
     @workflow.run
     async def run(self, task: TaskWorkflowInput) -> TaskOutcome:
         plan = task.plan
+        self._task = task
+        activity = workflow.start_activity(
+            plan.activity,
+            TaskActivityInput(
+                task_id=task.task_id,
+                project_id=task.project_id,
+                task_type=task.task_type,
+                task_data=task.task_data,
+                soft_timeout_s=plan.soft_timeout_s,
+                progress_updates=bool(task.callback_url) and "progress" in task.webhook_events,
+            ),
+            task_queue=plan.queue,
+            start_to_close_timeout=timedelta(seconds=plan.hard_timeout_s),
+            heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_s),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=plan.retry.initial_interval_s),
+                backoff_coefficient=plan.retry.backoff_coefficient,
+                maximum_attempts=plan.retry.maximum_attempts,
+                non_retryable_error_types=plan.retry.non_retryable_error_types,
+            ),
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            result_type=dict,
+        )
         try:
-            result: dict[str, Any] = await workflow.execute_activity(
-                plan.activity,
-                TaskActivityInput(
-                    task_id=task.task_id,
-                    project_id=task.project_id,
-                    task_type=task.task_type,
-                    task_data=task.task_data,
-                    soft_timeout_s=plan.soft_timeout_s,
-                ),
-                task_queue=plan.queue,
-                start_to_close_timeout=timedelta(seconds=plan.hard_timeout_s),
-                heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=plan.retry.initial_interval_s),
-                    backoff_coefficient=plan.retry.backoff_coefficient,
-                    maximum_attempts=plan.retry.maximum_attempts,
-                    non_retryable_error_types=plan.retry.non_retryable_error_types,
-                ),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                result_type=dict,
-            )
+            if task.deadline_at is not None:
+                remaining = (datetime.fromisoformat(task.deadline_at) - workflow.now()).total_seconds()
+                done, _ = await workflow.wait([activity], timeout=max(remaining, 0.001))
+                if not done:
+                    self._deadline_exceeded = True
+                    activity.cancel()
+            result: dict[str, Any] = await activity
         except ActivityError as err:
             if isinstance(err.cause, TemporalCancelledError):
-                await self._finish(task, TaskStatus.CANCELLED, error="Task was cancelled")
+                await self._finish(task, TaskStatus.CANCELLED, error=self._cancel_reason())
                 raise asyncio.CancelledError() from None
             message, trace = _failure_text(err)
             await self._finish(task, TaskStatus.FAILED, error=message, traceback=trace)
             raise ApplicationError(message, type="TaskFailed", non_retryable=True) from None
         except asyncio.CancelledError:
-            await self._finish(task, TaskStatus.CANCELLED, error="Task was cancelled")
+            await self._finish(task, TaskStatus.CANCELLED, error=self._cancel_reason())
             raise
         return await self._finish(task, TaskStatus.COMPLETED, result=result)
 
+    def _cancel_reason(self) -> str:
+        if self._deadline_exceeded:
+            return f"DeadlineExceeded: the task's deadline ({self._task.deadline_at}) passed"
+        return "Task was cancelled"
+
     @workflow.signal(name="task_started")
-    def task_started(self, started: TaskStarted) -> None:
+    async def task_started(self, started: TaskStarted) -> None:
         first = self._started is None
         self._started = self._started or started
         memo: dict[str, Any] = {MEMO_ATTEMPT: started.attempt}
@@ -83,6 +100,20 @@ class TaskWorkflow:
             memo[MEMO_STARTED_AT] = started.started_at
             workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(TaskStatus.PROCESSING.value)])
         workflow.upsert_memo(memo)
+        task = self._task
+        if first and task.callback_url and "start" in task.webhook_events:
+            await deliver_event_webhook(task, "started", {"started_at": started.started_at, "progress": 0.0})
+
+    @workflow.signal(name="task_progress")
+    async def task_progress(self, update: TaskProgressUpdate) -> None:
+        task = self._task
+        if task.callback_url and "progress" in task.webhook_events:
+            self._progress_events += 1
+            await deliver_event_webhook(
+                task,
+                f"progress_{self._progress_events}",
+                {"progress": update.progress, "current_step": update.step},
+            )
 
     async def _finish(
         self,
@@ -118,7 +149,9 @@ class TaskWorkflow:
         workflow.upsert_memo({MEMO_OUTCOME: memo_outcome})
         workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(status.value)])
         await self._count(task, outcome)
-        if task.callback_url:
+        # Start and progress webhooks (if any) go out before the final one.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if task.callback_url and "completed" in task.webhook_events:
             await deliver_webhook(task, outcome, traceback)
         return outcome
 

@@ -55,12 +55,30 @@ def webhook_payload(task: TaskWorkflowInput, outcome: TaskOutcome, traceback: st
 
 async def deliver_webhook(task: TaskWorkflowInput, outcome: TaskOutcome, traceback: str | None) -> None:
     """Deliver the completion webhook; a failed delivery never changes the task's status."""
+    await _deliver(task, outcome.status, webhook_payload(task, outcome, traceback))
+
+
+async def deliver_event_webhook(task: TaskWorkflowInput, event: str, fields: dict[str, Any]) -> None:
+    """A `started` or `progress_<n>` event (webhook_events_filter), same signing and retries."""
+    payload = {
+        "task_id": task.task_id,
+        "project_id": task.project_id,
+        "task_type": task.task_type,
+        "status": "processing",
+        "event": event.split("_", 1)[0],
+        **fields,
+        "metadata": task.metadata,
+    }
+    await _deliver(task, event, payload)
+
+
+async def _deliver(task: TaskWorkflowInput, event: str, payload: dict[str, Any]) -> None:
     assert task.callback_url is not None
     delivery = WebhookDelivery(
         url=task.callback_url,
-        webhook_id=f"msg_{task.task_id}_{outcome.status}",
-        event=outcome.status,
-        payload=webhook_payload(task, outcome, traceback),
+        webhook_id=f"msg_{task.task_id}_{event}",
+        event=event,
+        payload=payload,
         task_id=task.task_id,
         project_id=task.project_id,
         task_type=task.task_type,

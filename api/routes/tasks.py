@@ -68,8 +68,11 @@ async def submit_task(
     tasks: TaskServiceDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    cancel_after: Annotated[
+        str | None, Header(alias="Cancel-After", max_length=32, description="Deadline, e.g. `90s`, `5m`.")
+    ] = None,
 ) -> SubmitTaskResponse:
-    submitted = await tasks.submit(caller, body, idempotency_key)
+    submitted = await tasks.submit(caller, body, idempotency_key, cancel_after)
     if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return submit_response(submitted)
