@@ -22,6 +22,7 @@ from taskservice.settings import Settings
 from taskservice.task_data import (
     AutomatedGatherCreationData,
     EvaluateDepartmentData,
+    RunLLMInferenceData,
     TestPromptData,
     render_template,
 )
@@ -83,7 +84,12 @@ class LLMActivities:
             )
 
     def activities(self) -> Sequence[Callable[..., Any]]:
-        return [self.test_prompt, self.evaluate_department, self.automated_gather_creation]
+        return [
+            self.test_prompt,
+            self.evaluate_department,
+            self.automated_gather_creation,
+            self.run_llm_inference,
+        ]
 
     def cache_stats(self) -> dict[str, int]:
         return {}
@@ -133,6 +139,33 @@ class LLMActivities:
             },
             "tokens_used": usage.total,
             "latency_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+
+    # --- run_llm_inference (seed 004) ------------------------------------------------------------
+
+    @activity.defn(name="run_llm_inference")
+    async def run_llm_inference(self, task: TaskActivityInput) -> dict[str, Any]:
+        data = _validate(RunLLMInferenceData, task)
+        return await run_task(task, lambda progress: self._inference(data, progress))
+
+    async def _inference(self, data: RunLLMInferenceData, progress: TaskProgress) -> dict[str, Any]:
+        progress.report(0.1, "calling_llm")
+        usage = _Usage()
+        messages: list[ChatCompletionMessageParam] = [m for m in data.chat()]  # type: ignore[misc]
+        completion = await self._complete(
+            messages, usage, model=data.model, temperature=data.temperature, max_tokens=data.max_tokens
+        )
+        choice = completion.choices[0]
+        return {
+            "message": {"role": "assistant", "content": choice.message.content or ""},
+            "output": choice.message.content or "",
+            "finish_reason": choice.finish_reason,
+            "model": completion.model,
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total,
+            },
         }
 
     # --- evaluate_department ---------------------------------------------------------------------

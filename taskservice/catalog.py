@@ -20,6 +20,7 @@ from taskservice.task_data import (
     GenerateVideoData,
     ProcessAudioData,
     RenderAnimationData,
+    RunLLMInferenceData,
     TestPromptData,
 )
 
@@ -56,10 +57,16 @@ class TaskSpec:
     # Worker death is noticed after this long; cancels still arrive within ~1 s (heartbeat throttle).
     heartbeat_timeout_s: float = 10.0
     max_attempts: int = 4
+    # The activity that runs it, when several task types share one (seed 004's aliases).
+    activity: str | None = None
+
+    @property
+    def activity_name(self) -> str:
+        return self.activity or self.name
 
     def plan(self, retry_initial_interval_s: float) -> TaskPlan:
         return TaskPlan(
-            activity=self.name,
+            activity=self.activity_name,
             queue=self.queue.value,
             soft_timeout_s=self.soft_timeout_s,
             hard_timeout_s=self.hard_timeout_s,
@@ -163,6 +170,41 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=10,
             soft_timeout_s=_soft(Queue.DEFAULT),
             hard_timeout_s=QUEUE_HARD_TIMEOUT_S[Queue.DEFAULT],
+        ),
+        # Seed 004 (task-manager) names: thin types over the same activities.
+        TaskSpec(
+            name="run_llm_inference",
+            description="One chat completion (messages in, message out) on the configured LLM.",
+            input_model=RunLLMInferenceData,
+            queue=Queue.DEFAULT,
+            activity_module="activities.llm",
+            estimated_duration_s=10,
+            soft_timeout_s=_soft(Queue.DEFAULT),
+            hard_timeout_s=QUEUE_HARD_TIMEOUT_S[Queue.DEFAULT],
+        ),
+        TaskSpec(
+            name="run_sd_inference",
+            description="Alias of generate_image (seed 004).",
+            input_model=GenerateImageData,
+            queue=Queue.GPU_MEDIUM,
+            activity_module="activities.media",
+            activity="generate_image",
+            estimated_duration_s=60,
+            soft_timeout_s=270,
+            hard_timeout_s=300,
+            heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
+        ),
+        TaskSpec(
+            name="run_tts_inference",
+            description="Alias of generate_character_voice (seed 004).",
+            input_model=GenerateCharacterVoiceData,
+            queue=Queue.CPU_INTENSIVE,
+            activity_module="activities.audio",
+            activity="generate_character_voice",
+            estimated_duration_s=20,
+            soft_timeout_s=_soft(Queue.CPU_INTENSIVE),
+            hard_timeout_s=QUEUE_HARD_TIMEOUT_S[Queue.CPU_INTENSIVE],
+            heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
         ),
     )
 }

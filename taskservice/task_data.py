@@ -205,6 +205,32 @@ class AutomatedGatherCreationData(TaskData):
     target_items: int = Field(5, ge=1, le=20, description="How many gather items to create.")
 
 
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=100_000)
+
+
+class RunLLMInferenceData(TaskData):
+    """Seed 004's run_llm_inference: a chat completion through the OpenAI-compatible client."""
+
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=200)
+    prompt: str | None = Field(None, max_length=100_000, description="Shorthand for one user message.")
+    model: str | None = Field(None, description="Overrides LLM_MODEL.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=32_000)
+
+    @model_validator(mode="after")
+    def _messages_or_prompt(self) -> RunLLMInferenceData:
+        if not self.messages and not self.prompt:
+            raise ValueError("give `messages` or `prompt`")
+        return self
+
+    def chat(self) -> list[dict[str, str]]:
+        if self.messages:
+            return [m.model_dump() for m in self.messages]
+        return [{"role": "user", "content": self.prompt or ""}]
+
+
 class TestPromptData(TaskData):
     __test__ = False  # not a pytest class, despite the name
 

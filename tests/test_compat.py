@@ -244,3 +244,33 @@ async def test_project_stream_sees_new_tasks(api: httpx.AsyncClient) -> None:
     await submit(api, "test_prompt", {"prompt_template": "project stream"}, project_id=project)
     await asyncio.wait_for(listener, timeout=20)
     assert seen[-1]["project_id"] == project
+
+
+async def test_seed_004_inference_task_types(api: httpx.AsyncClient) -> None:
+    llm = await submit(
+        api,
+        "run_llm_inference",
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Name a noir film."},
+            ]
+        },
+    )
+    result = (await wait_status(api, llm, "completed"))["result"]
+    assert result["message"] == {"role": "assistant", "content": "FAKE-LLM: Name a noir film."}
+    assert result["usage"]["total_tokens"] > 0
+    sd = await submit(
+        api, "run_sd_inference", {"prompt": "a lighthouse", "resolution": "64x64", "quality": "draft"}
+    )
+    image = (await wait_status(api, sd, "completed", timeout=120))["result"]
+    assert image["metadata"]["resolution"] == "64x64" and "/run_sd_inference/" in image["media_url"]
+    tts = await submit(
+        api, "run_tts_inference", {"text": "Hello.", "output_format": "wav", "sample_rate": 22050}
+    )
+    voice = (await wait_status(api, tts, "completed", timeout=120))["result"]
+    assert voice["metadata"]["format"] == "wav"
+    missing = await api.post(
+        "/api/v1/tasks/submit", json={"project_id": "p", "task_type": "run_llm_inference", "task_data": {}}
+    )
+    assert missing.status_code == 400

@@ -262,7 +262,7 @@ async def run_worker(settings: Settings, queue: Queue) -> int:
         _serve_metrics(metrics, ports[0])
     http = httpx.AsyncClient()
     webhooks = WebhookActivities(settings, http)
-    task_types = {spec.name for spec in specs_for_queue(queue)}
+    task_types = {spec.activity_name for spec in specs_for_queue(queue)}
     activity_worker = Worker(
         client,
         task_queue=queue.value,
