@@ -68,6 +68,14 @@ class _Usage:
     def total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def as_dict(self) -> dict[str, int]:
+        """OpenAI's usage shape."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total,
+        }
+
 
 class LLMActivities:
     def __init__(self, settings: Settings) -> None:
@@ -132,11 +140,7 @@ class LLMActivities:
             "output": choice.message.content or "",
             "finish_reason": choice.finish_reason,
             "model": completion.model,
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total,
-            },
+            "usage": usage.as_dict(),
             "tokens_used": usage.total,
             "latency_ms": round((time.monotonic() - started) * 1000, 1),
         }
@@ -161,11 +165,7 @@ class LLMActivities:
             "output": choice.message.content or "",
             "finish_reason": choice.finish_reason,
             "model": completion.model,
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total,
-            },
+            "usage": usage.as_dict(),
         }
 
     # --- evaluate_department ---------------------------------------------------------------------
