@@ -45,7 +45,7 @@ async def test_generate_image_end_to_end_with_progress(api: httpx.AsyncClient, s
             "pose": "standing",
             "lighting": "dramatic_shadow",
             "resolution": "64x64",
-            "quality": "draft",
+            "num_inference_steps": 30,  # ~1 s of denoising: long enough to be seen by polling
             "seed": 7,
         },
         project_id="detective_series_001",
@@ -65,7 +65,7 @@ async def test_generate_image_end_to_end_with_progress(api: httpx.AsyncClient, s
     assert result["media_url"].startswith(stack.env["MEDIA_PUBLIC_URL"])
     assert result["media_url"].endswith(f"detective_series_001/generate_image/{task_id}.png")
     meta = result["metadata"]
-    assert meta["resolution"] == "64x64" and meta["seed"] == 7 and meta["steps"] == 4
+    assert meta["resolution"] == "64x64" and meta["seed"] == 7 and meta["steps"] == 30
     image = Image.open(io.BytesIO(await _fetch_media(api, result["media_url"])))
     assert image.size == (64, 64)
     assert (

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 
 from tests.conftest import API_KEYS, ISOLATED_NAMESPACE, Stack, submit, wait_for_pollers, wait_status
 
 
+async def _backlog(api: httpx.AsyncClient) -> int:
+    queues = (await api.get("/api/v1/queues")).json()["queues"]
+    return int(next(q["backlog"] for q in queues if q["queue"] == "default"))
+
+
 async def _dispatch_order(api: httpx.AsyncClient) -> list[str]:
     """A blocker holds the only slot while 5 low tasks and then 1 high task queue up; return start order."""
-    blocker = await submit(api, "test_prompt", {"prompt_template": "block [[sleep=3]]"})
+    blocker = await submit(api, "test_prompt", {"prompt_template": "block [[sleep=60]]"})
     await wait_status(api, blocker, "processing")
     low = [await submit(api, "test_prompt", {"prompt_template": f"low {i}"}, priority=3) for i in range(5)]
     high = await submit(api, "test_prompt", {"prompt_template": "high"}, priority=1)
+    # Free the slot only once all six activity tasks wait in the backlog, however slow the machine is.
+    deadline = time.monotonic() + 30
+    while await _backlog(api) < 6:
+        assert time.monotonic() < deadline, "the six tasks never all reached the backlog"
+        await asyncio.sleep(0.1)
+    assert (await api.delete(f"/api/v1/tasks/{blocker}")).status_code == 200
     started = {}
     for task_id in [*low, high]:
         started[task_id] = (await wait_status(api, task_id, "completed", timeout=30))["started_at"]
