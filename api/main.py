@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Services
@@ -21,6 +22,7 @@ from api.errors import ServiceError, ServiceUnavailable, ValidationFailed
 from api.graphql_schema import graphql_router
 from api.ratelimit import RateLimiter
 from api.routes import compat, health, projects, streams, tasks
+from api.schemas import ErrorResponse
 from api.socketio_server import mount_socketio
 from api.validation import details_from_errors
 from taskservice.settings import Settings
@@ -86,6 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def service_error(request: Request, err: ServiceError) -> JSONResponse:
         return _error_response(err)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        """Framework-raised errors (unparsable body, unknown route, wrong method) in the same error format."""
+        names = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        body = {"error": names.get(err.status_code, "http_error"), "message": str(err.detail)}
+        return JSONResponse(body, status_code=err.status_code, headers=err.headers)
+
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         errors: list[dict[str, Any]] = list(err.errors())
@@ -101,13 +110,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("Temporal call failed", extra={"status": err.status.name, "error": err.message})
         return JSONResponse({"error": "internal_error", "message": "Temporal call failed"}, status_code=500)
 
-    app.include_router(health.router)
+    # Every route can answer these (error bodies per api/errors.py); declared so the OpenAPI document is true.
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorResponse, "description": text}
+        for code, text in (
+            (400, "Validation error (details keyed by field path) or a request the task's state refuses"),
+            (401, "Missing or invalid API key"),
+            (403, "Needs the admin key"),
+            (404, "Task not found"),
+            (422, "Idempotency-Key reused with another body"),
+            (429, "Rate limited (see Retry-After)"),
+            (503, "Temporal unreachable (see Retry-After)"),
+        )
+    }
+    app.include_router(health.router, responses=errors)
     # Fixed paths such as /tasks/bulk/retry go before /tasks/{task_id}/... patterns.
-    app.include_router(compat.router)
-    app.include_router(tasks.router)
-    app.include_router(projects.router)
-    app.include_router(streams.router)
-    app.include_router(compat.task_router)
+    app.include_router(compat.router, responses=errors)
+    app.include_router(tasks.router, responses=errors)
+    app.include_router(projects.router, responses=errors)
+    app.include_router(streams.router, responses=errors)
+    app.include_router(compat.task_router, responses=errors)
     app.include_router(graphql_router(services))  # seed 003's GraphQL API at /graphql
     mount_socketio(app, services)  # seed 003's Socket.IO events at /ws/ai-tasks and /socket.io
     if settings.storage_backend == "local":

@@ -1,0 +1,173 @@
+"""API latency with a retained history: submit, status and project-list p50/p99 with 10 000 tasks kept.
+
+Fills the stack with `--tasks` test_prompt tasks (1 000 in project `lat_large`, 100 in `lat_small`, the rest
+spread ~100 per project), waits for the worker to finish them, then times one request at a time:
+
+- submit (`POST /api/v1/tasks/submit`), goal p99 <= 50 ms
+- status of a random retained task (`GET /api/v1/tasks/{id}/status`), goal p99 <= 20 ms
+- project list, first page of 20 (`GET /api/v1/projects/{id}/tasks`), ~100 and ~1 000 tasks: p99 <= 100 ms
+
+`--fill store` (default) submits with the API's own `TaskService.submit` (same validation, memo, search
+attributes and workflow as a REST submit, without HTTP — faster to fill); `--fill api` submits
+them through the REST API instead.
+
+    python -m bench.api_latency [--tasks 10000] [--fill store|api] [--samples 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+from temporalio.client import Client
+
+from api.caller import Caller, key_id
+from api.schemas import SubmitTaskRequest
+from api.service import TaskService
+from api.taskstore import TaskStore
+from bench._stack import API_KEY, BenchStack, bench_stack, machine_info
+from taskservice.settings import Settings
+
+TASK_DATA = {"prompt_template": "noop"}
+TEST_PROMPT = 'TaskType = "test_prompt"'
+GOALS_MS = {"submit": 50.0, "status": 20.0, "project list (~100 tasks)": 100.0}
+GOALS_MS["project list (~1000 tasks)"] = 100.0
+
+
+def project_of(n: int) -> str:
+    if n < 1000:
+        return "lat_large"
+    if n < 1100:
+        return "lat_small"
+    return f"fill_{n % 89}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def fill_with_store(stack: BenchStack, tasks: int, in_flight: int) -> list[str]:
+    client = await Client.connect(stack.temporal.address)
+    # The API's own submit (validation, per-project count, start, queue position) minus HTTP, with the
+    # settings of the stack's API process that it uses (retry plan, per-project limit).
+    settings = Settings(task_retry_initial_interval=0.3, max_concurrent_per_project=100_000)
+    service = TaskService(TaskStore(client, settings), settings)
+    caller = Caller(key_id=key_id(API_KEY))
+    gate = asyncio.Semaphore(in_flight)
+    ids: list[str] = []
+
+    async def one(n: int) -> None:
+        body = SubmitTaskRequest(project_id=project_of(n), task_type="test_prompt", task_data=TASK_DATA)
+        async with gate:
+            submitted = await service.submit(caller, body)
+        ids.append(submitted.view.task_id)
+
+    await asyncio.gather(*(one(n) for n in range(tasks)))
+    return ids
+
+
+async def fill_with_api(api: httpx.AsyncClient, tasks: int, in_flight: int) -> list[str]:
+    gate = asyncio.Semaphore(in_flight)
+    ids: list[str] = []
+
+    async def one(n: int) -> None:
+        async with gate:
+            body = {"project_id": project_of(n), "task_type": "test_prompt", "task_data": TASK_DATA}
+            response = await api.post("/api/v1/tasks/submit", json=body)
+            response.raise_for_status()
+            ids.append(response.json()["task_id"])
+
+    await asyncio.gather(*(one(n) for n in range(tasks)))
+    return ids
+
+
+async def wait_drained(stack: BenchStack, timeout: float) -> tuple[int, int]:
+    """Wait until no test_prompt task is unfinished; returns (finished, unfinished) at the end."""
+    client = await Client.connect(stack.temporal.address)
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    while True:
+        running = (
+            await client.count_workflows('TaskType = "test_prompt" AND ExecutionStatus = "Running"')
+        ).count
+        done = (
+            await client.count_workflows('TaskType = "test_prompt" AND ExecutionStatus != "Running"')
+        ).count
+        if running == 0 or time.monotonic() > deadline:
+            return done, running
+        if time.monotonic() - last_report > 30:
+            print(f"  draining: {done} finished, {running} unfinished", flush=True)
+            last_report = time.monotonic()
+        await asyncio.sleep(2)
+
+
+async def timed(call: Callable[[], Awaitable[httpx.Response]], samples: int) -> list[float]:
+    out: list[float] = []
+    for _ in range(samples):
+        began = time.perf_counter()
+        response = await call()
+        out.append((time.perf_counter() - began) * 1000)
+        response.raise_for_status()
+    return out
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"machine: {machine_info()}")
+    async with bench_stack(["default"]) as stack:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(
+            base_url=stack.url, headers={"X-API-Key": API_KEY}, limits=limits, timeout=120
+        ) as api:
+            began = time.monotonic()
+            if args.fill == "api":
+                ids = await fill_with_api(api, args.tasks, 64)
+            else:
+                ids = await fill_with_store(stack, args.tasks, 64)
+            filled = time.monotonic() - began
+            print(f"filled {len(ids)} tasks via {args.fill} in {filled:.0f} s", flush=True)
+            done, unfinished = await wait_drained(stack, args.drain_timeout)
+            print(f"retained: {done} finished, {unfinished} unfinished ({time.monotonic() - began:.0f} s)")
+            await asyncio.sleep(2)  # let visibility settle
+
+            body = {"project_id": "lat_submit", "task_type": "test_prompt", "task_data": TASK_DATA}
+            sample_ids = random.Random(1).choices(ids, k=args.samples)
+            picks = iter(sample_ids)
+            results = {
+                "submit": await timed(lambda: api.post("/api/v1/tasks/submit", json=body), args.samples),
+                "status": await timed(lambda: api.get(f"/api/v1/tasks/{next(picks)}/status"), args.samples),
+                "project list (~100 tasks)": await timed(
+                    lambda: api.get("/api/v1/projects/lat_small/tasks"), max(50, args.samples // 3)
+                ),
+                "project list (~1000 tasks)": await timed(
+                    lambda: api.get("/api/v1/projects/lat_large/tasks"), max(50, args.samples // 3)
+                ),
+            }
+            totals = {
+                name: (await api.get(f"/api/v1/projects/{name}/tasks")).json()["pagination"]["total"]
+                for name in ("lat_small", "lat_large")
+            }
+    print(f"\nproject sizes: {totals}; one request at a time")
+    print(f"{'request':<28} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'goal p99':>9} {'p99/goal':>9}")
+    for name, samples in results.items():
+        p99 = percentile(samples, 0.99)
+        print(
+            f"{name:<28} {len(samples):>5} {statistics.median(samples):>8.1f} {p99:>8.1f} "
+            f"{GOALS_MS[name]:>9.0f} {p99 / GOALS_MS[name]:>8.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--fill", choices=["store", "api"], default="store")
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--drain-timeout", type=float, default=3600)
+    asyncio.run(main(parser.parse_args()))
