@@ -41,7 +41,7 @@ from activities.audio_tts import (
 )
 from activities.fetch import InputFetcher
 from activities.payload_cms import PayloadCMS
-from activities.runtime import TaskProgress, permanent_error, run_task
+from activities.runtime import TaskProgress, parse_task_data, permanent_error, run_task
 from activities.storage import MediaStorage, StoredMedia, build_storage, media_key
 from taskservice.contracts import TaskActivityInput
 from taskservice.netguard import redact_url
@@ -107,10 +107,7 @@ class AudioActivities:
 
     @activity.defn(name="generate_character_voice")
     async def generate_character_voice(self, task: TaskActivityInput) -> dict[str, Any]:
-        try:
-            data = GenerateCharacterVoiceData.model_validate(task.task_data)
-        except ValidationError as err:
-            raise permanent_error(f"invalid task_data: {err}", "InvalidInput") from None
+        data = parse_task_data(GenerateCharacterVoiceData, task)
         return await run_task(task, lambda progress: self._voice(task, data, progress))
 
     async def _voice(
@@ -300,10 +297,7 @@ class AudioActivities:
 
     @activity.defn(name="process_audio")
     async def process_audio(self, task: TaskActivityInput) -> dict[str, Any]:
-        try:
-            data = ProcessAudioData.model_validate(task.task_data)
-        except ValidationError as err:
-            raise permanent_error(f"invalid task_data: {err}", "InvalidInput") from None
+        data = parse_task_data(ProcessAudioData, task)
         return await run_task(task, lambda progress: self._process(task, data, progress))
 
     async def _process(

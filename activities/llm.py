@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.runtime import TaskProgress, permanent_error, run_task
+from activities.runtime import TaskProgress, parse_task_data, permanent_error, run_task
 from taskservice.contracts import TaskActivityInput
 from taskservice.settings import Settings
 from taskservice.task_data import (
@@ -113,7 +113,7 @@ class LLMActivities:
 
     @activity.defn(name="test_prompt")
     async def test_prompt(self, task: TaskActivityInput) -> dict[str, Any]:
-        data = _validate(TestPromptData, task)
+        data = parse_task_data(TestPromptData, task)
         return await run_task(task, lambda progress: self._test_prompt(data, progress))
 
     async def _test_prompt(self, data: TestPromptData, progress: TaskProgress) -> dict[str, Any]:
@@ -149,7 +149,7 @@ class LLMActivities:
 
     @activity.defn(name="run_llm_inference")
     async def run_llm_inference(self, task: TaskActivityInput) -> dict[str, Any]:
-        data = _validate(RunLLMInferenceData, task)
+        data = parse_task_data(RunLLMInferenceData, task)
         return await run_task(task, lambda progress: self._inference(data, progress))
 
     async def _inference(self, data: RunLLMInferenceData, progress: TaskProgress) -> dict[str, Any]:
@@ -172,7 +172,7 @@ class LLMActivities:
 
     @activity.defn(name="evaluate_department")
     async def evaluate_department(self, task: TaskActivityInput) -> dict[str, Any]:
-        data = _validate(EvaluateDepartmentData, task)
+        data = parse_task_data(EvaluateDepartmentData, task)
         return await run_task(task, lambda progress: self._evaluate(data, progress))
 
     async def _evaluate(self, data: EvaluateDepartmentData, progress: TaskProgress) -> dict[str, Any]:
@@ -230,7 +230,7 @@ class LLMActivities:
 
     @activity.defn(name="automated_gather_creation")
     async def automated_gather_creation(self, task: TaskActivityInput) -> dict[str, Any]:
-        data = _validate(AutomatedGatherCreationData, task)
+        data = parse_task_data(AutomatedGatherCreationData, task)
         return await run_task(task, lambda progress: self._gather(data, progress))
 
     async def _gather(self, data: AutomatedGatherCreationData, progress: TaskProgress) -> dict[str, Any]:
@@ -367,13 +367,6 @@ class AIServiceUnavailable(ApplicationError):
 
 def build(settings: Settings) -> LLMActivities:
     return LLMActivities(settings)
-
-
-def _validate(model: type[M], task: TaskActivityInput) -> M:
-    try:
-        return model.model_validate(task.task_data)
-    except ValidationError as err:
-        raise permanent_error(f"invalid task_data: {err}") from None
 
 
 def _error_message(err: openai.APIStatusError) -> str:

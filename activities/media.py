@@ -37,15 +37,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from temporalio import activity
 
 from activities.fetch import InputFetcher
 from activities.payload_cms import PayloadCMS
-from activities.runtime import TaskInterrupted, TaskProgress, permanent_error, run_task
+from activities.runtime import TaskInterrupted, TaskProgress, parse_task_data, permanent_error, run_task
 from activities.storage import MediaStorage, build_storage, media_key
 from taskservice.contracts import TaskActivityInput
 from taskservice.settings import Settings
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taskservice.media")
 
-M = TypeVar("M", bound=BaseModel)
 
 # Denoising steps per quality level (real checkpoints); a `num_inference_steps` key in task_data overrides.
 QUALITY_STEPS = {"draft": 4, "standard": 20, "high": 30, "ultra": 50}
@@ -179,17 +178,17 @@ class MediaActivities:
 
     @activity.defn(name="generate_image")
     async def generate_image(self, task: TaskActivityInput) -> dict[str, Any]:
-        data = _validate(GenerateImageData, task)
+        data = parse_task_data(GenerateImageData, task)
         return await run_task(task, lambda progress: self._generate_image(task, data, progress))
 
     @activity.defn(name="generate_video")
     async def generate_video(self, task: TaskActivityInput) -> dict[str, Any]:
-        data = _validate(GenerateVideoData, task)
+        data = parse_task_data(GenerateVideoData, task)
         return await run_task(task, lambda progress: self._generate_video(task, data, progress))
 
     @activity.defn(name="render_animation")
     async def render_animation(self, task: TaskActivityInput) -> dict[str, Any]:
-        data = _validate(RenderAnimationData, task)
+        data = parse_task_data(RenderAnimationData, task)
         return await run_task(task, lambda progress: self._render_animation(task, data, progress))
 
     # -- generate_image ----------------------------------------------------------------------------
@@ -572,13 +571,6 @@ def build(settings: Settings) -> MediaActivities:
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
-
-
-def _validate(model: type[M], task: TaskActivityInput) -> M:
-    try:
-        return model.model_validate(task.task_data)
-    except ValidationError as err:
-        raise permanent_error(f"invalid task_data for {task.task_type}: {err}", "InvalidInput") from None
 
 
 def _required(value: str | None, env: str) -> str:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -23,6 +24,7 @@ from taskservice.contracts import TaskActivityInput, TaskProgressUpdate
 
 P = ParamSpec("P")
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 HEARTBEAT_EVERY_S = 0.5
 # Progress webhooks go out each time progress has moved this much (0.1 = every 10 %).
@@ -82,6 +84,14 @@ class TaskProgress:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(future), CLEANUP_GRACE_S)
             raise
+
+
+def parse_task_data(model: type[M], task: TaskActivityInput) -> M:
+    """The task's inputs as the catalog's model; inputs that do not fit fail the task at once."""
+    try:
+        return model.model_validate(task.task_data)
+    except ValidationError as err:
+        raise permanent_error(f"invalid task_data for {task.task_type}: {err}", "InvalidInput") from None
 
 
 def permanent_error(message: str, error_type: str = "InvalidInput") -> ApplicationError:
