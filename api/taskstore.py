@@ -32,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import InvalidState, TaskNotFound
 from taskservice.catalog import CATALOG
 from taskservice.contracts import (
+    ConcurrencySlot,
     MetricsState,
     RetryRecorded,
     TaskOutcome,
@@ -43,7 +44,13 @@ from taskservice.priority import TaskPriority
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE, Queue
 from taskservice.settings import Settings
 from workflows import search_attributes as sa
-from workflows.task import MEMO_ATTEMPT, MEMO_OUTCOME, MEMO_STARTED_AT, TaskWorkflow
+from workflows.task import (
+    MEMO_ATTEMPT,
+    MEMO_OUTCOME,
+    MEMO_STARTED_AT,
+    MEMO_WAITING_FOR_SLOT,
+    TaskWorkflow,
+)
 
 # A poller that has not polled for this long is gone (killed workers stay listed for minutes).
 POLLER_FRESHNESS = timedelta(seconds=70)
@@ -155,6 +162,10 @@ class TaskStore:
             retry_of=retry_of,
             deadline_at=(created_at + timedelta(seconds=deadline_s)).isoformat() if deadline_s else None,
             webhook_events=list(webhook_events or ["completed"]),
+            concurrency=[
+                ConcurrencySlot(group, limit)
+                for group, limit in self._settings.concurrency_limits(spec.concurrency_group)
+            ],
         )
         memo = {
             "task": {
@@ -322,7 +333,12 @@ class TaskStore:
             # The activity is done and the workflow is recording the outcome (milliseconds).
             view.progress, view.current_step = 1.0, "finishing"
         if view.status == TaskStatus.QUEUED:
-            view.current_step = await self._queued_step(view.queue)
+            waiting_for = memo.get(MEMO_WAITING_FOR_SLOT)
+            view.current_step = (
+                f"waiting_for_slot: the '{waiting_for}' concurrency limit is reached"
+                if waiting_for
+                else await self._queued_step(view.queue)
+            )
         if view.started_at is not None:
             view.processing_time = round((datetime.now(UTC) - view.started_at).total_seconds(), 3)
         return view

@@ -59,6 +59,8 @@ class TaskSpec:
     max_attempts: int = 4
     # The activity that runs it, when several task types share one (seed 004's aliases).
     activity: str | None = None
+    # Seed 002's cluster-wide caps: at most N tasks of a group run at once (IMAGE_/VIDEO_MAX_CONCURRENT).
+    concurrency_group: str | None = None
 
     @property
     def activity_name(self) -> str:
@@ -96,6 +98,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=300,
             soft_timeout_s=540,
             hard_timeout_s=600,
+            concurrency_group="video",
         ),
         TaskSpec(
             name="render_animation",
@@ -107,6 +110,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=240,
             soft_timeout_s=_soft(Queue.GPU_HEAVY),
             hard_timeout_s=QUEUE_HARD_TIMEOUT_S[Queue.GPU_HEAVY],
+            concurrency_group="video",
         ),
         TaskSpec(
             name="generate_image",
@@ -118,6 +122,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=60,
             soft_timeout_s=270,
             hard_timeout_s=300,
+            concurrency_group="image",
         ),
         TaskSpec(
             name="generate_character_voice",
@@ -193,6 +198,7 @@ CATALOG: dict[str, TaskSpec] = {
             soft_timeout_s=270,
             hard_timeout_s=300,
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
+            concurrency_group="image",
         ),
         TaskSpec(
             name="run_tts_inference",
@@ -208,6 +214,13 @@ CATALOG: dict[str, TaskSpec] = {
         ),
     )
 }
+
+
+# Every capped group (the catalog's own plus the cluster-wide total); each has a *_MAX_CONCURRENT setting.
+CONCURRENCY_GROUPS = (
+    *sorted({spec.concurrency_group for spec in CATALOG.values() if spec.concurrency_group}),
+    "total",
+)
 
 
 def specs_for_queue(queue: Queue) -> list[TaskSpec]:

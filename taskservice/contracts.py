@@ -61,6 +61,37 @@ class TaskWorkflowInput:
     deadline_at: str | None = None
     # Which webhooks to send: "start", "progress", "completed" (the final one, whatever the outcome).
     webhook_events: list[str] = field(default_factory=lambda: ["completed"])
+    # Cluster-wide concurrency slots to hold while the activity runs, acquired in this order.
+    concurrency: list[ConcurrencySlot] = field(default_factory=list)
+
+
+@dataclass
+class ConcurrencySlot:
+    """A capped group (`image`, `video`, `total`) and its limit, frozen at submit."""
+
+    group: str
+    limit: int
+
+
+@dataclass
+class SlotRequest:
+    """A task asking a limiter workflow for a slot; granted by the `slot_granted` signal."""
+
+    holder_id: str
+    limit: int
+    # Temporal priority key of the task: lower is served first, then arrival order.
+    priority_key: int = 3
+    # The slot is reclaimed after this long even if the holder never releases it (terminated by hand).
+    lease_s: float = 3600.0
+
+
+@dataclass
+class LimiterState:
+    group: str
+    limit: int = 0
+    # holder task_id -> ISO time its lease ends.
+    holders: dict[str, str] = field(default_factory=dict)
+    waiting: list[SlotRequest] = field(default_factory=list)
 
 
 @dataclass

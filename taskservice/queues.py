@@ -20,3 +20,8 @@ WORKFLOW_QUEUE = "task-workflows"
 
 METRICS_WORKFLOW_ID = "task-service-metrics"
 WORKER_REGISTRY_WORKFLOW_ID = "task-service-workers"
+
+
+def limiter_workflow_id(group: str) -> str:
+    """The workflow that hands out the cluster-wide slots of one concurrency group."""
+    return f"task-service-limit-{group}"

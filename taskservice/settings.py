@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     rate_limit_submit_per_min: int = Field(100, description="Submits per minute per API key.")
     rate_limit_status_per_min: int = Field(1000, description="Status reads per minute per API key.")
     max_concurrent_per_project: int = Field(50, description="Unfinished tasks allowed per project.")
+    max_concurrent_tasks: int = Field(
+        0, description="Tasks running at once across the cluster, any type (0: no cap); the rest wait queued."
+    )
+    image_max_concurrent: int = Field(
+        3, description="Image tasks (generate_image, run_sd_inference) running at once (0: no cap)."
+    )
+    video_max_concurrent: int = Field(
+        2, description="Video tasks (generate_video, render_animation) running at once (0: no cap)."
+    )
     worker_max_tasks: int = Field(10, description="A worker process is recycled after this many tasks.")
     worker_max_memory_mb: int = Field(2048, description="A worker process is recycled above this RSS.")
     worker_concurrency_gpu_heavy: int = Field(2, description="Parallel activities of a gpu_heavy worker.")
@@ -121,6 +130,13 @@ class Settings(BaseSettings):
             return None
         offset = list(Queue).index(queue)
         return self.worker_metrics_port + offset, self.worker_metrics_port + 10 + offset
+
+    def concurrency_limits(self, group: str | None) -> list[tuple[str, int]]:
+        """(group, limit) slots a task of `group` holds while it runs: its own group first, then the total."""
+        limits = {"image": self.image_max_concurrent, "video": self.video_max_concurrent}
+        slots = [(group, limits[group])] if group in limits else []
+        slots.append(("total", self.max_concurrent_tasks))
+        return [(name, limit) for name, limit in slots if limit > 0]
 
     def worker_concurrency(self, queue: Queue) -> int:
         return {

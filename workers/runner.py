@@ -29,15 +29,17 @@ from temporalio.worker import (
     Worker,
 )
 
+from activities.limits import LimiterActivities, ensure_limiter_running
 from activities.runtime import ActivityProvider
 from activities.webhooks import WebhookActivities
-from taskservice.catalog import QUEUE_HARD_TIMEOUT_S, specs_for_queue
+from taskservice.catalog import CONCURRENCY_GROUPS, QUEUE_HARD_TIMEOUT_S, specs_for_queue
 from taskservice.contracts import TaskStarted, WorkerReport
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE, Queue
 from taskservice.settings import Settings
 from taskservice.telemetry import WorkerMetrics
 from taskservice.temporal import connect
 from workflows.bookkeeping import TaskMetricsWorkflow, WorkerRegistryWorkflow
+from workflows.limiter import ConcurrencyLimiterWorkflow
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("taskservice.workers")
@@ -165,7 +167,7 @@ def load_providers(settings: Settings, queue: Queue) -> list[ActivityProvider]:
 
 
 async def ensure_bookkeeping(client: Client) -> None:
-    """Start the metrics and worker-registry workflows once; later starts attach to the running ones."""
+    """Start the bookkeeping and limiter workflows once; later starts attach to the running ones."""
     for workflow_run, workflow_id in (
         (TaskMetricsWorkflow.run, METRICS_WORKFLOW_ID),
         (WorkerRegistryWorkflow.run, WORKER_REGISTRY_WORKFLOW_ID),
@@ -177,6 +179,8 @@ async def ensure_bookkeeping(client: Client) -> None:
             task_queue=WORKFLOW_QUEUE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
+    for group in CONCURRENCY_GROUPS:
+        await ensure_limiter_running(client, group)
 
 
 def _merged_cache_stats(providers: list[ActivityProvider]) -> dict[str, int]:
@@ -278,8 +282,8 @@ async def run_worker(settings: Settings, queue: Queue) -> int:
     workflow_worker = Worker(
         client,
         task_queue=WORKFLOW_QUEUE,
-        workflows=[TaskWorkflow, TaskMetricsWorkflow, WorkerRegistryWorkflow],
-        activities=webhooks.activities(),
+        workflows=[TaskWorkflow, TaskMetricsWorkflow, WorkerRegistryWorkflow, ConcurrencyLimiterWorkflow],
+        activities=[*webhooks.activities(), *LimiterActivities(client).activities()],
         interceptors=[_TaskLifecycleInterceptor(client, state, set(), metrics)],
         graceful_shutdown_timeout=timedelta(seconds=45),
         identity=state.identity,

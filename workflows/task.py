@@ -13,6 +13,8 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
     from taskservice.contracts import (
+        ConcurrencySlot,
+        SlotRequest,
         TaskActivityInput,
         TaskEvent,
         TaskOutcome,
@@ -21,7 +23,8 @@ with workflow.unsafe.imports_passed_through():
         TaskStatus,
         TaskWorkflowInput,
     )
-    from taskservice.queues import METRICS_WORKFLOW_ID
+    from taskservice.priority import TaskPriority
+    from taskservice.queues import METRICS_WORKFLOW_ID, WORKFLOW_QUEUE, limiter_workflow_id
     from workflows import search_attributes as sa
     from workflows.webhook import deliver_event_webhook, deliver_webhook
 
@@ -29,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
 MEMO_STARTED_AT = "started_at"
 MEMO_ATTEMPT = "attempt"
 MEMO_OUTCOME = "outcome"
+MEMO_WAITING_FOR_SLOT = "waiting_for_slot"
 # Results larger than this stay in history only; the API then reads the workflow result.
 MEMO_RESULT_LIMIT = 16_000
 
@@ -39,11 +43,29 @@ class TaskWorkflow:
         self._started: TaskStarted | None = None
         self._deadline_exceeded = False
         self._progress_events = 0
+        self._requested_slots: list[str] = []
+        self._granted_slots: set[str] = set()
 
     @workflow.run
     async def run(self, task: TaskWorkflowInput) -> TaskOutcome:
-        plan = task.plan
         self._task = task
+        try:
+            await self._acquire_slots(task)
+            result = await self._run_activity(task)
+        except ActivityError as err:
+            if isinstance(err.cause, TemporalCancelledError):
+                await self._finish(task, TaskStatus.CANCELLED, error=self._cancel_reason())
+                raise asyncio.CancelledError() from None
+            message, trace = _failure_text(err)
+            await self._finish(task, TaskStatus.FAILED, error=message, traceback=trace)
+            raise ApplicationError(message, type="TaskFailed", non_retryable=True) from None
+        except asyncio.CancelledError:
+            await self._finish(task, TaskStatus.CANCELLED, error=self._cancel_reason())
+            raise
+        return await self._finish(task, TaskStatus.COMPLETED, result=result)
+
+    async def _run_activity(self, task: TaskWorkflowInput) -> dict[str, Any]:
+        plan = task.plan
         activity = workflow.start_activity(
             plan.activity,
             TaskActivityInput(
@@ -66,25 +88,77 @@ class TaskWorkflow:
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             result_type=dict,
         )
-        try:
-            if task.deadline_at is not None:
-                remaining = (datetime.fromisoformat(task.deadline_at) - workflow.now()).total_seconds()
-                done, _ = await workflow.wait([activity], timeout=max(remaining, 0.001))
-                if not done:
-                    self._deadline_exceeded = True
-                    activity.cancel()
-            result: dict[str, Any] = await activity
-        except ActivityError as err:
-            if isinstance(err.cause, TemporalCancelledError):
-                await self._finish(task, TaskStatus.CANCELLED, error=self._cancel_reason())
+        remaining = self._deadline_remaining()
+        if remaining is not None:
+            done, _ = await workflow.wait([activity], timeout=remaining)
+            if not done:
+                self._deadline_exceeded = True
+                activity.cancel()
+        result: dict[str, Any] = await activity
+        return result
+
+    def _deadline_remaining(self) -> float | None:
+        if self._task.deadline_at is None:
+            return None
+        remaining = (datetime.fromisoformat(self._task.deadline_at) - workflow.now()).total_seconds()
+        return max(remaining, 0.001)
+
+    async def _acquire_slots(self, task: TaskWorkflowInput) -> None:
+        """Hold every concurrency slot of the task's groups before its activity is scheduled."""
+        if not task.concurrency:
+            return
+        for slot in task.concurrency:
+            self._requested_slots.append(slot.group)
+            await self._request_slot(task, slot)
+            if slot.group in self._granted_slots:
+                continue
+            workflow.upsert_memo({MEMO_WAITING_FOR_SLOT: slot.group})
+            try:
+                await workflow.wait_condition(
+                    lambda group=slot.group: group in self._granted_slots,  # type: ignore[misc]
+                    timeout=self._deadline_remaining(),
+                )
+            except TimeoutError:
+                self._deadline_exceeded = True
                 raise asyncio.CancelledError() from None
-            message, trace = _failure_text(err)
-            await self._finish(task, TaskStatus.FAILED, error=message, traceback=trace)
-            raise ApplicationError(message, type="TaskFailed", non_retryable=True) from None
-        except asyncio.CancelledError:
-            await self._finish(task, TaskStatus.CANCELLED, error=self._cancel_reason())
-            raise
-        return await self._finish(task, TaskStatus.COMPLETED, result=result)
+        workflow.upsert_memo({MEMO_WAITING_FOR_SLOT: None})
+
+    async def _request_slot(self, task: TaskWorkflowInput, slot: ConcurrencySlot) -> None:
+        request = SlotRequest(
+            holder_id=task.task_id,
+            limit=slot.limit,
+            priority_key=TaskPriority.parse(task.priority).temporal_key,
+            lease_s=_longest_run_s(task),
+        )
+        limiter = workflow.get_external_workflow_handle(limiter_workflow_id(slot.group))
+        try:
+            await limiter.signal("acquire", request)
+        except TemporalCancelledError:
+            # The task itself was cancelled while asking (the SDK reports it as a failed signal).
+            raise asyncio.CancelledError() from None
+        except (ApplicationError, FailureError):
+            # The limiter is gone (an operator terminated it): start it again, then ask.
+            await workflow.execute_activity(
+                "ensure_limiter",
+                slot.group,
+                task_queue=WORKFLOW_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            await limiter.signal("acquire", request)
+
+    async def _release_slots(self) -> None:
+        for group in reversed(self._requested_slots):
+            try:
+                await workflow.get_external_workflow_handle(limiter_workflow_id(group)).signal(
+                    "release", self._task.task_id
+                )
+            except (ApplicationError, FailureError):
+                workflow.logger.warning("Concurrency limiter not reachable", extra={"group": group})
+        self._requested_slots.clear()
+
+    @workflow.signal(name="slot_granted")
+    def slot_granted(self, group: str) -> None:
+        self._granted_slots.add(group)
 
     def _cancel_reason(self) -> str:
         if self._deadline_exceeded:
@@ -124,7 +198,7 @@ class TaskWorkflow:
         error: str | None = None,
         traceback: str | None = None,
     ) -> TaskOutcome:
-        """Record the terminal state first, then tell the metrics workflow and the webhook."""
+        """Record the terminal state first, then free its slots, tell the metrics workflow and the webhook."""
         now = workflow.now()
         started_at = self._started.started_at if self._started else None
         processing_time = None
@@ -148,6 +222,7 @@ class TaskWorkflow:
             workflow.upsert_memo({"result_in_history": True})
         workflow.upsert_memo({MEMO_OUTCOME: memo_outcome})
         workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(status.value)])
+        await self._release_slots()
         await self._count(task, outcome)
         # Start and progress webhooks (if any) go out before the final one.
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -170,6 +245,14 @@ class TaskWorkflow:
         except (ApplicationError, FailureError):
             # Metrics are best effort: a missing metrics workflow must never fail a task.
             workflow.logger.warning("Metrics workflow not reachable", extra={"task_id": task.task_id})
+
+
+def _longest_run_s(task: TaskWorkflowInput) -> float:
+    """Every attempt at its hard timeout plus the backoff between them: a slot is never held longer."""
+    retry = task.plan.retry
+    attempts = max(retry.maximum_attempts, 1)
+    backoff = sum(retry.initial_interval_s * retry.backoff_coefficient**i for i in range(attempts - 1))
+    return attempts * task.plan.hard_timeout_s + backoff + 300.0
 
 
 def _failure_text(err: ActivityError) -> tuple[str, str | None]:
