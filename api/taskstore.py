@@ -66,6 +66,9 @@ CANCEL_WAIT_S = 8.0
 # With no workflow worker at all a cancel request cannot be processed; a never-started task is then
 # terminated after this long so that it is still removed without running.
 QUEUED_CANCEL_TERMINATE_AFTER_S = 3.0
+# Every queued task's status names its queue's backlog and pollers; one DescribeTaskQueue per queue per
+# this long serves them all (status polling of queued tasks was a third of the frontend's requests).
+QUEUE_STATE_TTL_S = 1.0
 
 
 @dataclass
@@ -127,6 +130,7 @@ class TaskStore:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
         self._settings = settings
+        self._queue_states: dict[str, tuple[float, asyncio.Task[QueueState]]] = {}
 
     # --- writes ------------------------------------------------------------------------------------
 
@@ -429,6 +433,17 @@ class TaskStore:
     # --- queues, workers, metrics ------------------------------------------------------------------
 
     async def queue_state(self, queue: str) -> QueueState:
+        """At most QUEUE_STATE_TTL_S old; concurrent readers share one in-flight request."""
+        now = asyncio.get_running_loop().time()
+        cached = self._queue_states.get(queue)
+        if cached is None or now - cached[0] > QUEUE_STATE_TTL_S or (
+            cached[1].done() and cached[1].exception() is not None
+        ):
+            cached = (now, asyncio.ensure_future(self._describe_queue(queue)))
+            self._queue_states[queue] = cached
+        return await asyncio.shield(cached[1])
+
+    async def _describe_queue(self, queue: str) -> QueueState:
         response = await self._client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=self._client.namespace,

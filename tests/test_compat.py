@@ -51,8 +51,13 @@ async def test_my_tasks_are_the_callers_only_newest_first(stack: Stack) -> None:
             for i in range(3)
         ]
         other = await submit(theirs, "test_prompt", {"prompt_template": "theirs"}, project_id=project)
-        response = await mine.get("/api/v1/tasks", params={"project_id": project, "limit": 2})
-        assert response.status_code == 200
+        # Visibility is eventually consistent (milliseconds, longer on a loaded machine): wait for all three.
+        for _ in range(50):
+            response = await mine.get("/api/v1/tasks", params={"project_id": project, "limit": 2})
+            assert response.status_code == 200
+            if response.headers["X-Total-Count"] == "3":
+                break
+            await asyncio.sleep(0.1)
         assert [t["task_id"] for t in response.json()] == [own[2], own[1]]
         assert response.headers["X-Total-Count"] == "3"
         assert 'rel="next"' in response.headers["Link"]
