@@ -436,8 +436,10 @@ class TaskStore:
         """At most QUEUE_STATE_TTL_S old; concurrent readers share one in-flight request."""
         now = asyncio.get_running_loop().time()
         cached = self._queue_states.get(queue)
-        if cached is None or now - cached[0] > QUEUE_STATE_TTL_S or (
-            cached[1].done() and cached[1].exception() is not None
+        if (
+            cached is None
+            or now - cached[0] > QUEUE_STATE_TTL_S
+            or (cached[1].done() and cached[1].exception() is not None)
         ):
             cached = (now, asyncio.ensure_future(self._describe_queue(queue)))
             self._queue_states[queue] = cached

@@ -159,14 +159,40 @@ class RetryRecorded:
 
 
 @dataclass
-class MetricsState:
+class FinishedTally:
+    """Finished tasks counted together: one visibility scan's worth, or the running total."""
+
     total_finished: int = 0
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
-    retried: int = 0
     duration_sum: dict[str, float] = field(default_factory=dict)
     duration_count: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: FinishedTally) -> None:
+        self.total_finished += other.total_finished
+        self.completed += other.completed
+        self.failed += other.failed
+        self.cancelled += other.cancelled
+        for task_type, seconds in other.duration_sum.items():
+            self.duration_sum[task_type] = self.duration_sum.get(task_type, 0.0) + seconds
+        for task_type, count in other.duration_count.items():
+            self.duration_count[task_type] = self.duration_count.get(task_type, 0) + count
+
+
+@dataclass
+class MetricsState(FinishedTally):
+    retried: int = 0
+    # Tasks that closed before this instant (server time, ISO) are counted; later ones by the next scan.
+    counted_until: str | None = None
+
+
+@dataclass
+class ScanWindow:
+    """Task workflows with `since <= CloseTime < until`."""
+
+    since: str
+    until: str
 
 
 @dataclass

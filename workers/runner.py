@@ -29,7 +29,7 @@ from temporalio.worker import (
     Worker,
 )
 
-from activities.limits import LimiterActivities, ensure_limiter_running
+from activities.bookkeeping import BookkeepingActivities, ensure_limiter_running
 from activities.runtime import ActivityProvider
 from activities.webhooks import WebhookActivities
 from taskservice.catalog import CONCURRENCY_GROUPS, QUEUE_HARD_TIMEOUT_S, specs_for_queue
@@ -283,7 +283,7 @@ async def run_worker(settings: Settings, queue: Queue) -> int:
         client,
         task_queue=WORKFLOW_QUEUE,
         workflows=[TaskWorkflow, TaskMetricsWorkflow, WorkerRegistryWorkflow, ConcurrencyLimiterWorkflow],
-        activities=[*webhooks.activities(), *LimiterActivities(client).activities()],
+        activities=[*webhooks.activities(), *BookkeepingActivities(client).activities()],
         interceptors=[_TaskLifecycleInterceptor(client, state, set(), metrics)],
         graceful_shutdown_timeout=timedelta(seconds=45),
         identity=state.identity,

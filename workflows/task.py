@@ -33,6 +33,8 @@ MEMO_STARTED_AT = "started_at"
 MEMO_ATTEMPT = "attempt"
 MEMO_OUTCOME = "outcome"
 MEMO_WAITING_FOR_SLOT = "waiting_for_slot"
+# Tasks no longer signal the metrics workflow (it scans visibility); older histories replay the signal.
+PATCH_METRICS_BY_SCAN = "metrics-by-scan"
 # Results larger than this stay in history only; the API then reads the workflow result.
 MEMO_RESULT_LIMIT = 16_000
 
@@ -108,20 +110,27 @@ class TaskWorkflow:
         if not task.concurrency:
             return
         for slot in task.concurrency:
-            self._requested_slots.append(slot.group)
-            await self._request_slot(task, slot)
-            if slot.group in self._granted_slots:
-                continue
-            workflow.upsert_memo({MEMO_WAITING_FOR_SLOT: slot.group})
-            try:
-                await workflow.wait_condition(
-                    lambda group=slot.group: group in self._granted_slots,  # type: ignore[misc]
-                    timeout=self._deadline_remaining(),
-                )
-            except TimeoutError:
-                self._deadline_exceeded = True
-                raise asyncio.CancelledError() from None
+            await self._acquire_slot(task, slot)
         workflow.upsert_memo({MEMO_WAITING_FOR_SLOT: None})
+
+    async def _acquire_slot(self, task: TaskWorkflowInput, slot: ConcurrencySlot) -> None:
+        self._requested_slots.append(slot.group)
+        workflow.upsert_memo({MEMO_WAITING_FOR_SLOT: slot.group})
+        # Asked from a task of its own: a cancel that lands while a signal is in flight is absorbed by the
+        # SDK once the signal is sent, and must reach the wait below instead.
+        asking = asyncio.create_task(self._request_slot(task, slot))
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    slot.group in self._granted_slots or (asking.done() and asking.exception() is not None)
+                ),
+                timeout=self._deadline_remaining(),
+            )
+        except TimeoutError:
+            self._deadline_exceeded = True
+            raise asyncio.CancelledError() from None
+        if slot.group not in self._granted_slots:
+            asking.result()  # the limiter could not be asked: fail this workflow task (it is retried)
 
     async def _request_slot(self, task: TaskWorkflowInput, slot: ConcurrencySlot) -> None:
         request = SlotRequest(
@@ -133,9 +142,6 @@ class TaskWorkflow:
         limiter = workflow.get_external_workflow_handle(limiter_workflow_id(slot.group))
         try:
             await limiter.signal("acquire", request)
-        except TemporalCancelledError:
-            # The task itself was cancelled while asking (the SDK reports it as a failed signal).
-            raise asyncio.CancelledError() from None
         except (ApplicationError, FailureError):
             # The limiter is gone (an operator terminated it): start it again, then ask.
             await workflow.execute_activity(
@@ -198,7 +204,8 @@ class TaskWorkflow:
         error: str | None = None,
         traceback: str | None = None,
     ) -> TaskOutcome:
-        """Record the terminal state first, then free its slots, tell the metrics workflow and the webhook."""
+        """Record the terminal state first (the metrics workflow counts it from there), free the slots,
+        then send the webhook."""
         now = workflow.now()
         started_at = self._started.started_at if self._started else None
         processing_time = None
@@ -223,7 +230,9 @@ class TaskWorkflow:
         workflow.upsert_memo({MEMO_OUTCOME: memo_outcome})
         workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(status.value)])
         await self._release_slots()
-        await self._count(task, outcome)
+        if not workflow.patched(PATCH_METRICS_BY_SCAN):
+            # Histories recorded before the metrics workflow counted by scanning visibility.
+            await self._count(task, outcome)
         # Start and progress webhooks (if any) go out before the final one.
         await workflow.wait_condition(workflow.all_handlers_finished)
         if task.callback_url and "completed" in task.webhook_events:
