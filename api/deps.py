@@ -43,6 +43,7 @@ class Services:
     client: Client | None = None
     _connector: asyncio.Task[None] | None = None
     _refresher: asyncio.Task[None] | None = None
+    _store: TaskStore | None = None
 
     async def open(self) -> None:
         """Connect to Temporal; if it is down, keep trying in the background and answer 503 meanwhile."""
@@ -89,7 +90,10 @@ class Services:
     def store(self) -> TaskStore:
         if self.client is None:
             raise ServiceUnavailable("Temporal is unreachable; the task service cannot accept or read tasks")
-        return TaskStore(self.client, self.settings)
+        # One store per connection: it keeps the short-lived task-queue cache across requests.
+        if self._store is None or self._store.client is not self.client:
+            self._store = TaskStore(self.client, self.settings)
+        return self._store
 
 
 def get_services(request: Request) -> Services:

@@ -130,7 +130,11 @@ class TaskStore:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
         self._settings = settings
-        self._queue_states: dict[str, tuple[float, asyncio.Task[QueueState]]] = {}
+        self._queue_states: dict[str, tuple[float, asyncio.Future[QueueState]]] = {}
+
+    @property
+    def client(self) -> Client:
+        return self._client
 
     # --- writes ------------------------------------------------------------------------------------
 

@@ -137,12 +137,17 @@ class _TaskLifecycleInbound(ActivityInboundInterceptor):
             attempt=info.attempt,
             queue=queue,
         )
-        await self._owner.announce_start()
+        # The start signal travels while the work begins; it is awaited before the result is reported,
+        # so the workflow always hears of the start before the outcome.
+        announcing = asyncio.create_task(self._owner.announce_start())
         log.info("Task attempt started")
         started = time.monotonic()
         outcome = "failed"
         try:
-            result = await super().execute_activity(input)
+            try:
+                result = await super().execute_activity(input)
+            finally:
+                await asyncio.shield(announcing)
             outcome = "completed"
             return result
         except asyncio.CancelledError:
