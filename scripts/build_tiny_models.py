@@ -3,10 +3,12 @@
     python scripts/build_tiny_models.py --out data/models
 
 writes `tiny-sd` (StableDiffusionPipeline; the img2img path loads the same folder), `tiny-video`
-(TextToVideoSDPipeline with a tiny UNet3DConditionModel) and `tiny-animatediff` (AnimateDiffPipeline with a
-tiny MotionAdapter). Their outputs are noise, but they are the real pipeline classes, so the service's code
-paths (loading, callbacks, interrupt, from_pipe, decoding) run unchanged. Builds are seeded (reproducible)
-and idempotent: a folder that already has model_index.json is skipped.
+(TextToVideoSDPipeline with a tiny UNet3DConditionModel), `tiny-animatediff` (AnimateDiffPipeline with a
+tiny MotionAdapter) and `tiny-blip` (a transformers BlipForConditionalGeneration captioning model saved with
+its BlipProcessor: image processor + a word-level BERT tokenizer). Their outputs are noise, but they are the
+real pipeline and model classes, so the service's code paths (loading, callbacks, interrupt, from_pipe,
+decoding, `generate`) run unchanged. Builds are seeded (reproducible) and idempotent: a folder that already
+has its marker file (model_index.json for pipelines, processor_config.json for tiny-blip) is skipped.
 
 `--sd-size` builds a Stable-Diffusion-1.5-sized pipeline (same architecture, random weights, ~1 B params) for
 GPU throughput benchmarks; it is only saved when `--save-sd-size` is given (it is ~4 GB in fp32).
@@ -190,6 +192,80 @@ def build_tiny_animatediff(workdir: Path) -> Any:
     )
 
 
+# Words of the captioning tokenizer: a random model picks among them, so its captions read as words.
+CAPTION_WORDS = (
+    "a an the of on in with and at by near two red green blue black white small large old young photo "
+    "picture painting drawing portrait cat dog fox bird horse man woman child detective alley street city "
+    "room table window sky sea tree field sitting standing walking running holding wearing looking dark "
+    "light night day rain hat coat"
+).split()
+
+
+class _SavedTogether:
+    """A model and its processor saved in one folder, as hub checkpoints are (one `from_pretrained` path)."""
+
+    def __init__(self, *parts: Any) -> None:
+        self._parts = parts
+
+    def save_pretrained(self, path: Path) -> None:
+        for part in self._parts:
+            part.save_pretrained(path)
+
+
+def build_tiny_blip(workdir: Path) -> Any:
+    """BLIP image captioning (what Salesforce/blip-image-captioning-* are), ~50 k parameters, 32x32 input.
+
+    transformers' AutoProcessor + AutoModelForImageTextToText load it like the real checkpoints; both
+    unconditional and prompt-conditioned captioning work.
+    """
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessorPil,  # the PIL backend: torchvision is not installed
+        BlipProcessor,
+    )
+
+    _seed()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    letters = list(string.ascii_lowercase + string.digits)
+    # Words, then single characters and `##` continuations so any prompt still tokenizes (no [UNK] soup).
+    tokens = special + CAPTION_WORDS + letters + ["##" + c for c in letters] + list(".,'-!?")
+    (workdir / "vocab.txt").write_text("\n".join(dict.fromkeys(tokens)) + "\n")
+    tokenizer = BertTokenizer(
+        str(workdir / "vocab.txt"), do_lower_case=True, bos_token="[DEC]", model_max_length=512
+    )
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    )
+    config = BlipConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+            "projection_dim": 32,
+        },
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 512,
+            "encoder_hidden_size": 32,
+            "bos_token_id": tokenizer.bos_token_id,
+            "sep_token_id": tokenizer.sep_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.sep_token_id,
+        },
+        projection_dim=32,
+    )
+    return _SavedTogether(BlipForConditionalGeneration(config).eval(), processor)
+
+
 def build_sd15_sized() -> Any:
     """Stable Diffusion 1.5's architecture (UNet 860 M, CLIP ViT-L text encoder, VAE) with random weights.
 
@@ -249,7 +325,10 @@ BUILDERS = {
     "tiny-sd": build_tiny_sd,
     "tiny-video": build_tiny_video,
     "tiny-animatediff": build_tiny_animatediff,
+    "tiny-blip": build_tiny_blip,
 }
+# The file that marks a finished build; diffusers pipelines write model_index.json.
+COMPLETE_MARKER = {"tiny-blip": "processor_config.json"}
 
 
 def build_all(out: Path, *, names: list[str] | None = None) -> dict[str, Path]:
@@ -262,7 +341,7 @@ def build_all(out: Path, *, names: list[str] | None = None) -> dict[str, Path]:
     for name in names or list(BUILDERS):
         target = out / name
         folders[name] = target
-        if (target / "model_index.json").exists():
+        if (target / COMPLETE_MARKER.get(name, "model_index.json")).exists():
             continue
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=out, prefix=f".{name}.") as tmp:

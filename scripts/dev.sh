@@ -16,6 +16,7 @@ export MEDIA_PUBLIC_URL="${MEDIA_PUBLIC_URL:-http://localhost:$API_PORT/media}"
 export IMAGE_MODEL="${IMAGE_MODEL:-data/models/tiny-sd}"
 export VIDEO_MODEL="${VIDEO_MODEL:-data/models/tiny-video}"
 export ANIMATION_MODEL="${ANIMATION_MODEL:-data/models/tiny-animatediff}"
+export CAPTION_MODEL="${CAPTION_MODEL:-data/models/tiny-blip}"
 if [ -z "${API_KEY:-}${CELERY_TASK_API_KEY:-}" ]; then
     [ -s data/dev-api-key ] || python -c 'import secrets; print("dev-" + secrets.token_urlsafe(18))' > data/dev-api-key
     export API_KEY="$(cat data/dev-api-key)"

@@ -20,6 +20,7 @@ from taskservice.task_data import (
     GenerateVideoData,
     ProcessAudioData,
     RenderAnimationData,
+    RunImageToTextInferenceData,
     RunLLMInferenceData,
     TestPromptData,
 )
@@ -211,6 +212,17 @@ CATALOG: dict[str, TaskSpec] = {
             soft_timeout_s=_soft(Queue.CPU_INTENSIVE),
             hard_timeout_s=QUEUE_HARD_TIMEOUT_S[Queue.CPU_INTENSIVE],
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
+        ),
+        TaskSpec(
+            name="run_image_to_text_inference",
+            description="Caption of an image (URL or base64), optionally continuing a prompt (seed 004).",
+            input_model=RunImageToTextInferenceData,
+            queue=Queue.GPU_MEDIUM,
+            activity_module="activities.vision",
+            heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
+            estimated_duration_s=10,
+            soft_timeout_s=_soft(Queue.GPU_MEDIUM),
+            hard_timeout_s=QUEUE_HARD_TIMEOUT_S[Queue.GPU_MEDIUM],
         ),
     )
 }

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     )
     video_model: str | None = Field(None, description="Text-to-video diffusers model id or path.")
     animation_model: str | None = Field(None, description="AnimateDiff-style model id or path.")
+    caption_model: str | None = Field(
+        None, description="Image captioning transformers model id or path (BLIP, GIT, ViT-GPT2, ...)."
+    )
     torch_device: str = Field("auto", description="`auto` (cuda when present), `cuda`, `cpu`, ...")
     model_cache_max_gb: float = Field(12.0, description="Memory budget of a worker's model cache.")
     tts_model: str | None = Field(None, description="Coqui TTS model name or local path; espeak-ng if unset.")

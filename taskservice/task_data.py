@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated, Any, Literal
 
@@ -229,6 +231,45 @@ class RunLLMInferenceData(TaskData):
         if self.messages:
             return [m.model_dump() for m in self.messages]
         return [{"role": "user", "content": self.prompt or ""}]
+
+
+# Base64 images travel inside the workflow's input, which Temporal caps at 2 MB: larger ones go by URL.
+IMAGE_BASE64_MAX_CHARS = 1_500_000
+_DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", flags=re.IGNORECASE)
+
+
+def _base64_image(value: str) -> str:
+    """Accept plain or `data:image/...;base64,` text (line breaks allowed); keep the bare base64."""
+    value = "".join(_DATA_URL.sub("", value.strip(), count=1).split())
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("must be base64 (optionally a data:image/...;base64, URL)") from None
+    if not decoded:
+        raise ValueError("is empty")
+    return value
+
+
+Base64Image = Annotated[str, Field(max_length=IMAGE_BASE64_MAX_CHARS), AfterValidator(_base64_image)]
+
+
+class RunImageToTextInferenceData(TaskData):
+    """Seed 004's run_image_to_text_inference: a caption of one image, by CAPTION_MODEL."""
+
+    image_url: HttpUrl | None = Field(None, description="The image to caption (fetched like media inputs).")
+    image_base64: Base64Image | None = Field(
+        None, description="The image itself, base64 (or a data: URL); larger ones by `image_url`."
+    )
+    prompt: str | None = Field(
+        None, max_length=500, description="Start of the caption (conditional captioning), e.g. 'a photo of'."
+    )
+    max_new_tokens: int = Field(40, ge=1, le=256, description="Most tokens generated after the prompt.")
+
+    @model_validator(mode="after")
+    def _one_image(self) -> RunImageToTextInferenceData:
+        if (self.image_url is None) == (self.image_base64 is None):
+            raise ValueError("give exactly one of `image_url` or `image_base64`")
+        return self
 
 
 class TestPromptData(TaskData):

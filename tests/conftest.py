@@ -170,6 +170,7 @@ async def stack(
         "IMAGE_MODEL": str(tiny_models["tiny-sd"]),
         "VIDEO_MODEL": str(tiny_models["tiny-video"]),
         "ANIMATION_MODEL": str(tiny_models["tiny-animatediff"]),
+        "CAPTION_MODEL": str(tiny_models["tiny-blip"]),
         "TTS_MODEL": str(tiny_models["tiny-vits"]),
         "TORCH_DEVICE": "cpu",
     }

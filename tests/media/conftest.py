@@ -147,6 +147,7 @@ def make_settings(tiny_models: dict[str, Path], data_dir: Path, **overrides: Any
         "image_model": str(tiny_models["tiny-sd"]),
         "video_model": str(tiny_models["tiny-video"]),
         "animation_model": str(tiny_models["tiny-animatediff"]),
+        "caption_model": str(tiny_models["tiny-blip"]),
         "torch_device": "cpu",
         "data_dir": data_dir,
         "allow_private_urls": True,
