@@ -6,23 +6,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from taskservice.contracts import FinishedTally, LimiterState, ScanWindow, TaskStatus
 from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
 from workflows import search_attributes as sa
 from workflows.limiter import ConcurrencyLimiterWorkflow
-from workflows.task import MEMO_OUTCOME
-
-# A task workflow that closed without recording an outcome (terminated, timed out) counts by how it closed.
-_CLOSED_AS = {
-    WorkflowExecutionStatus.COMPLETED: TaskStatus.COMPLETED,
-    WorkflowExecutionStatus.FAILED: TaskStatus.FAILED,
-    WorkflowExecutionStatus.TIMED_OUT: TaskStatus.FAILED,
-    WorkflowExecutionStatus.CANCELED: TaskStatus.CANCELLED,
-    WorkflowExecutionStatus.TERMINATED: TaskStatus.CANCELLED,
-}
+from workflows.task import CLOSED_AS_STATUS, MEMO_OUTCOME
 
 
 async def ensure_limiter_running(client: Client, group: str) -> None:
@@ -59,8 +50,8 @@ class BookkeepingActivities:
             outcome = (await execution.memo()).get(MEMO_OUTCOME) or {}
             if outcome.get("status"):
                 status = TaskStatus(outcome["status"])
-            elif execution.status in _CLOSED_AS:
-                status = _CLOSED_AS[execution.status]
+            elif execution.status in CLOSED_AS_STATUS:
+                status = CLOSED_AS_STATUS[execution.status]
             else:
                 continue
             tally.total_finished += 1

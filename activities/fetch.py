@@ -9,14 +9,19 @@ cannot smuggle a private address in. Client mistakes (bad URL, 404, wrong type, 
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
 from activities.runtime import permanent_error
 from taskservice.netguard import is_public_address, redact_url
 from taskservice.settings import Settings
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -184,3 +189,21 @@ async def _read_limited(response: httpx.Response, limit: int, url: str) -> bytes
     except httpx.HTTPError as err:
         raise InputFetchError(f"download of {redact_url(url)} broke off: {type(err).__name__}") from None
     return b"".join(chunks)
+
+
+def decode_image(data: bytes, source: str, *, upright: bool = False) -> Image:
+    """Decoded RGB image (turned by its EXIF orientation when `upright`); undecodable input is InvalidInput.
+
+    `source` names the input in the error, e.g. "input URL https://host/x.png" (already redacted).
+    """
+    from PIL import Image as PILImage
+    from PIL import ImageOps, UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened) if upright else opened
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError) as err:
+        reason = f"{source} is not a decodable image ({type(err).__name__})"
+        raise permanent_error(reason, "InvalidInput") from None

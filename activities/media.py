@@ -28,7 +28,6 @@ Sizes, frame counts and durations in the result are read back from the written f
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import math
 import secrets
@@ -43,11 +42,12 @@ import httpx
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.fetch import InputFetcher
+from activities.fetch import InputFetcher, decode_image
 from activities.payload_cms import PayloadCMS
 from activities.runtime import TaskInterrupted, TaskProgress, parse_task_data, permanent_error, run_task
 from activities.storage import MediaStorage, build_storage, media_key
 from taskservice.contracts import TaskActivityInput
+from taskservice.netguard import redact_url
 from taskservice.settings import Settings
 from taskservice.task_data import GenerateImageData, GenerateVideoData, RenderAnimationData
 
@@ -524,7 +524,9 @@ class MediaActivities:
 
     async def _fetch_images(self, urls: Sequence[str]) -> list[Image]:
         fetched = await asyncio.gather(*(self._fetcher.fetch(url, accept=IMAGE_ACCEPT) for url in urls))
-        return [await asyncio.to_thread(decode_image, f.data, f.url) for f in fetched]
+        return [
+            await asyncio.to_thread(decode_image, f.data, f"input URL {redact_url(f.url)}") for f in fetched
+        ]
 
     async def _publish(
         self,
@@ -645,22 +647,6 @@ def _spread(images: list[Image], clips: int) -> list[Image]:
     if not images:
         return []
     return [images[i * len(images) // clips] for i in range(clips)]
-
-
-def decode_image(data: bytes, url: str) -> Image:
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
-
-    from taskservice.netguard import redact_url
-
-    try:
-        with PILImage.open(io.BytesIO(data)) as opened:
-            opened.load()
-            return opened.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError) as err:
-        raise permanent_error(
-            f"input URL {redact_url(url)} is not a decodable image ({type(err).__name__})", "InvalidInput"
-        ) from None
 
 
 def _image_size(path: Path) -> tuple[int, int]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import logging
 import threading
 import time
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from temporalio import activity
 
-from activities.fetch import InputFetcher
+from activities.fetch import InputFetcher, decode_image
 from activities.runtime import TaskInterrupted, TaskProgress, parse_task_data, permanent_error, run_task
 from taskservice.contracts import TaskActivityInput
 from taskservice.netguard import redact_url
@@ -251,7 +250,7 @@ class VisionActivities:
             raw, source = fetched.data, f"input URL {redact_url(data.image_url)}"
         else:
             raw, source = base64.b64decode(data.image_base64 or ""), "image_base64"
-        image = await asyncio.to_thread(decode_image, raw, source)
+        image = await asyncio.to_thread(decode_image, raw, source, upright=True)
         progress.raise_if_stopped()
         try:
             caption = await progress.run_blocking(
@@ -339,17 +338,3 @@ def _stopping_criteria(on_token: Callable[[], bool]) -> Any:
             return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([_EachToken()])
-
-
-def decode_image(data: bytes, source: str) -> Image:
-    """Decoded RGB image, turned upright by its EXIF orientation; undecodable input is InvalidInput."""
-    from PIL import Image as PILImage
-    from PIL import ImageOps, UnidentifiedImageError
-
-    try:
-        with PILImage.open(io.BytesIO(data)) as opened:
-            opened.load()
-            return ImageOps.exif_transpose(opened).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError) as err:
-        reason = f"{source} is not a decodable image ({type(err).__name__})"
-        raise permanent_error(reason, "InvalidInput") from None

@@ -45,6 +45,7 @@ from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID,
 from taskservice.settings import Settings
 from workflows import search_attributes as sa
 from workflows.task import (
+    CLOSED_AS_STATUS,
     MEMO_ATTEMPT,
     MEMO_OUTCOME,
     MEMO_STARTED_AT,
@@ -54,13 +55,6 @@ from workflows.task import (
 
 # A poller that has not polled for this long is gone (killed workers stay listed for minutes).
 POLLER_FRESHNESS = timedelta(seconds=70)
-TERMINAL_EXECUTION = {
-    WorkflowExecutionStatus.COMPLETED: TaskStatus.COMPLETED,
-    WorkflowExecutionStatus.FAILED: TaskStatus.FAILED,
-    WorkflowExecutionStatus.TIMED_OUT: TaskStatus.FAILED,
-    WorkflowExecutionStatus.CANCELED: TaskStatus.CANCELLED,
-    WorkflowExecutionStatus.TERMINATED: TaskStatus.CANCELLED,
-}
 # How long DELETE waits for the workflow to close before answering.
 CANCEL_WAIT_S = 8.0
 # With no workflow worker at all a cancel request cannot be processed; a never-started task is then
@@ -383,8 +377,8 @@ class TaskStore:
             view.completed_at = _dt(outcome.get("completed_at"))
             view.processing_time = outcome.get("processing_time")
             view.updated_at = view.completed_at or view.updated_at
-        elif execution.status in TERMINAL_EXECUTION:
-            view.status = TERMINAL_EXECUTION[execution.status]
+        elif execution.status in CLOSED_AS_STATUS:
+            view.status = CLOSED_AS_STATUS[execution.status]
             view.completed_at = execution.close_time
             if execution.status == WorkflowExecutionStatus.TERMINATED:
                 view.error = "Task was terminated by an operator"

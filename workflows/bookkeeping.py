@@ -42,11 +42,11 @@ class _MemoPublisher(ABC):
     async def _serve(self) -> None:
         self._publish()
         while True:
-            await workflow.wait_condition(lambda: self._dirty or _history_is_long())
+            await workflow.wait_condition(lambda: self._dirty or history_is_long())
             if self._dirty:
                 self._dirty = False
                 self._publish()
-            if _history_is_long():
+            if history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._continue_as_new()
 
@@ -57,7 +57,7 @@ class _MemoPublisher(ABC):
     def _continue_as_new(self) -> None: ...
 
 
-def _history_is_long() -> bool:
+def history_is_long() -> bool:
     return workflow.info().get_current_history_length() > HISTORY_LIMIT
 
 
@@ -94,7 +94,7 @@ class TaskMetricsWorkflow:
             if self._dirty:
                 self._dirty = False
                 self._publish()
-            if _history_is_long():
+            if history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._state)
 

@@ -16,9 +16,8 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from taskservice.contracts import LimiterState, SlotRequest
+    from workflows.bookkeeping import history_is_long
 
-# Continue-as-new before the history gets long; holders and the waiting line are carried over whole.
-HISTORY_LIMIT = 4000
 # The memo lists at most this many holders (the counts are always exact).
 MEMO_HOLDERS = 50
 
@@ -37,7 +36,8 @@ class ConcurrencyLimiterWorkflow:
             self._expire_leases()
             await self._grant()
             self._publish()
-            if workflow.info().get_current_history_length() > HISTORY_LIMIT:
+            # Holders and the waiting line are carried over whole.
+            if history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._state)
             self._dirty = False

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
@@ -35,6 +36,14 @@ MEMO_OUTCOME = "outcome"
 MEMO_WAITING_FOR_SLOT = "waiting_for_slot"
 # Tasks no longer signal the metrics workflow (it scans visibility); older histories replay the signal.
 PATCH_METRICS_BY_SCAN = "metrics-by-scan"
+# A task workflow that closed without recording an outcome (terminated, timed out) reads by how it closed.
+CLOSED_AS_STATUS = {
+    WorkflowExecutionStatus.COMPLETED: TaskStatus.COMPLETED,
+    WorkflowExecutionStatus.FAILED: TaskStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT: TaskStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED: TaskStatus.CANCELLED,
+    WorkflowExecutionStatus.TERMINATED: TaskStatus.CANCELLED,
+}
 # Results larger than this stay in history only; the API then reads the workflow result.
 MEMO_RESULT_LIMIT = 16_000
 
