@@ -60,7 +60,12 @@ async def test_excess_tasks_wait_queued_and_run_one_at_a_time(
     waiting = (await capped_api.get(f"/api/v1/tasks/{ids[2]}/status")).json()
     assert waiting["status"] == "queued"
     assert waiting["current_step"].startswith("waiting_for_slot: the 'total' concurrency limit")
-    limiter = await _limiter_memo(temporal_client, "total")
+    # The last task's request reaches the limiter a moment after its own memo says it waits.
+    for _ in range(50):
+        limiter = await _limiter_memo(temporal_client, "total")
+        if limiter["waiting"] == 2:
+            break
+        await asyncio.sleep(0.1)
     assert limiter["limit"] == 1 and limiter["running"] == 1 and limiter["waiting"] == 2
     finished = [await wait_status(capped_api, task_id, "completed", timeout=60) for task_id in ids]
     spans = sorted((_ts(t["started_at"]), _ts(t["completed_at"])) for t in finished)

@@ -137,17 +137,13 @@ class _TaskLifecycleInbound(ActivityInboundInterceptor):
             attempt=info.attempt,
             queue=queue,
         )
-        # The start signal travels while the work begins; it is awaited before the result is reported,
-        # so the workflow always hears of the start before the outcome.
-        announcing = asyncio.create_task(self._owner.announce_start())
+        # Before the work starts: its progress signals (and their webhooks) must follow the start.
+        await self._owner.announce_start()
         log.info("Task attempt started")
         started = time.monotonic()
         outcome = "failed"
         try:
-            try:
-                result = await super().execute_activity(input)
-            finally:
-                await asyncio.shield(announcing)
+            result = await super().execute_activity(input)
             outcome = "completed"
             return result
         except asyncio.CancelledError:
