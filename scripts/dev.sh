@@ -48,6 +48,8 @@ if [ "$TEMPORAL_ADDRESS" = "localhost:$TEMPORAL_PORT" ]; then
         --db-filename data/temporal-dev.db \
         --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
         --dynamic-config-value matching.useNewMatcher=true \
+        --dynamic-config-value matching.numTaskqueueReadPartitions=1 \
+        --dynamic-config-value matching.numTaskqueueWritePartitions=1 \
         --search-attribute ProjectId=Keyword --search-attribute TaskType=Keyword \
         --search-attribute TaskStatus=Keyword --search-attribute TaskOwner=Keyword \
         --log-level warn &

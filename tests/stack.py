@@ -67,9 +67,14 @@ class TemporalDevServer:
             "synchronous=normal",
             "--log-level",
             "error",
-            # Task priority (seed priority 1-3) is honoured by the new matcher only.
+            # Task priority (seed priority 1-3) is honoured by the new matcher only, and strictly only within
+            # one partition: with the default four, a poller takes the best task of the partition it polls.
             "--dynamic-config-value",
             "matching.useNewMatcher=true",
+            "--dynamic-config-value",
+            "matching.numTaskqueueReadPartitions=1",
+            "--dynamic-config-value",
+            "matching.numTaskqueueWritePartitions=1",
         ]
         for name in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{name}=Keyword"]
