@@ -73,7 +73,7 @@ async def watch_project(
             f'{filter_query(project_id=project_id)} AND (ExecutionStatus = "Running" '
             f'OR CloseTime >= "{window_start}")'
         )
-        views, _ = await store.list_tasks(query, page=1, limit=1000)
+        views = await store.latest(query, 1000)
         running = [v for v in views if not v.status.is_terminal][:PROJECT_DESCRIBE_LIMIT]
         detailed = {v.task_id: v for v in await asyncio.gather(*(store.get(v.task_id) for v in running))}
         for view in views:

@@ -229,7 +229,7 @@ class TaskService:
                 )
             )
         now = datetime.now(UTC)
-        running, _ = await self.store.list_tasks(status_query(TaskStatus.PROCESSING), page=1, limit=1000)
+        running = await self.store.latest(status_query(TaskStatus.PROCESSING), 1000)
         for view in running:
             if view.started_at is None:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -397,17 +398,45 @@ class TaskStore:
         return view
 
     async def list_tasks(self, query: str, *, page: int, limit: int) -> tuple[list[TaskView], int]:
-        """Newest first. SQLite visibility cannot ORDER BY, so matching tasks are sorted here."""
-        executions = [e async for e in self._client.list_workflows(query, page_size=1000)]
-        executions.sort(key=lambda e: e.start_time, reverse=True)
-        total = len(executions)
-        window = executions[(page - 1) * limit : page * limit]
+        """Page `page` of the matching tasks, newest first, and how many match in all."""
+        total = asyncio.create_task(self.count(query))
+        try:
+            views = await self.latest(query, page * limit)
+        finally:
+            matching = await total
+        return views[(page - 1) * limit :], matching
+
+    async def latest(self, query: str, count: int) -> list[TaskView]:
+        """The `count` matching tasks created last, newest first."""
         views = []
-        for execution in window:
+        for execution in await self.newest(query, count):
             memo = await execution.memo()
             if "task" in memo:
                 views.append(self._base_view(execution, memo))
-        return views, total
+        return views
+
+    async def newest(self, query: str, count: int) -> list[WorkflowExecution]:
+        """The `count` matching executions started last, newest first, reading as little as that takes.
+
+        Visibility cannot sort by start time on SQL stores, but its own order (SQL and Elasticsearch alike)
+        is open executions first, newest start first, then closed ones by close time, latest first. A task
+        starts before it closes, so no execution after the one read can have started later than that one
+        closed: once `count` in hand started after it, the rest need not be read.
+        """
+        if count <= 0:
+            return []
+        kept: list[tuple[datetime, str, WorkflowExecution]] = []  # min-heap on start time
+        page_size = min(1000, count + 50)
+        async for execution in self._client.list_workflows(query, page_size=page_size):
+            entry = (execution.start_time, execution.id, execution)
+            if len(kept) < count:
+                heapq.heappush(kept, entry)
+            else:
+                heapq.heappushpop(kept, entry)
+            closed = execution.close_time
+            if closed is not None and len(kept) == count and kept[0][0] >= closed:
+                break
+        return [execution for _, _, execution in sorted(kept, reverse=True)]
 
     async def task_ids(self, query: str, limit: int = 10_000) -> list[str]:
         ids = []

@@ -132,6 +132,32 @@ async def test_project_listing_newest_first_with_filters_and_pagination(api: htt
     assert "limit" in too_big.json()["details"]
 
 
+async def test_listing_is_by_creation_when_tasks_finish_out_of_order(api: httpx.AsyncClient) -> None:
+    # Visibility returns open tasks first, then closed ones by close time; the listing stops reading it early,
+    # so the order must still be by creation on every page when close order and start order disagree.
+    project = "proj_close_order"
+    sleeps = [30, 2, 0, 1, 0]
+    ids = []
+    for i, seconds in enumerate(sleeps):
+        body = {"prompt_template": f"item {i} [[sleep={seconds}]]"}
+        ids.append(await submit(api, "test_prompt", body, project_id=project))
+        await asyncio.sleep(0.05)
+    for task_id in ids[1:]:
+        await wait_status(api, task_id, "completed")
+    newest_first = list(reversed(ids))
+    try:
+        for limit in (1, 2, 3, 5):
+            seen = []
+            for page in range(1, -(-len(ids) // limit) + 1):
+                params = {"page": page, "limit": limit}
+                listing = (await api.get(f"/api/v1/projects/{project}/tasks", params=params)).json()
+                assert listing["pagination"]["total"] == len(ids)
+                seen += [t["task_id"] for t in listing["tasks"]]
+            assert seen == newest_first, limit
+    finally:
+        await api.delete(f"/api/v1/tasks/{ids[0]}")
+
+
 async def test_health_reports_temporal_workers_and_queues(api: httpx.AsyncClient) -> None:
     body = (await api.get("/api/v1/health")).json()
     assert body["status"] == "healthy"
