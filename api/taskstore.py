@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -416,27 +415,38 @@ class TaskStore:
         return views
 
     async def newest(self, query: str, count: int) -> list[WorkflowExecution]:
-        """The `count` matching executions started last, newest first, reading as little as that takes.
+        """The `count` matching executions started last, newest first, reading little more than that.
 
-        Visibility cannot sort by start time on SQL stores, but its own order (SQL and Elasticsearch alike)
-        is open executions first, newest start first, then closed ones by close time, latest first. A task
-        starts before it closes, so no execution after the one read can have started later than that one
-        closed: once `count` in hand started after it, the rest need not be read.
+        SQL visibility cannot sort by start time. Its own order (Elasticsearch's too) is open executions
+        first, newest start first, then closed ones by close time, latest first. The first `count` in that
+        order all started at or after the earliest of them, so the `count` newest do too: they are all in
+        the window from that start time on, which is read whole and sorted. When tasks run in the order
+        they were created, that window holds about `count` executions, however many match in all.
         """
         if count <= 0:
             return []
-        kept: list[tuple[datetime, str, WorkflowExecution]] = []  # min-heap on start time
-        page_size = min(1000, count + 50)
-        async for execution in self._client.list_workflows(query, page_size=page_size):
-            entry = (execution.start_time, execution.id, execution)
-            if len(kept) < count:
-                heapq.heappush(kept, entry)
-            else:
-                heapq.heappushpop(kept, entry)
-            closed = execution.close_time
-            if closed is not None and len(kept) == count and kept[0][0] >= closed:
+        first: list[WorkflowExecution] = []
+        async for execution in self._client.list_workflows(query, page_size=min(count, 1000)):
+            first.append(execution)
+            if len(first) == count:
                 break
-        return [execution for _, _, execution in sorted(kept, reverse=True)]
+        floor = min((e.start_time for e in first), default=None)
+        last_closed = first[-1].close_time if first else None
+        # Fewer than asked for: that is all of them. And where even the last one read closed before the
+        # earliest of them started, no unread execution (closed earlier still) can have started later.
+        if len(first) < count or (floor is not None and last_closed is not None and last_closed <= floor):
+            window = first
+        else:
+            assert floor is not None
+            since = (floor - timedelta(milliseconds=1)).isoformat().replace("+00:00", "Z")
+            window = [
+                e
+                async for e in self._client.list_workflows(
+                    f'({query}) AND StartTime >= "{since}"', page_size=1000
+                )
+            ]
+        window.sort(key=lambda e: (e.start_time, e.id), reverse=True)
+        return window[:count]
 
     async def task_ids(self, query: str, limit: int = 10_000) -> list[str]:
         ids = []

@@ -3,9 +3,10 @@
 Fills the stack with `--tasks` test_prompt tasks (1 000 in project `lat_large`, 100 in `lat_small`, the rest
 spread ~100 per project), waits for the worker to finish them, then times one request at a time:
 
-- submit (`POST /api/v1/tasks/submit`), goal p99 <= 50 ms
+- submit (`POST /api/v1/tasks/submit`), back to back and paced (`--pause` after each), goal p99 <= 50 ms
 - status of a random retained task (`GET /api/v1/tasks/{id}/status`), goal p99 <= 20 ms
-- project list, first page of 20 (`GET /api/v1/projects/{id}/tasks`), ~100 and ~1 000 tasks: p99 <= 100 ms
+- project list, first page of 20 (`GET /api/v1/projects/{id}/tasks`), ~100 and ~1 000 tasks, and page 10
+  of the ~1 000: p99 <= 100 ms
 
 `--fill store` (default) submits with the API's own `TaskService.submit` (same validation, memo, search
 attributes and workflow as a REST submit, without HTTP — faster to fill); `--fill api` submits
@@ -35,8 +36,9 @@ from taskservice.settings import Settings
 
 TASK_DATA = {"prompt_template": "noop"}
 TEST_PROMPT = 'TaskType = "test_prompt"'
-GOALS_MS = {"submit": 50.0, "status": 20.0, "project list (~100 tasks)": 100.0}
-GOALS_MS["project list (~1000 tasks)"] = 100.0
+GOALS_MS = {"submit, back to back": 50.0, "submit, paced": 50.0, "status": 20.0}
+GOALS_MS |= {"project list (~100 tasks)": 100.0, "project list (~1000 tasks)": 100.0}
+GOALS_MS["project list (~1000), page 10"] = 100.0
 
 
 def project_of(n: int) -> str:
@@ -107,13 +109,16 @@ async def wait_drained(stack: BenchStack, timeout: float) -> tuple[int, int]:
         await asyncio.sleep(2)
 
 
-async def timed(call: Callable[[], Awaitable[httpx.Response]], samples: int) -> list[float]:
+async def timed(
+    call: Callable[[], Awaitable[httpx.Response]], samples: int, pause_s: float = 0.0
+) -> list[float]:
     out: list[float] = []
     for _ in range(samples):
         began = time.perf_counter()
         response = await call()
         out.append((time.perf_counter() - began) * 1000)
         response.raise_for_status()
+        await asyncio.sleep(pause_s)
     return out
 
 
@@ -138,26 +143,42 @@ async def main(args: argparse.Namespace) -> None:
             body = {"project_id": "lat_submit", "task_type": "test_prompt", "task_data": TASK_DATA}
             sample_ids = random.Random(1).choices(ids, k=args.samples)
             picks = iter(sample_ids)
+            # Each submitted task runs on the worker right away (~95 ms of CPU across server, worker and API,
+            # see RESULTS.md), so back-to-back submits also measure a saturated 2-core machine; paced ones,
+            # with a pause after each, measure the submit path itself. Both are reported.
             results = {
-                "submit": await timed(lambda: api.post("/api/v1/tasks/submit", json=body), args.samples),
-                "status": await timed(lambda: api.get(f"/api/v1/tasks/{next(picks)}/status"), args.samples),
-                "project list (~100 tasks)": await timed(
-                    lambda: api.get("/api/v1/projects/lat_small/tasks"), max(50, args.samples // 3)
-                ),
-                "project list (~1000 tasks)": await timed(
-                    lambda: api.get("/api/v1/projects/lat_large/tasks"), max(50, args.samples // 3)
+                "submit, back to back": await timed(
+                    lambda: api.post("/api/v1/tasks/submit", json=body), args.samples
                 ),
             }
+            await wait_drained(stack, args.drain_timeout)
+            results["submit, paced"] = await timed(
+                lambda: api.post("/api/v1/tasks/submit", json=body), args.samples, args.pause
+            )
+            await wait_drained(stack, args.drain_timeout)
+            results["status"] = await timed(
+                lambda: api.get(f"/api/v1/tasks/{next(picks)}/status"), args.samples
+            )
+            lists = max(50, args.samples // 3)
+            results["project list (~100 tasks)"] = await timed(
+                lambda: api.get("/api/v1/projects/lat_small/tasks"), lists
+            )
+            results["project list (~1000 tasks)"] = await timed(
+                lambda: api.get("/api/v1/projects/lat_large/tasks"), lists
+            )
+            results["project list (~1000), page 10"] = await timed(
+                lambda: api.get("/api/v1/projects/lat_large/tasks", params={"page": 10}), lists
+            )
             totals = {
                 name: (await api.get(f"/api/v1/projects/{name}/tasks")).json()["pagination"]["total"]
                 for name in ("lat_small", "lat_large")
             }
     print(f"\nproject sizes: {totals}; one request at a time")
-    print(f"{'request':<28} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'goal p99':>9} {'p99/goal':>9}")
+    print(f"{'request':<32} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'goal p99':>9} {'p99/goal':>9}")
     for name, samples in results.items():
         p99 = percentile(samples, 0.99)
         print(
-            f"{name:<28} {len(samples):>5} {statistics.median(samples):>8.1f} {p99:>8.1f} "
+            f"{name:<32} {len(samples):>5} {statistics.median(samples):>8.1f} {p99:>8.1f} "
             f"{GOALS_MS[name]:>9.0f} {p99 / GOALS_MS[name]:>8.2f}x"
         )
 
@@ -170,4 +191,5 @@ if __name__ == "__main__":
     parser.add_argument("--fill", choices=["store", "api"], default="store")
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--drain-timeout", type=float, default=3600)
+    parser.add_argument("--pause", type=float, default=0.25, help="seconds after each paced submit")
     asyncio.run(main(parser.parse_args()))
