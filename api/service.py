@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -126,10 +125,8 @@ class TaskService:
                 existing = None
             if existing is not None:
                 return self._replay(existing, request_hash, spec)
-        # Both counts in one round trip: the queue position is the backlog ahead of this task, plus it.
-        running, queued_ahead = await asyncio.gather(
-            self.store.count(f'{filter_query(project_id=body.project_id)} AND ExecutionStatus = "Running"'),
-            self._queued_on(spec),
+        running = await self.store.count(
+            f'{filter_query(project_id=body.project_id)} AND ExecutionStatus = "Running"'
         )
         if running >= self.settings.max_concurrent_per_project:
             raise RateLimited(
@@ -154,7 +151,7 @@ class TaskService:
             return self._replay(view, request_hash, spec)
         if self.telemetry is not None:
             self.telemetry.tasks_submitted.labels(body.task_type).inc()
-        return Submitted(view, spec, queued_ahead + 1)
+        return Submitted(view, spec, await self._queue_position(spec))
 
     def _replay(self, existing: TaskView, request_hash: str, spec: TaskSpec) -> Submitted:
         if existing.request_hash != request_hash:
@@ -164,9 +161,9 @@ class TaskService:
             )
         return Submitted(existing, spec, 0, replayed=True)
 
-    async def _queued_on(self, spec: TaskSpec) -> int:
+    async def _queue_position(self, spec: TaskSpec) -> int:
         types = ", ".join(f'"{s.name}"' for s in CATALOG.values() if s.queue == spec.queue)
-        return await self.store.count(f"TaskType IN ({types}) AND {status_query(TaskStatus.QUEUED)}")
+        return max(1, await self.store.count(f"TaskType IN ({types}) AND {status_query(TaskStatus.QUEUED)}"))
 
     async def cancel(self, task_id: str) -> Cancelled:
         before, after = await self.store.cancel(task_id)

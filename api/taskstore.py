@@ -63,6 +63,11 @@ QUEUED_CANCEL_TERMINATE_AFTER_S = 3.0
 # Every queued task's status names its queue's backlog and pollers; one DescribeTaskQueue per queue per
 # this long serves them all (status polling of queued tasks was a third of the frontend's requests).
 QUEUE_STATE_TTL_S = 1.0
+# Listings read a start-time window holding at most 2 × page × limit + this many tasks, narrowed by up to
+# this many rounds of this many parallel counts (each round cuts the window's time span eightfold).
+WINDOW_SLACK = 20
+NARROW_ROUNDS = 4
+NARROW_PROBES = 7
 
 
 @dataclass
@@ -113,6 +118,10 @@ def is_task_id(value: str) -> bool:
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _started_since(moment: datetime) -> str:
+    return f'StartTime >= "{moment.isoformat().replace("+00:00", "Z")}"'
 
 
 def _quote(value: str) -> str:
@@ -420,8 +429,9 @@ class TaskStore:
         SQL visibility cannot sort by start time. Its own order (Elasticsearch's too) is open executions
         first, newest start first, then closed ones by close time, latest first. The first `count` in that
         order all started at or after the earliest of them, so the `count` newest do too: they are all in
-        the window from that start time on, which is read whole and sorted. When tasks run in the order
-        they were created, that window holds about `count` executions, however many match in all.
+        the window from that start time on. Where tasks ran in the order they were created, that window is
+        small; where it is not (priorities, retries, long runs), counts, which are cheap, move its floor up
+        while it still holds `count`. Only the window's rows are read, then sorted.
         """
         if count <= 0:
             return []
@@ -438,15 +448,34 @@ class TaskStore:
             window = first
         else:
             assert floor is not None
-            since = (floor - timedelta(milliseconds=1)).isoformat().replace("+00:00", "Z")
+            since = await self._narrow_floor(query, count, floor - timedelta(milliseconds=1))
             window = [
                 e
                 async for e in self._client.list_workflows(
-                    f'({query}) AND StartTime >= "{since}"', page_size=1000
+                    f"({query}) AND {_started_since(since)}", page_size=1000
                 )
             ]
         window.sort(key=lambda e: (e.start_time, e.id), reverse=True)
         return window[:count]
+
+    async def _narrow_floor(self, query: str, count: int, floor: datetime) -> datetime:
+        """A later start time from which at least `count` executions still match, found by counting."""
+        enough = 2 * count + WINDOW_SLACK
+        ceiling = datetime.now(UTC) + timedelta(seconds=1)
+        held = await self.count(f"({query}) AND {_started_since(floor)}")
+        for _ in range(NARROW_ROUNDS):
+            if held <= enough:
+                break
+            step = (ceiling - floor) / (NARROW_PROBES + 1)
+            probes = [floor + step * (i + 1) for i in range(NARROW_PROBES)]
+            counts = await asyncio.gather(*(self.count(f"({query}) AND {_started_since(t)}") for t in probes))
+            for probe, matched in zip(probes, counts, strict=True):
+                if matched >= count:
+                    floor, held = probe, matched
+                else:
+                    ceiling = probe
+                    break
+        return floor
 
     async def task_ids(self, query: str, limit: int = 10_000) -> list[str]:
         ids = []

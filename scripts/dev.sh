@@ -50,6 +50,8 @@ if [ "$TEMPORAL_ADDRESS" = "localhost:$TEMPORAL_PORT" ]; then
         --dynamic-config-value matching.useNewMatcher=true \
         --dynamic-config-value matching.numTaskqueueReadPartitions=1 \
         --dynamic-config-value matching.numTaskqueueWritePartitions=1 \
+        --dynamic-config-value frontend.namespaceRPS.visibility=1000 \
+        --dynamic-config-value frontend.namespaceBurstRatio.visibility=2 \
         --search-attribute ProjectId=Keyword --search-attribute TaskType=Keyword \
         --search-attribute TaskStatus=Keyword --search-attribute TaskOwner=Keyword \
         --log-level warn &

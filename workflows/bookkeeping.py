@@ -7,7 +7,6 @@ reads with `describe()` — no worker needed to answer.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -32,29 +31,6 @@ SCAN_EVERY = timedelta(seconds=2)
 VISIBILITY_LAG = timedelta(seconds=3)
 # Reports of workers unseen this long are dropped at continue-as-new.
 FORGET_WORKERS_AFTER = timedelta(hours=1)
-
-
-class _MemoPublisher(ABC):
-    """Publish state to the memo after each batch of signals; continue-as-new when history is long."""
-
-    _dirty = False
-
-    async def _serve(self) -> None:
-        self._publish()
-        while True:
-            await workflow.wait_condition(lambda: self._dirty or history_is_long())
-            if self._dirty:
-                self._dirty = False
-                self._publish()
-            if history_is_long():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._continue_as_new()
-
-    @abstractmethod
-    def _publish(self) -> None: ...
-
-    @abstractmethod
-    def _continue_as_new(self) -> None: ...
 
 
 def history_is_long() -> bool:
@@ -127,14 +103,25 @@ class TaskMetricsWorkflow:
 
 
 @workflow.defn(name="WorkerRegistryWorkflow")
-class WorkerRegistryWorkflow(_MemoPublisher):
+class WorkerRegistryWorkflow:
+    """Workers' own reports, published in the memo after each batch of them."""
+
     def __init__(self) -> None:
         self._state = WorkerRegistryState()
+        self._dirty = False
 
     @workflow.run
     async def run(self, state: WorkerRegistryState | None = None) -> None:
         self._state = state or WorkerRegistryState()
-        await self._serve()
+        self._publish()
+        while True:
+            await workflow.wait_condition(lambda: self._dirty or history_is_long())
+            if self._dirty:
+                self._dirty = False
+                self._publish()
+            if history_is_long():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._continue_as_new()
 
     @workflow.signal
     def report(self, report: WorkerReport) -> None:
