@@ -158,6 +158,30 @@ async def test_listing_is_by_creation_when_tasks_finish_out_of_order(api: httpx.
         await api.delete(f"/api/v1/tasks/{ids[0]}")
 
 
+async def test_listing_narrows_its_window_when_the_oldest_task_is_still_running(
+    api: httpx.AsyncClient,
+) -> None:
+    # The oldest task, still running, comes first in visibility's order and bounds a window holding every
+    # task; the listing must narrow it with counts (more than 2 × 1 + 20 tasks) and still answer exactly.
+    project = "proj_narrowing"
+    oldest = await submit(api, "test_prompt", {"prompt_template": "old [[sleep=60]]"}, project_id=project)
+    ids = [oldest]
+    for i in range(30):
+        ids.append(await submit(api, "test_prompt", {"prompt_template": f"quick {i}"}, project_id=project))
+    try:
+        for task_id in ids[1:]:
+            await wait_status(api, task_id, "completed")
+        newest_first = list(reversed(ids))
+        for page, limit in ((1, 1), (2, 1), (1, 5), (3, 5), (7, 5)):
+            params = {"page": page, "limit": limit}
+            listing = (await api.get(f"/api/v1/projects/{project}/tasks", params=params)).json()
+            assert listing["pagination"]["total"] == len(ids)
+            expected = newest_first[(page - 1) * limit : page * limit]
+            assert [t["task_id"] for t in listing["tasks"]] == expected, (page, limit)
+    finally:
+        await api.delete(f"/api/v1/tasks/{oldest}")
+
+
 async def test_health_reports_temporal_workers_and_queues(api: httpx.AsyncClient) -> None:
     body = (await api.get("/api/v1/health")).json()
     assert body["status"] == "healthy"
