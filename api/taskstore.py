@@ -68,6 +68,11 @@ QUEUE_STATE_TTL_S = 1.0
 WINDOW_SLACK = 20
 NARROW_ROUNDS = 4
 NARROW_PROBES = 7
+# Deep pages: the first round counts from these moments back from now (and from the epoch, which is the
+# total); each later round puts four counts into each of the page's two brackets.
+RANK_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RANK_FIRST_PROBES_S = (60, 600, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
+RANK_ROUNDS = 6
 
 
 @dataclass
@@ -122,6 +127,45 @@ def _dt(value: str | None) -> datetime | None:
 
 def _started_since(moment: datetime) -> str:
     return f'StartTime >= "{moment.isoformat().replace("+00:00", "Z")}"'
+
+
+def _started_before(moment: datetime) -> str:
+    return f'StartTime < "{moment.isoformat().replace("+00:00", "Z")}"'
+
+
+Point = tuple[datetime | None, int]
+
+
+def _rank_brackets(
+    counted: dict[datetime, int], newer_than: int, at_least: int
+) -> tuple[tuple[Point, Point], ...]:
+    """Around the upper cut (the earliest counted start time with at most `newer_than` executions from it
+    on) and the lower cut (the latest with at least `at_least`), each with its neighbour beyond it.
+    `None` stands for "after every start time", where nothing is counted."""
+    points: list[Point] = [*sorted(counted.items()), (None, 0)]
+    upper = next(i for i, (_, n) in enumerate(points) if n <= newer_than)
+    lower = max((i for i, (_, n) in enumerate(points) if n >= at_least), default=0)
+    return (points[max(upper - 1, 0)], points[upper]), (points[lower], points[lower + 1])
+
+
+def _bracket_probes(
+    bracket: tuple[Point, Point], target: int, shift: int, horizon: datetime
+) -> list[datetime]:
+    """Start times to count inside a bracket: where `target` and `target + shift` would fall if starts were
+    spread evenly over it, and its thirds (which shrink it even where they are not)."""
+    (start, n_start), (end, n_end) = bracket
+    assert start is not None
+    stop = end if end is not None else max(horizon, start + timedelta(seconds=1))
+    span = stop - start
+    if span <= timedelta(microseconds=2):
+        return []
+
+    def at(rank: int) -> datetime:
+        share = (n_start - rank) / (n_start - n_end) if n_start != n_end else 0.5
+        return start + span * min(max(share, 0.0), 1.0)
+
+    probes = {at(target), at(target + shift), start + span / 3, start + span * 2 / 3}
+    return sorted(t for t in probes if start < t < stop)
 
 
 def _quote(value: str) -> str:
@@ -407,17 +451,23 @@ class TaskStore:
 
     async def list_tasks(self, query: str, *, page: int, limit: int) -> tuple[list[TaskView], int]:
         """Page `page` of the matching tasks, newest first, and how many match in all."""
+        if page > 1:
+            executions, matching = await self._ranked(query, (page - 1) * limit, limit)
+            return await self._views(executions), matching
         total = asyncio.create_task(self.count(query))
         try:
-            views = await self.latest(query, page * limit)
+            views = await self.latest(query, limit)
         finally:
             matching = await total
-        return views[(page - 1) * limit :], matching
+        return views, matching
 
     async def latest(self, query: str, count: int) -> list[TaskView]:
         """The `count` matching tasks created last, newest first."""
+        return await self._views(await self.newest(query, count))
+
+    async def _views(self, executions: list[WorkflowExecution]) -> list[TaskView]:
         views = []
-        for execution in await self.newest(query, count):
+        for execution in executions:
             memo = await execution.memo()
             if "task" in memo:
                 views.append(self._base_view(execution, memo))
@@ -476,6 +526,48 @@ class TaskStore:
                     ceiling = probe
                     break
         return floor
+
+    async def _ranked(self, query: str, skip: int, limit: int) -> tuple[list[WorkflowExecution], int]:
+        """Executions ranked `skip` to `skip + limit - 1` by start time (newest first), and how many match.
+
+        A deep page read through `newest` would read every row before it (~0.5 ms a row on SQL visibility).
+        Counts of `StartTime >= t` are cheap, so they first bracket the page between two start times: an
+        upper cut with at most `skip` executions from it on, a lower cut with at least `skip + limit`. Only
+        the rows between the cuts are read; the upper cut's count says where the page starts among them.
+        """
+        now = datetime.now(UTC)
+        counted: dict[datetime, int] = {}
+        await self._count_since(
+            query, [RANK_EPOCH, *(now - timedelta(seconds=s) for s in RANK_FIRST_PROBES_S)], counted
+        )
+        total = counted[RANK_EPOCH]
+        if total <= skip:
+            return [], total
+        horizon = now + timedelta(seconds=1)
+        for _ in range(RANK_ROUNDS):
+            upper, lower = _rank_brackets(counted, skip, skip + limit)
+            probes: list[datetime] = []
+            if skip - upper[1][1] > WINDOW_SLACK // 2:
+                probes += _bracket_probes(upper, skip, -WINDOW_SLACK // 4, horizon)
+            if lower[0][1] - (skip + limit) > WINDOW_SLACK // 2:
+                probes += _bracket_probes(lower, skip + limit, WINDOW_SLACK // 4, horizon)
+            probes = [t for t in probes if t not in counted]
+            if not probes:
+                break
+            await self._count_since(query, probes, counted)
+        (_, (cut_from, newer)), ((cut_to, _), _) = _rank_brackets(counted, skip, skip + limit)
+        assert cut_to is not None  # a counted moment: the epoch at the earliest
+        window_query = f"({query}) AND {_started_since(cut_to)}"
+        if cut_from is not None:
+            window_query += f" AND {_started_before(cut_from)}"
+        window = [e async for e in self._client.list_workflows(window_query, page_size=1000)]
+        window.sort(key=lambda e: (e.start_time, e.id), reverse=True)
+        offset = max(skip - newer, 0)
+        return window[offset : offset + limit], total
+
+    async def _count_since(self, query: str, moments: list[datetime], counted: dict[datetime, int]) -> None:
+        counts = await asyncio.gather(*(self.count(f"({query}) AND {_started_since(t)}") for t in moments))
+        counted.update(zip(moments, counts, strict=True))
 
     async def task_ids(self, query: str, limit: int = 10_000) -> list[str]:
         ids = []
