@@ -148,23 +148,19 @@ def _rank_brackets(
     return (points[max(upper - 1, 0)], points[upper]), (points[lower], points[lower + 1])
 
 
-def _bracket_probes(
-    bracket: tuple[Point, Point], target: int, shift: int, horizon: datetime
-) -> list[datetime]:
-    """Start times to count inside a bracket: where `target` and `target + shift` would fall if starts were
-    spread evenly over it, and its thirds (which shrink it even where they are not)."""
+def _bracket_probes(bracket: tuple[Point, Point], ranks: list[int], horizon: datetime) -> list[datetime]:
+    """Start times to count inside a bracket: where each rank would fall if starts were spread evenly over
+    it (often nearly so), and its middle (which halves it where they are not)."""
     (start, n_start), (end, n_end) = bracket
     assert start is not None
     stop = end if end is not None else max(horizon, start + timedelta(seconds=1))
     span = stop - start
     if span <= timedelta(microseconds=2):
         return []
-
-    def at(rank: int) -> datetime:
+    probes = {start + span / 2}
+    for rank in ranks:
         share = (n_start - rank) / (n_start - n_end) if n_start != n_end else 0.5
-        return start + span * min(max(share, 0.0), 1.0)
-
-    probes = {at(target), at(target + shift), start + span / 3, start + span * 2 / 3}
+        probes.add(start + span * min(max(share, 0.0), 1.0))
     return sorted(t for t in probes if start < t < stop)
 
 
@@ -546,11 +542,13 @@ class TaskStore:
         horizon = now + timedelta(seconds=1)
         for _ in range(RANK_ROUNDS):
             upper, lower = _rank_brackets(counted, skip, skip + limit)
-            probes: list[datetime] = []
+            # Aim a little beyond each cut's rank, so that a good guess lands on the page's side of it.
+            aims: dict[tuple[Point, Point], list[int]] = {}
             if skip - upper[1][1] > WINDOW_SLACK // 2:
-                probes += _bracket_probes(upper, skip, -WINDOW_SLACK // 4, horizon)
+                aims.setdefault(upper, []).append(skip - WINDOW_SLACK // 4)
             if lower[0][1] - (skip + limit) > WINDOW_SLACK // 2:
-                probes += _bracket_probes(lower, skip + limit, WINDOW_SLACK // 4, horizon)
+                aims.setdefault(lower, []).append(skip + limit + WINDOW_SLACK // 4)
+            probes = [t for bracket, ranks in aims.items() for t in _bracket_probes(bracket, ranks, horizon)]
             probes = [t for t in probes if t not in counted]
             if not probes:
                 break

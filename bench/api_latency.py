@@ -30,7 +30,7 @@ from temporalio.client import Client
 from api.caller import Caller, key_id
 from api.schemas import SubmitTaskRequest
 from api.service import TaskService
-from api.taskstore import TaskStore
+from api.taskstore import TaskStore, TaskView, filter_query
 from bench._stack import API_KEY, BenchStack, bench_stack, machine_info
 from taskservice.settings import Settings
 
@@ -169,6 +169,15 @@ async def main(args: argparse.Namespace) -> None:
             results["project list (~1000), page 10"] = await timed(
                 lambda: api.get("/api/v1/projects/lat_large/tasks", params={"page": 10}), lists
             )
+            # Side by side on the same data, at the store (no HTTP): a deep page bracketed by counts (what
+            # the API does) against reading every row before it in start-time order (what it did before).
+            store = TaskStore(await Client.connect(stack.temporal.address), Settings())
+            large = filter_query(project_id="lat_large")
+            deep: dict[str, tuple[list[float], list[float]]] = {}
+            for page in (10, 40):
+                bracketed = await timed_store(lambda p=page: store.list_tasks(large, page=p, limit=20), lists)
+                read_through = await timed_store(lambda p=page: read_every_row(store, large, p, 20), lists)
+                deep[f"page {page} of 20"] = (bracketed, read_through)
             totals = {
                 name: (await api.get(f"/api/v1/projects/{name}/tasks")).json()["pagination"]["total"]
                 for name in ("lat_small", "lat_large")
@@ -181,6 +190,31 @@ async def main(args: argparse.Namespace) -> None:
             f"{name:<32} {len(samples):>5} {statistics.median(samples):>8.1f} {p99:>8.1f} "
             f"{GOALS_MS[name]:>9.0f} {p99 / GOALS_MS[name]:>8.2f}x"
         )
+    print("\ndeep pages of the ~1000-task project, at the store, same run (p50 / p99 ms)")
+    print(f"{'page':<14} {'bracketed':>18} {'every row before':>18} {'p50 ratio':>10}")
+    for name, (bracketed, read_through) in deep.items():
+        ratio = statistics.median(read_through) / statistics.median(bracketed)
+        print(
+            f"{name:<14} {statistics.median(bracketed):>8.1f} / {percentile(bracketed, 0.99):>7.1f} "
+            f"{statistics.median(read_through):>8.1f} / {percentile(read_through, 0.99):>7.1f} {ratio:>9.1f}x"
+        )
+
+
+async def timed_store(call: Callable[[], Awaitable[object]], samples: int) -> list[float]:
+    out: list[float] = []
+    for _ in range(samples):
+        began = time.perf_counter()
+        await call()
+        out.append((time.perf_counter() - began) * 1000)
+    return out
+
+
+async def read_every_row(store: TaskStore, query: str, page: int, limit: int) -> list[TaskView]:
+    """A page as the API read it before counts bracketed deep pages: the newest page × limit, then sliced."""
+    total = asyncio.create_task(store.count(query))
+    views = await store.latest(query, page * limit)
+    await total
+    return views[(page - 1) * limit :]
 
 
 if __name__ == "__main__":
