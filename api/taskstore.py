@@ -69,7 +69,8 @@ WINDOW_SLACK = 20
 NARROW_ROUNDS = 4
 NARROW_PROBES = 7
 # Deep pages: the first round counts from these moments back from now (and from the epoch, which is the
-# total); each later round puts four counts into each of the page's two brackets.
+# total); each later round counts, in each bracket still too wide, where its cut's rank would fall and its
+# middle.
 RANK_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RANK_FIRST_PROBES_S = (60, 600, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
 RANK_ROUNDS = 6
@@ -125,12 +126,16 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _started_since(moment: datetime) -> str:
-    return f'StartTime >= "{moment.isoformat().replace("+00:00", "Z")}"'
+def started_since(moment: datetime) -> str:
+    return f'StartTime >= "{_visibility_time(moment)}"'
 
 
 def _started_before(moment: datetime) -> str:
-    return f'StartTime < "{moment.isoformat().replace("+00:00", "Z")}"'
+    return f'StartTime < "{_visibility_time(moment)}"'
+
+
+def _visibility_time(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 Point = tuple[datetime | None, int]
@@ -498,7 +503,7 @@ class TaskStore:
             window = [
                 e
                 async for e in self._client.list_workflows(
-                    f"({query}) AND {_started_since(since)}", page_size=1000
+                    f"({query}) AND {started_since(since)}", page_size=1000
                 )
             ]
         window.sort(key=lambda e: (e.start_time, e.id), reverse=True)
@@ -508,14 +513,17 @@ class TaskStore:
         """A later start time from which at least `count` executions still match, found by counting."""
         enough = 2 * count + WINDOW_SLACK
         ceiling = datetime.now(UTC) + timedelta(seconds=1)
-        held = await self.count(f"({query}) AND {_started_since(floor)}")
+        counted: dict[datetime, int] = {}
+        await self._count_since(query, [floor], counted)
+        held = counted[floor]
         for _ in range(NARROW_ROUNDS):
             if held <= enough:
                 break
             step = (ceiling - floor) / (NARROW_PROBES + 1)
             probes = [floor + step * (i + 1) for i in range(NARROW_PROBES)]
-            counts = await asyncio.gather(*(self.count(f"({query}) AND {_started_since(t)}") for t in probes))
-            for probe, matched in zip(probes, counts, strict=True):
+            await self._count_since(query, probes, counted)
+            for probe in probes:
+                matched = counted[probe]
                 if matched >= count:
                     floor, held = probe, matched
                 else:
@@ -555,7 +563,7 @@ class TaskStore:
             await self._count_since(query, probes, counted)
         (_, (cut_from, newer)), ((cut_to, _), _) = _rank_brackets(counted, skip, skip + limit)
         assert cut_to is not None  # a counted moment: the epoch at the earliest
-        window_query = f"({query}) AND {_started_since(cut_to)}"
+        window_query = f"({query}) AND {started_since(cut_to)}"
         if cut_from is not None:
             window_query += f" AND {_started_before(cut_from)}"
         window = [e async for e in self._client.list_workflows(window_query, page_size=1000)]
@@ -564,7 +572,7 @@ class TaskStore:
         return window[offset : offset + limit], total
 
     async def _count_since(self, query: str, moments: list[datetime], counted: dict[datetime, int]) -> None:
-        counts = await asyncio.gather(*(self.count(f"({query}) AND {_started_since(t)}") for t in moments))
+        counts = await asyncio.gather(*(self.count(f"({query}) AND {started_since(t)}") for t in moments))
         counted.update(zip(moments, counts, strict=True))
 
     async def task_ids(self, query: str, limit: int = 10_000) -> list[str]:

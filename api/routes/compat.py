@@ -33,7 +33,7 @@ from api.schemas import (
     WorkersStatsResponse,
 )
 from api.service import worker_is_alive
-from api.taskstore import TaskStore, TaskView, filter_query, status_query
+from api.taskstore import TaskStore, TaskView, filter_query, started_since, status_query
 from api.validation import pydantic_details
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
@@ -197,7 +197,7 @@ async def statistics(store: TaskStore, hours: float) -> StatisticsResponse:
     """Tasks created in the window, by type and status, counted in Temporal visibility."""
     now = datetime.now(UTC)
     since = now - timedelta(hours=hours)
-    window = f'StartTime >= "{since.isoformat().replace("+00:00", "Z")}"'
+    window = started_since(since)
     pairs = [(t, s) for t in CATALOG for s in TaskStatus]
     counts = await asyncio.gather(
         *(store.count(f"{window} AND {filter_query(task_type=t)} AND {status_query(s)}") for t, s in pairs)
