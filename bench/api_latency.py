@@ -7,6 +7,8 @@ spread ~100 per project), waits for the worker to finish them, then times one re
 - status of a random retained task (`GET /api/v1/tasks/{id}/status`), goal p99 <= 20 ms
 - project list, first page of 20 (`GET /api/v1/projects/{id}/tasks`), ~100 and ~1 000 tasks, and page 10
   of the ~1 000: p99 <= 100 ms
+- pages 10 and 40 of the ~1 000 at the store (no HTTP), bracketed by counts as the API does and read
+  through as it did before, side by side
 
 `--fill store` (default) submits with the API's own `TaskService.submit` (same validation, memo, search
 attributes and workflow as a REST submit, without HTTP — faster to fill); `--fill api` submits
@@ -109,15 +111,14 @@ async def wait_drained(stack: BenchStack, timeout: float) -> tuple[int, int]:
         await asyncio.sleep(2)
 
 
-async def timed(
-    call: Callable[[], Awaitable[httpx.Response]], samples: int, pause_s: float = 0.0
-) -> list[float]:
+async def timed(call: Callable[[], Awaitable[object]], samples: int, pause_s: float = 0.0) -> list[float]:
     out: list[float] = []
     for _ in range(samples):
         began = time.perf_counter()
         response = await call()
         out.append((time.perf_counter() - began) * 1000)
-        response.raise_for_status()
+        if isinstance(response, httpx.Response):
+            response.raise_for_status()
         await asyncio.sleep(pause_s)
     return out
 
@@ -175,8 +176,8 @@ async def main(args: argparse.Namespace) -> None:
             large = filter_query(project_id="lat_large")
             deep: dict[str, tuple[list[float], list[float]]] = {}
             for page in (10, 40):
-                bracketed = await timed_store(lambda p=page: store.list_tasks(large, page=p, limit=20), lists)
-                read_through = await timed_store(lambda p=page: read_every_row(store, large, p, 20), lists)
+                bracketed = await timed(lambda p=page: store.list_tasks(large, page=p, limit=20), lists)
+                read_through = await timed(lambda p=page: read_every_row(store, large, p, 20), lists)
                 deep[f"page {page} of 20"] = (bracketed, read_through)
             totals = {
                 name: (await api.get(f"/api/v1/projects/{name}/tasks")).json()["pagination"]["total"]
@@ -198,15 +199,6 @@ async def main(args: argparse.Namespace) -> None:
             f"{name:<14} {statistics.median(bracketed):>8.1f} / {percentile(bracketed, 0.99):>7.1f} "
             f"{statistics.median(read_through):>8.1f} / {percentile(read_through, 0.99):>7.1f} {ratio:>9.1f}x"
         )
-
-
-async def timed_store(call: Callable[[], Awaitable[object]], samples: int) -> list[float]:
-    out: list[float] = []
-    for _ in range(samples):
-        began = time.perf_counter()
-        await call()
-        out.append((time.perf_counter() - began) * 1000)
-    return out
 
 
 async def read_every_row(store: TaskStore, query: str, page: int, limit: int) -> list[TaskView]:
