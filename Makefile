@@ -3,19 +3,34 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# The Python SDK and taskctl: a distribution of their own, installed editable beside the server.
+CLIENT := clients/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CLIENT)/pyproject.toml | sha1sum | cut -c1-12)
 MODELS := data/models
+# The TypeScript SDK: its node_modules come from the committed lock file (`npm ci`), once per lock change.
+TS := clients/typescript
+TS_DEPS := $(TS)/node_modules/.package-lock.json
 
-.PHONY: install system-deps models lint test test-heavy dev clean
+.PHONY: install system-deps models lint test test-heavy dev clean ts-deps ts-types
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CLIENT)/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[ml,dev]'
+	$(PIP) install -q -e $(CLIENT) -e '.[ml,dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 install: $(STAMP)
+
+$(TS_DEPS): $(TS)/package-lock.json
+	npm ci --prefix $(TS) --no-audit --no-fund
+
+ts-deps: $(TS_DEPS)
+
+# Regenerate the SDK's types from the API's OpenAPI document (tests/test_typescript_sdk.py checks they match).
+ts-types: install $(TS_DEPS)
+	$(PY) scripts/openapi_document.py $(TS)/build/openapi.json
+	npm run --prefix $(TS) generate
 
 # espeak-ng is the embedded speech engine; ffmpeg comes from imageio-ffmpeg, so it is not needed here.
 system-deps:
@@ -33,10 +48,10 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: install system-deps lint
+test: install system-deps $(TS_DEPS) lint
 	$(PY) -m pytest
 
-test-heavy: install system-deps
+test-heavy: install system-deps $(TS_DEPS)
 	$(PY) -m pytest -m heavy
 
 dev: install system-deps models

@@ -13,7 +13,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from activities.audio_dsp import Signal, active_rms_db, db_to_gain, rms_db
+from activities.audio_dsp import active_rms_db, db_to_gain, rms_db
+from activities.audio_io import Signal
 
 AMBIENCE_TYPES = ("rain", "crowd", "wind", "room")
 # Bed level under the voice: -25 dB relative to the speech's RMS keeps dialogue clearly on top while the

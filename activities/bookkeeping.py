@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from taskservice.contracts import FinishedTally, LimiterState, ScanWindow, TaskStatus
+from taskservice.contracts import FinishedTally, LimiterState, ScanTally, ScanWindow, TaskStatus
 from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
-from workflows import search_attributes as sa
+from taskservice.record import TaskMemo
+from taskservice.visibility import CLOSED_AS_STATUS, TaskQuery
 from workflows.limiter import ConcurrencyLimiterWorkflow
-from workflows.task import CLOSED_AS_STATUS, MEMO_OUTCOME
 
 
 async def ensure_limiter_running(client: Client, group: str) -> None:
@@ -39,31 +40,27 @@ class BookkeepingActivities:
         await ensure_limiter_running(self._client, group)
 
     @activity.defn(name="scan_finished_tasks")
-    async def scan_finished_tasks(self, window: ScanWindow) -> FinishedTally:
+    async def scan_finished_tasks(self, window: ScanWindow) -> ScanTally:
         """Tally the task workflows that closed in the window, from their visibility records and memo."""
-        tally = FinishedTally()
-        query = (
-            f'WorkflowType = "TaskWorkflow" AND CloseTime >= "{window.since}"'
-            f' AND CloseTime < "{window.until}"'
+        tally = ScanTally()
+        query = TaskQuery(
+            closed_since=datetime.fromisoformat(window.since),
+            closed_before=datetime.fromisoformat(window.until),
         )
-        async for execution in self._client.list_workflows(query, page_size=1000):
-            outcome = (await execution.memo()).get(MEMO_OUTCOME) or {}
-            if outcome.get("status"):
-                status = TaskStatus(outcome["status"])
+        async for execution in self._client.list_workflows(str(query), page_size=1000):
+            memo = TaskMemo.parse(await execution.memo())
+            if memo is None:
+                continue
+            outcome = memo.outcome
+            if outcome is not None:
+                status = TaskStatus(outcome.status)
             elif execution.status in CLOSED_AS_STATUS:
                 status = CLOSED_AS_STATUS[execution.status]
             else:
                 continue
-            tally.total_finished += 1
-            if status == TaskStatus.COMPLETED:
-                tally.completed += 1
-                task_type = execution.typed_search_attributes.get(sa.TASK_TYPE)
-                seconds = outcome.get("processing_time")
-                if task_type and seconds is not None:
-                    tally.duration_sum[task_type] = tally.duration_sum.get(task_type, 0.0) + float(seconds)
-                    tally.duration_count[task_type] = tally.duration_count.get(task_type, 0) + 1
-            elif status == TaskStatus.FAILED:
-                tally.failed += 1
-            elif status == TaskStatus.CANCELLED:
-                tally.cancelled += 1
+            seconds = outcome.processing_time if outcome is not None else None
+            tally.count(status, memo.task.task_type, seconds)
+            tally.tenants.setdefault(memo.task.tenant, FinishedTally()).count(
+                status, memo.task.task_type, seconds
+            )
         return tally

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
 
 from activities.runtime import permanent_error
-from taskservice.netguard import is_public_address, redact_url
+from taskservice.netguard import (
+    PrivateAddressError,
+    UnresolvableHostError,
+    pinned_request,
+    public_address,
+    redact_url,
+)
 from taskservice.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# What image inputs (reference images, storyboards, captioned images) may be served as.
+IMAGE_TYPES = ("image/",)
 # Client errors that are really "try again later".
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 
@@ -41,11 +48,13 @@ class FetchedFile:
 
 
 class InputFetcher:
-    """Fetches input URLs for activities through one shared `httpx.AsyncClient`."""
+    """Fetches input URLs for activities through the worker's shared `httpx.AsyncClient`."""
 
     def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
         self._settings = settings
         self._client = client
+        # Per operation (connect, each read); the whole chain has its own deadline in `fetch`.
+        self._timeout = httpx.Timeout(settings.fetch_timeout_s)
 
     async def fetch(self, url: str, *, accept: tuple[str, ...], max_bytes: int | None = None) -> FetchedFile:
         """Download `url` (up to 5 checked redirects) whose content type starts with one of `accept`.
@@ -114,9 +123,9 @@ class InputFetcher:
             ) from None
         headers = {"user-agent": "aladdin-task-service/1", "accept": "*/*"}
         if self._settings.allow_private_urls:
-            return self._client.build_request("GET", parsed, headers=headers)
+            return self._client.build_request("GET", parsed, headers=headers, timeout=self._timeout)
         address = await _resolve_public(parsed, original)
-        return pinned_request(self._client, parsed, address, headers)
+        return pinned_request(self._client, parsed, address, headers, timeout=self._timeout)
 
     @staticmethod
     def _check_status(status: int, current: str, original: str) -> None:
@@ -131,39 +140,22 @@ class InputFetcher:
         raise permanent_error(f"input URL {where} answered HTTP {status}{suffix}", "InvalidInput")
 
 
-def pinned_request(
-    client: httpx.AsyncClient, url: httpx.URL, address: str, headers: dict[str, str]
-) -> httpx.Request:
-    """A request to `url` sent to `address`: the Host header and TLS SNI (and so certificate checks) keep
-    the URL's own host name."""
-    host_header = url.host if url.port is None else f"{url.host}:{url.port}"
-    request = client.build_request(
-        "GET",
-        url.copy_with(host=address),
-        headers={**headers, "host": host_header},
-        extensions={"sni_hostname": url.host},
-    )
-    return request
-
-
 async def _resolve_public(url: httpx.URL, original: str) -> str:
     """The first address of `url`'s host, after checking that every address it resolves to is public."""
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
+        return await public_address(url.raw_host.decode("ascii"), port)
+    except UnresolvableHostError:
         # An unknown name is a client mistake far more often than a DNS outage.
         raise permanent_error(
             f"input URL {redact_url(original)}: host {url.host!r} does not resolve", "InvalidInput"
         ) from None
-    addresses = [str(info[4][0]) for info in infos]
-    if not addresses or not all(is_public_address(a) for a in addresses):
+    except PrivateAddressError:
         raise permanent_error(
             f"input URL {redact_url(original)} refused: host {url.host!r} resolves to a private, loopback, "
             "link-local, multicast or reserved address",
             "InvalidInput",
-        )
-    return addresses[0]
+        ) from None
 
 
 def _media_type(header: str | None) -> str:

@@ -1,4 +1,4 @@
-"""The warm model cache of a media worker process, and how one pipeline call is driven step by step.
+"""The warm model cache of a media worker process.
 
 Pipelines are loaded once per process with `from_pretrained(model_id_or_path)` and reused by every task; the
 image-to-image and video-to-video variants are built with `from_pipe` from the loaded text-to-X pipeline,
@@ -13,8 +13,6 @@ and only a worker that runs a media task pays for torch.
 
 from __future__ import annotations
 
-import copy
-import inspect
 import logging
 import threading
 import time
@@ -22,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from activities.media_device import CompileClock, DeviceGate, SpeedOptions, place_pipeline
+from taskservice.tracing import span
 
 log = logging.getLogger("taskservice.media")
 
@@ -72,15 +73,24 @@ class _Entry:
 class ModelCache:
     """Pipelines of this process keyed by (kind, model id). All methods are thread-safe and blocking."""
 
-    def __init__(self, *, device: str, max_gb: float) -> None:
+    def __init__(self, *, device: str, max_gb: float, options: SpeedOptions | None = None) -> None:
         self._device_setting = device
         self._device: str | None = None
         self._max_bytes = int(max_gb * 2**30)
+        self.options = options or SpeedOptions()
         self._entries: dict[tuple[PipelineKind, str], _Entry] = {}
         self._lock = threading.Lock()
         self._load_locks: dict[tuple[PipelineKind, str], threading.Lock] = {}
         self.loads = 0  # how many from_pretrained/from_pipe builds this process did (tests check reuse)
         self.hits = 0  # requests answered by an already loaded pipeline
+        self.evictions = 0  # pipelines dropped to fit MODEL_CACHE_MAX_GB
+        self.load_seconds = 0.0  # time spent in those builds
+        # Bumped when a load starts or ends and at each eviction; `loading`: loads under way (see WarmModels).
+        self.generation = 0
+        self.loading = 0
+        # The device's one-call-at-a-time gate, and the compile time of TORCH_COMPILE.
+        self.gate = DeviceGate()
+        self.compile_clock = CompileClock(self.options.torch_compile)
 
     @property
     def device(self) -> str:
@@ -102,6 +112,10 @@ class ModelCache:
     def resident_bytes(self) -> int:
         with self._lock:
             return sum(e.size_bytes for e in self._entries.values())
+
+    @property
+    def compile_seconds(self) -> float:
+        return self.compile_clock.seconds
 
     # -- the pipelines tasks ask for ---------------------------------------------------------------
 
@@ -183,45 +197,60 @@ class ModelCache:
                 if entry is not None:
                     entry.last_used = time.monotonic()
                     return entry.pipe
-            started = time.perf_counter()
-            hint = local_model_bytes(model_id) if parent is None else None
-            if hint:
-                # Make room before loading, so a GPU never holds the old and the new model at once.
-                with self._lock:
-                    evicted_first = self._evict_over_budget(
-                        protected=_with_parent(key, parent), incoming=hint
-                    )
-                if evicted_first:
-                    self.release_device_memory()
+                self.loading += 1
+                self.generation += 1
             try:
-                pipe = load()
-            except (OSError, ValueError, TypeError, KeyError) as err:
-                # diffusers reports a missing/unknown model as OSError or ValueError; a wrong folder as
-                # TypeError/KeyError: all mean "the configured model cannot be used".
-                raise ModelLoadError(kind, model_id, err) from err
-            if parent is None:
-                pipe = pipe.to(self.device)
-            pipe.set_progress_bar_config(disable=True)
-            # from_pipe companions share every module with their parent: they cost no extra memory.
-            size = 0 if parent is not None else pipeline_bytes(pipe)
+                with span("media.model_load", model_kind=kind, model_id=model_id):
+                    return self._load(key, load, parent)
+            finally:
+                with self._lock:
+                    self.loading -= 1
+                    self.generation += 1
+
+    def _load(
+        self, key: tuple[PipelineKind, str], load: Callable[[], Any], parent: tuple[PipelineKind, str] | None
+    ) -> Any:
+        kind, model_id = key
+        started = time.perf_counter()
+        hint = local_model_bytes(model_id) if parent is None else None
+        if hint:
+            # Make room before loading, so a GPU never holds the old and the new model at once.
             with self._lock:
-                self._entries[key] = _Entry(kind, model_id, pipe, size, parent)
-                self.loads += 1
-                evicted = self._evict_over_budget(protected=_with_parent(key, parent))
-            log.info(
-                "Loaded model",
-                extra={
-                    "kind": kind,
-                    "model": model_id,
-                    "device": self.device,
-                    "size_mb": round(size / 2**20, 1),
-                    "load_s": round(time.perf_counter() - started, 2),
-                    "evicted": [f"{k}:{m}" for k, m in evicted],
-                },
-            )
-            if evicted:
+                evicted_first = self._evict_over_budget(protected=_with_parent(key, parent), incoming=hint)
+            if evicted_first:
                 self.release_device_memory()
-            return pipe
+        try:
+            pipe = load()
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            # diffusers reports a missing/unknown model as OSError or ValueError; a wrong folder as
+            # TypeError/KeyError: all mean "the configured model cannot be used".
+            raise ModelLoadError(kind, model_id, err) from err
+        if parent is None:
+            # from_pipe companions share their parent's modules: already placed (and compiled).
+            pipe = place_pipeline(pipe, self.device, self.options)
+        pipe.set_progress_bar_config(disable=True)
+        # from_pipe companions share every module with their parent: they cost no extra memory.
+        size = 0 if parent is not None else pipeline_bytes(pipe)
+        load_s = time.perf_counter() - started
+        with self._lock:
+            self._entries[key] = _Entry(kind, model_id, pipe, size, parent)
+            self.loads += 1
+            self.load_seconds += load_s
+            evicted = self._evict_over_budget(protected=_with_parent(key, parent))
+        log.info(
+            "Loaded model",
+            extra={
+                "kind": kind,
+                "model": model_id,
+                "device": self.device,
+                "size_mb": round(size / 2**20, 1),
+                "load_s": round(load_s, 2),
+                "evicted": [f"{k}:{m}" for k, m in evicted],
+            },
+        )
+        if evicted:
+            self.release_device_memory()
+        return pipe
 
     def _evict_over_budget(
         self, protected: set[tuple[PipelineKind, str]], incoming: int = 0
@@ -240,6 +269,8 @@ class ModelCache:
             for k in [victim, *[k for k, e in self._entries.items() if e.parent == victim]]:
                 del self._entries[k]
                 evicted.append(k)
+            self.evictions += 1
+            self.generation += 1
         return evicted
 
     def release_device_memory(self, *, collect: bool = True) -> None:
@@ -318,50 +349,3 @@ def local_model_bytes(model_id: str) -> int | None:
     if not path.is_dir():
         return None
     return sum(p.stat().st_size for p in path.rglob("*") if p.suffix in (".safetensors", ".bin"))
-
-
-def call_instance(pipe: Any) -> Any:
-    """A per-call view of a cached pipeline: same modules, its own scheduler and interrupt flag.
-
-    Schedulers keep per-run state (`set_timesteps`) and `_interrupt` lives on the pipeline object, so
-    concurrent tasks on one cached pipeline must not share either.
-    """
-    # A shallow copy shares the modules (no cast, no re-registration: ~free) but has its own __dict__,
-    # so `_interrupt`, `_guidance_scale`, `_num_timesteps` and the scheduler below are per call.
-    instance = copy.copy(pipe)
-    instance.scheduler = copy.deepcopy(pipe.scheduler)
-    instance.set_progress_bar_config(disable=True)
-    return instance
-
-
-class DenoiseInterrupted(Exception):
-    """Raised from a step callback to leave the pipeline call at once (no decode of unfinished latents)."""
-
-
-def run_denoising(pipe: Any, on_step: Callable[[int], bool], **call_kwargs: Any) -> Any | None:
-    """Call `pipe(**call_kwargs)`, invoking `on_step(step_index)` after every denoising step.
-
-    When `on_step` returns True the run stops right after that step and None is returned. Pipelines with
-    `callback_on_step_end` get `pipe._interrupt = True` (diffusers' own stop flag), and we then raise out of
-    the callback as well: left to itself the pipeline would still VAE-decode the half-denoised latents,
-    which for a video clip costs seconds of GPU time nobody will look at. Older pipelines
-    (TextToVideoSDPipeline) only have `callback`, from which we raise the same way.
-    """
-    parameters = inspect.signature(pipe.__call__).parameters
-
-    def on_step_end(p: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        if on_step(step):
-            p._interrupt = True
-            raise DenoiseInterrupted
-        return tensors
-
-    def legacy_callback(step: int, timestep: Any, latents: Any) -> None:
-        if on_step(step):
-            raise DenoiseInterrupted
-
-    try:
-        if "callback_on_step_end" in parameters:
-            return pipe(**call_kwargs, callback_on_step_end=on_step_end)
-        return pipe(**call_kwargs, callback=legacy_callback, callback_steps=1)
-    except DenoiseInterrupted:
-        return None

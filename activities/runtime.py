@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import threading
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
@@ -21,6 +22,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from taskservice.contracts import TaskActivityInput, TaskProgressUpdate
+
+if TYPE_CHECKING:
+    from activities.resources import WorkerResources
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -75,7 +79,9 @@ class TaskProgress:
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` in a thread; on cancel or soft timeout ask it to stop and wait for its cleanup."""
-        future = asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        # In a copy of the caller's context: the thread's spans and log lines belong to this task.
+        work = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        future = asyncio.get_running_loop().run_in_executor(None, work)
         try:
             return await asyncio.shield(future)
         except BaseException:
@@ -123,13 +129,16 @@ async def _announce_progress(snapshot: dict[str, Any]) -> None:
         activity.logger.warning("Progress update not delivered", extra={"error": str(err)})
 
 
-async def run_task(task: TaskActivityInput, work: Callable[[TaskProgress], Awaitable[T]]) -> T:
-    """Run one task attempt under heartbeats and the soft time limit."""
+async def run_task(
+    task: TaskActivityInput, model: type[M], work: Callable[[M, TaskProgress], Awaitable[T]]
+) -> T:
+    """Run one task attempt: its inputs parsed as `model`, `work` under heartbeats and the soft time limit."""
+    data = parse_task_data(model, task)
     progress = TaskProgress()
     heartbeats = asyncio.create_task(_heartbeat_forever(progress, task))
     try:
         async with asyncio.timeout(task.soft_timeout_s):
-            result = await work(progress)
+            result = await work(data, progress)
         progress.report(1.0, "done")
         activity.heartbeat(progress.snapshot())
         return result
@@ -148,15 +157,58 @@ async def run_task(task: TaskActivityInput, work: Callable[[TaskProgress], Await
             await heartbeats
 
 
-class ActivityProvider(Protocol):
-    """What an activity module's `build(settings)` returns to the worker."""
+class WarmModels(Protocol):
+    """A process's cache of loaded models (diffusers pipelines, captioners): what the worker reports of it."""
 
-    def activities(self) -> Sequence[Callable[..., Any]]: ...
+    hits: int  # requests answered by an already loaded model
+    loads: int
+    load_seconds: float  # time those loads took
+    evictions: int  # models dropped to make room for others
+    # Bumped whenever a load starts or ends or a model is dropped, and the loads under way: the worker
+    # measures memory growth (a leak) only against a baseline taken while neither moves.
+    generation: int
+    loading: int
+
+    @property
+    def device(self) -> str: ...
 
     def loaded_models(self) -> list[str]: ...
 
-    def cache_stats(self) -> dict[str, int]:
-        """Model-cache `hits` and `misses` (loads) since the process started; empty without a cache."""
-        ...
+    def resident_bytes(self) -> int: ...
 
-    async def aclose(self) -> None: ...
+    def clear(self) -> None: ...
+
+
+class TaskActivities:
+    """Base of the classes that hold task activities; the worker builds one per class the catalog names.
+
+    A subclass defines one `@activity.defn` method per activity name of the catalog (the method's name is
+    the activity's), takes what it needs from the worker's resources, and sets `warm_models` where it keeps
+    models loaded between tasks.
+    """
+
+    warm_models: WarmModels | None = None
+
+    def __init__(self, resources: WorkerResources) -> None:
+        """Build nothing that does I/O: the worker builds every class of its queue before connecting."""
+
+    def loaded_models(self) -> list[str]:
+        return self.warm_models.loaded_models() if self.warm_models is not None else []
+
+    def model_stats(self) -> dict[str, float]:
+        """Counters of the warm models since the process started (`hits`, `misses` = loads, `load_seconds`,
+        `evictions`), and whatever else the class counts about its model runs; empty without models."""
+        if self.warm_models is None:
+            return {}
+        models = self.warm_models
+        return {
+            "hits": models.hits,
+            "misses": models.loads,
+            "load_seconds": models.load_seconds,
+            "evictions": models.evictions,
+        }
+
+    async def aclose(self) -> None:
+        """Drop the models this class keeps; the shared clients are the worker's to close."""
+        if self.warm_models is not None:
+            await asyncio.to_thread(self.warm_models.clear)

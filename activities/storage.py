@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from taskservice.media_urls import media_signer
 from taskservice.settings import Settings
 
 log = logging.getLogger("taskservice.storage")
@@ -41,18 +42,20 @@ def media_key(project_id: str, task_type: str, task_id: str, ext: str) -> str:
 
 
 class LocalStorage:
-    """Files under `data_dir/media`, published at `media_public_url` by the API."""
+    """Files under `data_dir/media`, served by the API at `media_public_url` behind signed, expiring URLs."""
 
     def __init__(self, settings: Settings) -> None:
         self.root = (settings.data_dir / "media").resolve()
         self._public_url = settings.media_public_url.rstrip("/")
+        self._signer = media_signer(settings)
 
     async def put_file(self, key: str, path: Path, content_type: str) -> StoredMedia:
         target = (self.root / key).resolve()
         if not target.is_relative_to(self.root):
             raise ValueError(f"storage key {key!r} escapes the media folder")
         size = await asyncio.to_thread(_copy_atomically, path, target)
-        return StoredMedia(key=key, url=f"{self._public_url}/{key}", size=size, content_type=content_type)
+        url = self._signer.signed_url(self._public_url, key)
+        return StoredMedia(key=key, url=url, size=size, content_type=content_type)
 
 
 def _copy_atomically(source: Path, target: Path) -> int:

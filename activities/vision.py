@@ -12,8 +12,9 @@ the processor; VisionEncoderDecoder checkpoints (ViT-GPT2 captioners ship an ima
 but no processor class) get it as the decoder's first tokens. Either way the caption continues the prompt,
 and `text` is the whole caption, prompt included, as these models write it.
 
-The image comes from `image_url` (fetched through `InputFetcher`, SSRF rules of all media inputs) or from
-`image_base64`; its width and height in the result are read from the decoded input (EXIF-rotated, as shown).
+The image comes from `image_url` (fetched through the worker's `InputFetcher`, SSRF rules of all media
+inputs) or from `image_base64`; its width and height in the result are read from the decoded input
+(EXIF-rotated, as shown).
 The caption model has its own warm slot: it is not counted in MODEL_CACHE_MAX_GB (captioners are small).
 """
 
@@ -21,21 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from temporalio import activity
 
-from activities.fetch import InputFetcher, decode_image
-from activities.runtime import TaskInterrupted, TaskProgress, parse_task_data, permanent_error, run_task
+from activities.fetch import IMAGE_TYPES, decode_image
+from activities.resources import WorkerResources
+from activities.runtime import TaskActivities, TaskInterrupted, TaskProgress, permanent_error, run_task
 from taskservice.contracts import TaskActivityInput
 from taskservice.netguard import redact_url
-from taskservice.settings import Settings
 from taskservice.task_data import RunImageToTextInferenceData
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taskservice.vision")
 
-IMAGE_ACCEPT = ("image/",)
 # Progress bands: input, model load, generation, decoding.
 P_LOAD, P_GENERATE, P_DECODE = 0.05, 0.15, 0.95
 
@@ -117,6 +117,10 @@ class CaptionModels:
         self._load_lock = threading.Lock()
         self.loads = 0
         self.hits = 0
+        self.load_seconds = 0.0
+        self.evictions = 0  # never: every caption model asked for stays loaded
+        self.generation = 0
+        self.loading = 0
 
     @property
     def device(self) -> str:
@@ -135,16 +139,24 @@ class CaptionModels:
             with self._lock:
                 if model_id in self._models:
                     return self._models[model_id]
+                self.loading += 1
+                self.generation += 1
             started = time.perf_counter()
-            loaded = self._load(model_id)
+            try:
+                loaded = self._load(model_id)
+            finally:
+                with self._lock:
+                    self.loading -= 1
+                    self.generation += 1
+            load_s = time.perf_counter() - started
             with self._lock:
                 self._models[model_id] = loaded
                 self.loads += 1
+                self.load_seconds += load_s
         log.info(
             "Loaded model",
-            extra={"kind": "caption", "model": model_id, "device": self.device,
-                   "load_s": round(time.perf_counter() - started, 2)},
-        )  # fmt: skip
+            extra={"kind": "caption", "model": model_id, "device": self.device, "load_s": round(load_s, 2)},
+        )
         return loaded
 
     def _load(self, model_id: str) -> CaptionModel:
@@ -178,9 +190,14 @@ class CaptionModels:
             lock=threading.Lock(),
         )
 
-    def loaded(self) -> list[str]:
+    def loaded_models(self) -> list[str]:
         with self._lock:
             return sorted(self._models)
+
+    def resident_bytes(self) -> int:
+        with self._lock:
+            models = [m.model for m in self._models.values()]
+        return sum(p.numel() * p.element_size() for model in models for p in model.parameters())
 
     def release_device_memory(self) -> None:
         """Hand the CUDA caching allocator's free blocks back (the GPU is shared with other workers)."""
@@ -203,36 +220,18 @@ class _Caption:
     max_new_tokens: int
 
 
-class VisionActivities:
-    """The captioning activity, with its HTTP client (input fetches) and the process's caption models."""
+class VisionActivities(TaskActivities):
+    """The captioning activity, on the worker's input fetcher and this process's caption models."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._client = httpx.AsyncClient(follow_redirects=False)
-        self._fetcher = InputFetcher(settings, self._client)
-        self._models = CaptionModels(device=settings.torch_device)
+    def __init__(self, resources: WorkerResources) -> None:
+        self._settings = resources.settings
+        self._fetcher = resources.fetcher
+        self.models = CaptionModels(device=resources.settings.torch_device)
+        self.warm_models = self.models
 
-    @property
-    def models(self) -> CaptionModels:
-        return self._models
-
-    def activities(self) -> Sequence[Callable[..., Any]]:
-        return [self.run_image_to_text_inference]
-
-    def cache_stats(self) -> dict[str, int]:
-        return {"hits": self._models.hits, "misses": self._models.loads}
-
-    def loaded_models(self) -> list[str]:
-        return self._models.loaded()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-        await asyncio.to_thread(self._models.clear)
-
-    @activity.defn(name="run_image_to_text_inference")
+    @activity.defn
     async def run_image_to_text_inference(self, task: TaskActivityInput) -> dict[str, Any]:
-        data = parse_task_data(RunImageToTextInferenceData, task)
-        return await run_task(task, lambda progress: self._caption_task(task, data, progress))
+        return await run_task(task, RunImageToTextInferenceData, functools.partial(self._caption_task, task))
 
     async def _caption_task(
         self, task: TaskActivityInput, data: RunImageToTextInferenceData, progress: TaskProgress
@@ -246,7 +245,7 @@ class VisionActivities:
             )
         progress.report(0.01, "fetching_input")
         if data.image_url is not None:
-            fetched = await self._fetcher.fetch(data.image_url, accept=IMAGE_ACCEPT)
+            fetched = await self._fetcher.fetch(data.image_url, accept=IMAGE_TYPES)
             raw, source = fetched.data, f"input URL {redact_url(data.image_url)}"
         else:
             raw, source = base64.b64decode(data.image_base64 or ""), "image_base64"
@@ -259,7 +258,7 @@ class VisionActivities:
         except CaptionModelError as err:
             raise permanent_error(str(err), "ConfigurationError") from None
         except BaseException:
-            await asyncio.to_thread(self._models.release_device_memory)
+            await asyncio.to_thread(self.models.release_device_memory)
             raise
         log.info(
             "Caption generated",
@@ -284,7 +283,7 @@ class VisionActivities:
         import torch
 
         progress.report(P_LOAD, "loading_model")
-        captioner = self._models.get(model_id)
+        captioner = self.models.get(model_id)
         progress.raise_if_stopped()
         try:
             inputs = captioner.inputs(image, prompt or None)
@@ -312,10 +311,6 @@ class VisionActivities:
             raise TaskInterrupted(progress.stop_reason)
         progress.report(P_DECODE, "decoding")
         return _Caption(text=captioner.decode(output[0]), generated_tokens=steps[0], max_new_tokens=limit)
-
-
-def build(settings: Settings) -> VisionActivities:
-    return VisionActivities(settings)
 
 
 def _transformers() -> Any:

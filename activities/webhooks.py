@@ -1,7 +1,16 @@
-"""Webhook delivery: one attempt per activity execution; the workflow's retry policy spaces them 1/2/4 s."""
+"""Webhook delivery: one attempt per activity execution; the workflow's retry policy spaces them 1/2/4 s.
+
+The request goes to the address the SSRF check approved (no second DNS answer can send it elsewhere),
+redirects are not followed (a 3xx is a failed attempt), and at most 64 KiB of the receiver's answer is read.
+
+Logs, as seed 001 shows them: one warning per failed attempt with its reason, one error after the last.
+A failed attempt is an expected outcome, not a bug: its ApplicationError is BENIGN, so the SDK does not
+log it again with a traceback.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -12,29 +21,46 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
+from opentelemetry import trace
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from taskservice.contracts import WEBHOOK_ATTEMPTS, WebhookDelivery
-from taskservice.netguard import UnsafeURLError, check_outbound_url, redact_url
+from taskservice.netguard import (
+    CheckedURL,
+    Resolver,
+    UnsafeURLError,
+    check_outbound_url,
+    pinned_request,
+    redact_url,
+    system_resolver,
+)
 from taskservice.settings import Settings
+from taskservice.tracing import span
 
 log = logging.getLogger("taskservice.webhooks")
 
 SUCCESS_CODES = frozenset({200, 201, 202, 204})
+# Nothing in the answer is used; reading a little lets a short answer keep its connection for reuse.
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
-def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """Standard Webhooks v1 signature: base64 HMAC-SHA256 over `id.timestamp.body`."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+def sign(keys: Sequence[bytes], webhook_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks `webhook-signature`: one `v1,<base64 HMAC-SHA256 of id.timestamp.body>` per key,
+    space-separated, so receivers holding either secret verify during a rotation."""
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    macs = (hmac.new(key, signed, hashlib.sha256).digest() for key in keys)
+    return " ".join("v1," + base64.b64encode(mac).decode() for mac in macs)
 
 
 class WebhookActivities:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: Settings, client: httpx.AsyncClient, resolver: Resolver = system_resolver
+    ) -> None:
         self._settings = settings
         self._client = client
+        self._resolver = resolver
+        self._signing_keys = settings.webhook_signing_keys()
 
     def activities(self) -> Sequence[Callable[..., Any]]:
         return [self.deliver_webhook]
@@ -50,38 +76,74 @@ class WebhookActivities:
             "attempt": attempt,
             "webhook_event": delivery.event,
         }
+        # One span per attempt (an attempt is one execution of this activity); a failed one ends in error.
+        with span("webhook.deliver", webhook_event=delivery.event, attempt=attempt, task_id=delivery.task_id):
+            return await self._attempt(delivery, fields)
+
+    async def _attempt(self, delivery: WebhookDelivery, fields: dict[str, Any]) -> int:
         try:
-            await check_outbound_url(delivery.url, allow_private=self._settings.webhook_allow_private)
+            target = await check_outbound_url(
+                delivery.url, allow_private=self._settings.webhook_allow_private, resolver=self._resolver
+            )
         except UnsafeURLError as err:
+            # Not retried (the URL will not change): this first attempt is the last.
             log.error("Webhook refused", extra=fields | {"error": str(err)})
-            raise ApplicationError(f"callback_url refused: {err}", type="WebhookRefused") from None
+            raise _failed(f"callback_url refused: {err}", "WebhookRefused") from None
+        try:
+            # One deadline for the whole exchange: per-read timeouts alone let a slow drip run forever.
+            async with asyncio.timeout(self._settings.webhook_timeout_s):
+                status = await self._post(self._request(target, delivery))
+            trace.get_current_span().set_attribute("http.response.status_code", status)
+        except (httpx.HTTPError, TimeoutError) as err:
+            self._log_failure(fields, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+            raise _failed(f"webhook request failed: {type(err).__name__}", "WebhookFailed") from None
+        if status in SUCCESS_CODES:
+            log.info("Webhook sent successfully", extra=fields | {"status_code": status})
+            return status
+        redirect = " (redirects are not followed)" if 300 <= status < 400 else ""
+        self._log_failure(fields, f"HTTP {status}{redirect}")
+        raise _failed(f"webhook answered HTTP {status}{redirect}", "WebhookFailed")
+
+    def _request(self, target: CheckedURL, delivery: WebhookDelivery) -> httpx.Request:
         body = json.dumps(delivery.payload, separators=(",", ":"), default=str).encode()
+        timestamp = int(time.time())
         headers = {
             "content-type": "application/json",
             "user-agent": "aladdin-task-service/1",
             "webhook-id": delivery.webhook_id,
+            "webhook-timestamp": str(timestamp),
         }
-        timestamp = int(time.time())
-        headers["webhook-timestamp"] = str(timestamp)
-        if self._settings.webhook_secret is not None:
-            secret = self._settings.webhook_secret.get_secret_value()
-            headers["webhook-signature"] = sign(secret, delivery.webhook_id, timestamp, body)
-        try:
-            response = await self._client.post(
-                delivery.url, content=body, headers=headers, timeout=self._settings.webhook_timeout_s
+        if self._signing_keys:
+            headers["webhook-signature"] = sign(self._signing_keys, delivery.webhook_id, timestamp, body)
+        timeout = self._settings.webhook_timeout_s
+        if target.address is None:
+            return self._client.build_request(
+                "POST", target.url, content=body, headers=headers, timeout=timeout
             )
-        except httpx.HTTPError as err:
-            self._log_failure(fields, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
-            raise ApplicationError(
-                f"webhook request failed: {type(err).__name__}", type="WebhookFailed"
-            ) from None
-        if response.status_code in SUCCESS_CODES:
-            log.info("Webhook sent successfully", extra=fields | {"status_code": response.status_code})
-            return response.status_code
-        self._log_failure(fields, f"HTTP {response.status_code}")
-        raise ApplicationError(f"webhook answered HTTP {response.status_code}", type="WebhookFailed")
+        return pinned_request(
+            self._client, target.url, target.address, headers, method="POST", content=body, timeout=timeout
+        )
+
+    async def _post(self, request: httpx.Request) -> int:
+        """The receiver's status; its answer is read raw (never decompressed) up to MAX_RESPONSE_BYTES, and
+        the connection is dropped if there is more."""
+        response = await self._client.send(request, stream=True, follow_redirects=False)
+        try:
+            received = 0
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received >= MAX_RESPONSE_BYTES:
+                    break
+        finally:
+            await response.aclose()
+        return response.status_code
 
     def _log_failure(self, fields: dict[str, Any], error: str) -> None:
         log.warning("Webhook request failed", extra=fields | {"error": error})
         if fields["attempt"] >= WEBHOOK_ATTEMPTS:
             log.error("Failed to send webhook after all retries", extra=fields)
+
+
+def _failed(message: str, error_type: str) -> ApplicationError:
+    """A failed attempt: already logged above in one line, so the SDK logs it at debug level only."""
+    return ApplicationError(message, type=error_type, category=ApplicationErrorCategory.BENIGN)

@@ -1,48 +1,52 @@
-"""Domain errors and the one table that maps them to HTTP status codes and error bodies."""
+"""Domain errors, and the one table that says how every surface answers them.
+
+The service and the store raise these types; REST answers `ERROR_TABLE`'s HTTP status with `error_body`,
+GraphQL answers a GraphQL error whose `extensions` carry the same body and status, Socket.IO an ack with the
+same code. A Temporal RPC failure becomes a domain error in `from_temporal`, once.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from temporalio.service import RPCError, RPCStatusCode
+
+log = logging.getLogger("taskservice.api")
 
 
 class ServiceError(Exception):
-    status_code = 500
-    error = "internal_error"
+    """A failure with a message for the caller and fields that go into the error body."""
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         self.extra = extra
 
-    def body(self) -> dict[str, Any]:
-        return {"error": self.error, "message": self.message, **self.extra}
 
-    def headers(self) -> dict[str, str]:
-        return {}
+class InternalError(ServiceError):
+    """Something failed that the caller cannot fix (logged where it happens)."""
 
 
 class AuthenticationFailed(ServiceError):
-    status_code = 401
-    error = "authentication_failed"
+    pass
 
 
 class Forbidden(ServiceError):
-    status_code = 403
-    error = "forbidden"
+    pass
 
 
 class TaskNotFound(ServiceError):
-    status_code = 404
-    error = "task_not_found"
-
     def __init__(self, task_id: str) -> None:
         super().__init__(f"Task with ID '{task_id}' not found")
 
 
-class ValidationFailed(ServiceError):
-    status_code = 400
-    error = "validation_error"
+class MediaNotFound(ServiceError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"No media at '{key}'")
 
+
+class ValidationFailed(ServiceError):
     def __init__(self, details: dict[str, str], message: str = "Invalid task data") -> None:
         super().__init__(message, details=details)
 
@@ -50,38 +54,73 @@ class ValidationFailed(ServiceError):
 class InvalidState(ServiceError):
     """The task is in a state that does not allow the operation (e.g. cancelling a completed task)."""
 
-    status_code = 400
-    error = "invalid_task_state"
-
-    def body(self) -> dict[str, Any]:
+    def __init__(self, message: str) -> None:
         # `detail` is what the Celery service answered; clients written for it read that key.
-        return {**super().body(), "detail": self.message}
+        super().__init__(message, detail=message)
 
 
 class IdempotencyConflict(ServiceError):
-    status_code = 422
-    error = "idempotency_key_reused"
+    pass
+
+
+class PayloadTooLarge(ServiceError):
+    """A request or one of its fields is larger than the service accepts (retrying cannot help)."""
+
+    def __init__(self, message: str, limit_bytes: int) -> None:
+        super().__init__(message, limit_bytes=limit_bytes)
 
 
 class RateLimited(ServiceError):
-    status_code = 429
-    error = "rate_limited"
-
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retry_after = retry_after
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
-
 
 class ServiceUnavailable(ServiceError):
-    status_code = 503
-    error = "service_unavailable"
-
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retry_after = retry_after
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
+
+# HTTP status and error code of each domain error.
+ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
+    AuthenticationFailed: (401, "authentication_failed"),
+    Forbidden: (403, "forbidden"),
+    TaskNotFound: (404, "task_not_found"),
+    MediaNotFound: (404, "not_found"),
+    ValidationFailed: (400, "validation_error"),
+    InvalidState: (400, "invalid_task_state"),
+    IdempotencyConflict: (422, "idempotency_key_reused"),
+    PayloadTooLarge: (413, "payload_too_large"),
+    RateLimited: (429, "rate_limited"),
+    ServiceUnavailable: (503, "service_unavailable"),
+    InternalError: (500, "internal_error"),
+}
+
+
+def status_and_code(err: ServiceError) -> tuple[int, str]:
+    for kind in type(err).__mro__:
+        if kind in ERROR_TABLE:
+            return ERROR_TABLE[kind]
+    return ERROR_TABLE[InternalError]
+
+
+def error_body(err: ServiceError) -> dict[str, Any]:
+    """The seed's error body: `error` (the code), `message`, and the error's own fields."""
+    return {"error": status_and_code(err)[1], "message": err.message, **err.extra}
+
+
+def error_headers(err: ServiceError) -> dict[str, str]:
+    retry_after = err.extra.get("retry_after")
+    return {"Retry-After": str(retry_after)} if retry_after is not None else {}
+
+
+UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+
+
+def from_temporal(err: RPCError) -> ServiceError:
+    """A Temporal call that failed: unreachable or overloaded is worth a retry, anything else is ours."""
+    if err.status in UNAVAILABLE:
+        return ServiceUnavailable("Temporal is unreachable or overloaded; try again shortly")
+    log.error("Temporal call failed", extra={"status": err.status.name, "error": err.message})
+    return InternalError("Temporal call failed")

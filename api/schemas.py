@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from api.service.alerts import Alert, TaskMetrics
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
 from taskservice.priority import TaskPriority
@@ -15,24 +16,39 @@ PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 
 class SubmitTaskRequest(BaseModel):
+    """A task to run: its type, its inputs (`task_data`, one schema per `task_type`) and how to run it."""
+
     # Unknown top-level keys are ignored, as the Celery service did: Aladdin's clients send extras.
     model_config = ConfigDict(extra="ignore")
 
-    project_id: str = Field(pattern=PROJECT_ID_PATTERN, description="Project the task belongs to.")
-    task_type: str = Field(json_schema_extra={"enum": list(CATALOG)})
-    task_data: dict[str, Any] = Field(description="Inputs of the task type (see the task type's schema).")
-    priority: Annotated[TaskPriority, BeforeValidator(TaskPriority.parse)] = Field(
-        TaskPriority.NORMAL,
-        description="1 (high), 2 (normal), 3 (low), or LOW / NORMAL / HIGH / URGENT; Temporal task priority.",
-        json_schema_extra={
-            "anyOf": [
-                {"type": "integer", "enum": [1, 2, 3]},
-                {"type": "string", "enum": [p.value for p in TaskPriority]},
-            ]
-        },
+    project_id: str = Field(
+        pattern=PROJECT_ID_PATTERN, description="Project the task belongs to (a name within the tenant)."
     )
-    callback_url: str | None = Field(None, max_length=2048, description="Webhook called when the task ends.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed back in webhooks.")
+    task_type: str = Field(
+        description="One of the catalog's task types.", json_schema_extra={"enum": list(CATALOG)}
+    )
+    task_data: dict[str, Any] = Field(description="Inputs of the task type (its `...Data` schema).")
+    priority: Annotated[
+        TaskPriority,
+        BeforeValidator(TaskPriority.parse),
+        # Documented as what is accepted (the parser above decides): seed 001's numbers, seed 003's names.
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "enum": [1, 2, 3]},
+                    {"type": "string", "enum": [p.value for p in TaskPriority]},
+                ]
+            }
+        ),
+    ] = Field(
+        TaskPriority.NORMAL,
+        description="1 (high), 2 (normal), 3 (low), or LOW | NORMAL | HIGH | URGENT (any case): the order "
+        "of each queue's backlog.",
+    )
+    callback_url: str | None = Field(
+        None, max_length=2048, description="http(s) URL POSTed the seed's webhook when the task ends."
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed back in webhooks (≤ 16 KiB).")
     deadline_s: float | None = Field(
         None,
         gt=0,
@@ -73,6 +89,14 @@ class TaskStatusResponse(BaseModel):
     processing_time: float | None
     attempt: int
     retry_of: str | None = None
+
+
+class FinishedSubmitResponse(TaskStatusResponse):
+    """A submit with `Prefer: wait=N` whose task finished within N seconds: the finished task's status,
+    with the submit answer's own fields."""
+
+    estimated_duration: int
+    queue_position: int
 
 
 class ProjectTaskItem(BaseModel):
@@ -132,30 +156,17 @@ class HealthResponse(BaseModel):
     uptime: int
 
 
-class TaskMetrics(BaseModel):
-    total_tasks: int
-    completed_tasks: int
-    failed_tasks: int
-    retried_tasks: int
-    cancelled_tasks: int
-    success_rate: float
-    failure_rate: float
-    average_durations: dict[str, float]
-    currently_running: int
-
-
 class MetricsResponse(BaseModel):
     metrics: TaskMetrics
     timestamp: datetime
-
-
-class Alert(BaseModel):
-    severity: str
-    message: str
-    metric: str
-    value: float
-    task_id: str | None = None
-    worker: str | None = None
+    counted_until: datetime | None = Field(
+        None, description="Finished tasks are counted up to this instant; later ones by the next scans."
+    )
+    stale_since: datetime | None = Field(
+        None,
+        description="Set when counting stopped moving (the metrics workflow makes no progress): the counts "
+        "are those of this instant.",
+    )
 
 
 class TaskQueueHealthResponse(BaseModel):
@@ -166,10 +177,22 @@ class TaskQueueHealthResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    error: str
-    message: str
-    details: dict[str, str] | None = None
-    retry_after: int | None = None
+    """The body of every error answer (seed 001's format); the fields past `message` depend on `error`."""
+
+    error: str = Field(description="Machine-readable code, e.g. `validation_error`, `task_not_found`.")
+    message: str = Field(description="What went wrong, in words.")
+    details: dict[str, str] | None = Field(
+        None, description="`validation_error`: a message per dotted field path."
+    )
+    retry_after: int | None = Field(
+        None,
+        description="`rate_limited`, `service_unavailable`: seconds to wait (as the `Retry-After` header).",
+    )
+    detail: str | None = Field(
+        None, description="`invalid_task_state`: the message again (the Celery service's key)."
+    )
+    task_id: str | None = Field(None, description="`idempotency_key_reused`: the task the key already names.")
+    limit_bytes: int | None = Field(None, description="`payload_too_large`: the most bytes accepted.")
 
 
 class TaskError(BaseModel):
@@ -198,7 +221,15 @@ class TaskDetail(BaseModel):
 
 
 class BatchSubmitRequest(BaseModel):
-    tasks: list[dict[str, Any]] = Field(min_length=1, max_length=100, description="Submit bodies (≤ 100).")
+    """Up to 100 submit bodies; each is validated and started on its own."""
+
+    tasks: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=100,
+        description="Submit bodies (≤ 100), each as `POST /api/v1/tasks/submit` takes it.",
+        # Parsed one by one by the service (a bad item fails alone); documented as what each item is.
+        json_schema_extra={"items": {"$ref": "#/components/schemas/SubmitTaskRequest"}},
+    )
 
 
 class BatchItemResult(BaseModel):
@@ -215,9 +246,12 @@ class BatchSubmitResponse(BaseModel):
 
 
 class QueueStatus(BaseModel):
-    queue: str
+    # Read from the service's summary of the queue (`QueueSummary`), two fields by other names.
+    model_config = ConfigDict(from_attributes=True)
+
+    queue: str = Field(validation_alias="name")
     backlog: int
-    running: int
+    running: int = Field(validation_alias="processing")
     pollers: list[str]
     worker_count: int
     configured_concurrency: int
@@ -281,6 +315,11 @@ class WorkerInfo(BaseModel):
     gpu_memory_mb: list[float]
     loaded_models: list[str]
     concurrency: int
+    model_cache_hits: int = Field(0, description="Tasks served by an already loaded model.")
+    model_cache_misses: int = Field(0, description="Model loads (each a miss of the warm cache).")
+    model_load_seconds: float = Field(0.0, description="Seconds spent loading models since it started.")
+    image_batches: int = Field(0, description="Image pipeline calls (a batch of one counts).")
+    image_batched_tasks: int = Field(0, description="Image tasks those calls held.")
 
 
 class WorkersHealthResponse(BaseModel):

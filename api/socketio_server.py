@@ -11,10 +11,10 @@ Server → client:
   `task:failed` (same payload) when the task fails; `queue:update` `{status: {queuedTasks, processingTasks,
   completedTasks, queueHealth, queues: [...]}, timestamp}` now and at every change.
 
-Every event is read from Temporal by polling (api/events.py), never from this replica's memory, so any API
-replica tells the same story. One watcher per room (task, project, queue) on a replica, cancelled when its
-last subscriber leaves or disconnects. Auth on connect: `auth: {apiKey | token | Authorization}`, else the
-X-API-Key / Authorization headers, else `?api_key=` / `?token=`.
+Every event is read from Temporal by polling (api/service/watch.py), never from this replica's memory,
+so any API replica tells the same story. One watcher per room (task, project, queue) on a replica,
+cancelled when its last subscriber leaves or disconnects. Auth on connect: `auth: {apiKey | token |
+Authorization}`, else the X-API-Key / Authorization headers, else `?api_key=` / `?token=`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -31,35 +30,36 @@ from fastapi import FastAPI
 from temporalio.service import RPCError
 
 from api.caller import Caller
-from api.deps import Services
-from api.errors import AuthenticationFailed, RateLimited, ServiceError, TaskNotFound, ValidationFailed
-from api.events import task_event, watch_project, watch_task
-from api.graphql_schema import ai_task, credentials_caller, queue_fingerprint, queue_status, to_json
-from api.graphql_schema import watch_queue_status as watch_queue
-from api.taskstore import TaskView
+from api.errors import (
+    AuthenticationFailed,
+    ServiceError,
+    TaskNotFound,
+    ValidationFailed,
+    from_temporal,
+    status_and_code,
+)
+from api.graphql.types import ai_task, queue_status, to_json
+from api.render import task_event
+from api.runtime import Services
+from api.service.quotas import StreamSlot
+from api.service.scope import scope_of
+from api.service.watch import fingerprint
+from api.store.projection import TaskView
 from taskservice.contracts import TaskStatus
+from taskservice.timefmt import now_z
 
 log = logging.getLogger("taskservice.api")
 
 SOCKETIO_PATHS = ("/ws/ai-tasks", "/socket.io")
-QUEUE_ROOM = "queue"
 # A watcher that lost Temporal tries again after this long (its subscribers stay subscribed).
 WATCH_RETRY_S = 1.0
 
 Ack = dict[str, Any]
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
 def task_payload(view: TaskView) -> dict[str, Any]:
     """Seed 003's `{taskId, task}` beside the REST stream's snake_case fields."""
-    return {"taskId": view.task_id, "task": to_json(ai_task(view)), **task_event(view), "timestamp": _now()}
-
-
-def _fingerprint(view: TaskView) -> tuple[Any, ...]:
-    return (view.status, round(view.progress, 4), view.current_step, view.attempt)
+    return {"taskId": view.task_id, "task": to_json(ai_task(view)), **task_event(view), "timestamp": now_z()}
 
 
 def _target(data: Any, *names: str) -> str | None:
@@ -74,8 +74,11 @@ def _target(data: Any, *names: str) -> str | None:
     return None
 
 
-def _refusal(err: ServiceError) -> Ack:
-    return {"success": False, "error": {"code": err.error, "message": err.message, "status": err.status_code}}
+def _refusal(err: ServiceError | RPCError) -> Ack:
+    if isinstance(err, RPCError):
+        err = from_temporal(err)
+    status, code = status_and_code(err)
+    return {"success": False, "error": {"code": code, "message": err.message, "status": status}}
 
 
 class TaskEventServer:
@@ -86,6 +89,7 @@ class TaskEventServer:
         self.callers: dict[str, Caller] = {}
         self.members: dict[str, set[str]] = {}
         self.watchers: dict[str, asyncio.Task[None]] = {}
+        self.slots: dict[tuple[str, str], StreamSlot] = {}
         handlers: dict[str, Callable[..., Any]] = {
             "connect": self.on_connect,
             "disconnect": self.on_disconnect,
@@ -115,14 +119,15 @@ class TaskEventServer:
         try:
             caller = None
             for source in sources:
-                caller = credentials_caller(self.services, source)
+                caller = self.services.auth.from_params(source)
                 if caller is not None:
                     break
             if caller is None:
                 raise AuthenticationFailed("Invalid or missing API key")
         except ServiceError as err:
+            status, code = status_and_code(err)
             raise socketio.exceptions.ConnectionRefusedError(
-                err.message, {"code": err.error, "status": err.status_code}
+                err.message, {"code": code, "status": status}
             ) from None
         self.callers[sid] = caller
 
@@ -131,26 +136,34 @@ class TaskEventServer:
         for room in [room for room, sids in self.members.items() if sid in sids]:
             self._leave(sid, room)
 
-    def _authorize(self, sid: str) -> Caller:
+    def _caller(self, sid: str) -> Caller:
         caller = self.callers.get(sid)
         if caller is None:
             raise AuthenticationFailed("Not connected")
-        wait = self.services.status_limiter.acquire(caller.key_id)
-        if wait is not None:
-            limit = self.services.settings.rate_limit_status_per_min
-            raise RateLimited(f"Status rate limit of {limit} per minute exceeded", retry_after=wait)
         return caller
 
     # --- rooms and watchers --------------------------------------------------------------------------
 
-    async def _join(self, sid: str, room: str, watcher: Callable[[], AsyncIterator[None]] | None) -> None:
+    def _room(self, sid: str, kind: str, target: str = "") -> str:
+        """A room per scope: what its watcher emits is what every member may see."""
+        return f"{kind}:{scope_of(self._caller(sid)).key}:{target}"
+
+    async def _join(
+        self, sid: str, room: str, watcher: Callable[[], AsyncIterator[None]] | None = None
+    ) -> None:
+        """Enter the room, holding one of the tenant's stream slots for the subscription (429 if none)."""
+        if sid not in self.members.get(room, set()):
+            self.slots[(sid, room)] = self.services.tasks().hold_stream(self._caller(sid))
         await self.sio.enter_room(sid, room)
         self.members.setdefault(room, set()).add(sid)
         if watcher is not None and room not in self.watchers:
             self.watchers[room] = asyncio.create_task(self._supervise(room, watcher), name=f"socketio:{room}")
 
     def _leave(self, sid: str, room: str) -> None:
-        """Forget the membership (Socket.IO drops a disconnected sid from its rooms itself)."""
+        """Forget the membership and free its slot (Socket.IO drops a disconnected sid from its rooms)."""
+        slot = self.slots.pop((sid, room), None)
+        if slot is not None:
+            slot.release()
         sids = self.members.get(room)
         if sids is None:
             return
@@ -183,7 +196,8 @@ class TaskEventServer:
         finally:
             if self.watchers.get(room) is asyncio.current_task():
                 del self.watchers[room]
-                for sid in self.members.pop(room, set()):
+                for sid in list(self.members.get(room, set())):
+                    self._leave(sid, room)
                     await self.sio.leave_room(sid, room)
 
     async def _emit_task(self, view: TaskView, to: str) -> None:
@@ -197,88 +211,88 @@ class TaskEventServer:
     async def on_subscribe_task(self, sid: str, data: Any = None, *_: Any) -> Ack:
         task_id = _target(data, "taskId", "task_id", "id")
         try:
-            self._authorize(sid)
+            caller = self._caller(sid)
             if task_id is None:
                 raise ValidationFailed({"taskId": "taskId is required"}, message="Invalid subscription")
-            store = self.services.store()
-            view = await store.get(task_id)
-        except ServiceError as err:
+            view = await self.services.tasks().get(caller, task_id)
+            room = self._room(sid, "task", task_id)
+            if not view.status.is_terminal:
+                await self._join(sid, room, self._task_watcher(caller, view, room))
+        except (ServiceError, RPCError) as err:
             return _refusal(err)
-        except RPCError:
-            return _refusal(ServiceError("Temporal call failed"))
-        room = f"task:{task_id}"
-        if not view.status.is_terminal:
-            last = _fingerprint(view)
-
-            async def watcher() -> AsyncIterator[None]:
-                nonlocal last
-                async for seen in watch_task(store, task_id):
-                    if _fingerprint(seen) != last:
-                        last = _fingerprint(seen)
-                        await self._emit_task(seen, room)
-                    yield None
-
-            await self._join(sid, room, watcher)
         await self._emit_task(view, sid)
         return {"success": True, "taskId": task_id, "status": view.status.name}
 
+    def _task_watcher(self, caller: Caller, view: TaskView, room: str) -> Callable[[], AsyncIterator[None]]:
+        last = fingerprint(view)
+
+        async def watcher() -> AsyncIterator[None]:
+            nonlocal last
+            async for seen in await self.services.tasks().watch(caller, view.task_id, held=False):
+                if fingerprint(seen) != last:
+                    last = fingerprint(seen)
+                    await self._emit_task(seen, room)
+                yield None
+
+        return watcher
+
     async def on_unsubscribe_task(self, sid: str, data: Any = None, *_: Any) -> Ack:
         task_id = _target(data, "taskId", "task_id", "id")
-        if task_id is not None:
-            await self._unsubscribe(sid, f"task:{task_id}")
+        if task_id is not None and sid in self.callers:
+            await self._unsubscribe(sid, self._room(sid, "task", task_id))
         return {"success": True, "taskId": task_id}
 
     async def on_subscribe_queue(self, sid: str, *_: Any) -> Ack:
         try:
-            self._authorize(sid)
-            store = self.services.store()
-            status = await queue_status(store, self.services.settings)
-        except ServiceError as err:
+            caller = self._caller(sid)
+            last = first = await self.services.insights().queues(caller)
+            room = self._room(sid, "queue")
+
+            async def watcher() -> AsyncIterator[None]:
+                nonlocal last
+                async for update in self.services.insights().queue_changes(caller, held=False):
+                    if update != last:
+                        last = update
+                        payload = {"status": to_json(queue_status(update)), "timestamp": now_z()}
+                        await self.sio.emit("queue:update", payload, to=room)
+                    yield None
+
+            await self._join(sid, room, watcher)
+        except (ServiceError, RPCError) as err:
             return _refusal(err)
-        except RPCError:
-            return _refusal(ServiceError("Temporal call failed"))
-        settings = self.services.settings
-        initial = queue_fingerprint(status)
-
-        async def watcher() -> AsyncIterator[None]:
-            async for update in watch_queue(store, settings, last=initial):
-                await self.sio.emit(
-                    "queue:update", {"status": to_json(update), "timestamp": _now()}, to=QUEUE_ROOM
-                )
-                yield None
-
-        await self._join(sid, QUEUE_ROOM, watcher)
-        await self.sio.emit("queue:update", {"status": to_json(status), "timestamp": _now()}, to=sid)
+        await self.sio.emit(
+            "queue:update", {"status": to_json(queue_status(first)), "timestamp": now_z()}, to=sid
+        )
         return {"success": True}
 
     async def on_unsubscribe_queue(self, sid: str, *_: Any) -> Ack:
-        await self._unsubscribe(sid, QUEUE_ROOM)
+        if sid in self.callers:
+            await self._unsubscribe(sid, self._room(sid, "queue"))
         return {"success": True}
 
     async def on_subscribe_agent(self, sid: str, data: Any = None, *_: Any) -> Ack:
         """Seed 003's agent stream: every task of the project named `agentId` (`task:status` per change)."""
         project_id = _target(data, "agentId", "projectId", "project_id", "id")
         try:
-            self._authorize(sid)
+            caller = self._caller(sid)
             if project_id is None:
                 raise ValidationFailed({"agentId": "agentId is required"}, message="Invalid subscription")
-            store = self.services.store()
-        except ServiceError as err:
+            room = self._room(sid, "agent", project_id)
+
+            async def watcher() -> AsyncIterator[None]:
+                async for view in await self.services.tasks().watch_project(caller, project_id, held=False):
+                    await self._emit_task(view, room)
+                    yield None
+
+            await self._join(sid, room, watcher)
+        except (ServiceError, RPCError) as err:
             return _refusal(err)
-        room = f"agent:{project_id}"
-
-        async def watcher() -> AsyncIterator[None]:
-            async for view in watch_project(store, project_id):
-                await self._emit_task(view, room)
-                yield None
-
-        await self._join(sid, room, watcher)
         return {"success": True, "agentId": project_id}
 
     async def on_unsubscribe_agent(self, sid: str, data: Any = None, *_: Any) -> Ack:
         project_id = _target(data, "agentId", "projectId", "project_id", "id")
-        if project_id is not None:
-            await self._unsubscribe(sid, f"agent:{project_id}")
+        if project_id is not None and sid in self.callers:
+            await self._unsubscribe(sid, self._room(sid, "agent", project_id))
         return {"success": True, "agentId": project_id}
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import _base_env, wait_for_pollers
-from tests.fakes.openai_server import FakeOpenAIServer
-from tests.stack import ServiceProcess, TemporalDevServer, free_port, wait_http_ok
+from taskservice.devtools.fake_llm import FakeOpenAIServer
+from tests.support.processes import ServiceProcess, TemporalDevServer, free_port, wait_http_ok
+from tests.support.stack import base_env, wait_for_pollers
 
 API_KEY = "bench-key"
 
@@ -43,7 +43,7 @@ async def bench_stack(queues: list[str], **env: str) -> AsyncIterator[BenchStack
         workdir = Path(tmp)
         temporal = TemporalDevServer(workdir).start()
         base = {
-            **_base_env(temporal, llm, workdir),
+            **base_env(temporal, llm, workdir),
             "API_KEY": API_KEY,
             "WORKER_CONCURRENCY_DEFAULT": "8",
             "WORKER_REPORT_INTERVAL_S": "10",

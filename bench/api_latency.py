@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import statistics
 import time
@@ -29,12 +30,15 @@ from collections.abc import Awaitable, Callable
 import httpx
 from temporalio.client import Client
 
-from api.caller import Caller, key_id
+from api.caller import DEFAULT_TENANT, Caller
 from api.schemas import SubmitTaskRequest
-from api.service import TaskService
-from api.taskstore import TaskStore, TaskView, filter_query
+from api.service.quotas import Quotas
+from api.service.tasks import TaskService
+from api.store.projection import TaskView
+from api.store.store import TaskStore
 from bench._stack import API_KEY, BenchStack, bench_stack, machine_info
 from taskservice.settings import Settings
+from taskservice.visibility import TaskQuery
 
 TASK_DATA = {"prompt_template": "noop"}
 TEST_PROMPT = 'TaskType = "test_prompt"'
@@ -60,9 +64,11 @@ async def fill_with_store(stack: BenchStack, tasks: int, in_flight: int) -> list
     client = await Client.connect(stack.temporal.address)
     # The API's own submit (validation, per-project count, start, queue position) minus HTTP, with the
     # settings of the stack's API process that it uses (retry plan, per-project limit).
-    settings = Settings(task_retry_initial_interval=0.3, max_concurrent_per_project=100_000)
-    service = TaskService(TaskStore(client, settings), settings)
-    caller = Caller(key_id=key_id(API_KEY))
+    settings = Settings(
+        task_retry_initial_interval=0.3, max_concurrent_per_project=100_000, rate_limit_submit_per_min=10**9
+    )
+    service = TaskService(TaskStore(client), settings, Quotas(settings))
+    caller = Caller(tenant=DEFAULT_TENANT)
     gate = asyncio.Semaphore(in_flight)
     ids: list[str] = []
 
@@ -172,12 +178,12 @@ async def main(args: argparse.Namespace) -> None:
             )
             # Side by side on the same data, at the store (no HTTP): a deep page bracketed by counts (what
             # the API does) against reading every row before it in start-time order (what it did before).
-            store = TaskStore(await Client.connect(stack.temporal.address), Settings())
-            large = filter_query(project_id="lat_large")
+            store = TaskStore(await Client.connect(stack.temporal.address))
+            large = TaskQuery(project_id="lat_large")
             deep: dict[str, tuple[list[float], list[float]]] = {}
             for page in (10, 40):
-                bracketed = await timed(lambda p=page: store.list_tasks(large, page=p, limit=20), lists)
-                read_through = await timed(lambda p=page: read_every_row(store, large, p, 20), lists)
+                bracketed = await timed(functools.partial(store.page, large, page=page, limit=20), lists)
+                read_through = await timed(functools.partial(read_every_row, store, large, page, 20), lists)
                 deep[f"page {page} of 20"] = (bracketed, read_through)
             totals = {
                 name: (await api.get(f"/api/v1/projects/{name}/tasks")).json()["pagination"]["total"]
@@ -201,21 +207,25 @@ async def main(args: argparse.Namespace) -> None:
         )
 
 
-async def read_every_row(store: TaskStore, query: str, page: int, limit: int) -> list[TaskView]:
+async def read_every_row(store: TaskStore, query: TaskQuery, page: int, limit: int) -> list[TaskView]:
     """A page as the API read it before counts bracketed deep pages: the newest page × limit, then sliced."""
     total = asyncio.create_task(store.count(query))
-    views = await store.latest(query, page * limit)
+    views = await store.newest(query, page * limit)
     await total
     return views[(page - 1) * limit :]
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    parsing = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--fill", choices=["store", "api"], default="store")
-    parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--drain-timeout", type=float, default=3600)
-    parser.add_argument("--pause", type=float, default=0.25, help="seconds after each paced submit")
-    asyncio.run(main(parser.parse_args()))
+    parsing.add_argument("--tasks", type=int, default=10_000)
+    parsing.add_argument("--fill", choices=["store", "api"], default="store")
+    parsing.add_argument("--samples", type=int, default=300)
+    parsing.add_argument("--drain-timeout", type=float, default=3600)
+    parsing.add_argument("--pause", type=float, default=0.25, help="seconds after each paced submit")
+    return parsing
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parser().parse_args()))

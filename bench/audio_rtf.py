@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import math
 import sys
 import tempfile
@@ -29,11 +28,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from activities import audio_dsp as dsp  # noqa: E402
-from activities.audio import build  # noqa: E402
-from activities.audio_tts import CoquiEngine, EspeakEngine, SpeechRequest, split_sentences  # noqa: E402
+from activities import audio_io  # noqa: E402
+from activities.audio import AudioActivities  # noqa: E402
+from activities.audio_prosody import split_sentences  # noqa: E402
+from activities.audio_tts import CoquiEngine, EspeakEngine, SpeechRequest  # noqa: E402
+from activities.resources import WorkerResources  # noqa: E402
 from taskservice.contracts import TaskActivityInput  # noqa: E402
 from taskservice.settings import Settings  # noqa: E402
+from tests.support.scripts import load_script  # noqa: E402
 
 TEXT = (
     "I've been expecting you, detective. The rain hasn't stopped for three days, and neither have I. "
@@ -57,9 +59,7 @@ def bench_engine(engine: EspeakEngine | CoquiEngine, repeats: int) -> tuple[floa
     def speak() -> float:
         total = 0.0
         for sentence in sentences:
-            speech = engine.synthesize(
-                SpeechRequest(text=sentence, voice=None, language="en", rate=1.0, pitch=0.0)
-            )
+            speech = engine.synthesize(SpeechRequest(text=sentence, voice=None, language="en"))
             total += len(speech.signal) / speech.sample_rate
         return total
 
@@ -69,11 +69,7 @@ def bench_engine(engine: EspeakEngine | CoquiEngine, repeats: int) -> tuple[floa
 
 
 def _tiny_model(folder: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("build_tiny_tts", REPO / "scripts" / "build_tiny_tts.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result: Path = module.build(folder)
+    result: Path = load_script("build_tiny_tts").build(folder)
     return result
 
 
@@ -90,14 +86,16 @@ async def bench_activities(tmp: Path, model: Path, repeats: int) -> dict[str, fl
     dialogue = (
         0.2 * np.sin(2 * math.pi * 220 * t[: 50 * rate]) * (np.sin(2 * math.pi * 0.5 * t[: 50 * rate]) > 0)
     )
-    dsp.encode(dsp.as_signal(bed.astype(np.float32)), rate, "mp3", tmp / "bed.mp3")
-    dsp.encode(dsp.as_signal(dialogue.astype(np.float32)), rate, "wav", tmp / "dialogue.wav")
+    audio_io.encode(audio_io.as_signal(bed.astype(np.float32)), rate, "mp3", tmp / "bed.mp3")
+    audio_io.encode(audio_io.as_signal(dialogue.astype(np.float32)), rate, "wav", tmp / "dialogue.wav")
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(tmp)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
 
     for label, tts_model in (("espeak-ng", None), ("tiny-vits", str(model))):
-        acts = build(Settings(allow_private_urls=True, data_dir=tmp / "data", tts_model=tts_model))
+        settings = Settings(allow_private_urls=True, data_dir=tmp / "data", tts_model=tts_model)
+        resources = WorkerResources.open(settings)
+        acts = AudioActivities(resources)
         data = {
             "text": TEXT,
             "emotion": "mysterious",
@@ -118,8 +116,10 @@ async def bench_activities(tmp: Path, model: Path, repeats: int) -> dict[str, fl
             duration = result["metadata"]["duration"]
         out[f"generate_character_voice[{label}] RTF (whole task)"] = min(times) / duration
         await acts.aclose()
+        await resources.aclose()
 
-    acts = build(Settings(allow_private_urls=True, data_dir=tmp / "data"))
+    resources = WorkerResources.open(Settings(allow_private_urls=True, data_dir=tmp / "data"))
+    acts = AudioActivities(resources)
     mix = {
         "tracks": [
             {"url": f"{base}/bed.mp3", "gain_db": -12, "fade_in_s": 2, "fade_out_s": 3},
@@ -142,6 +142,7 @@ async def bench_activities(tmp: Path, model: Path, repeats: int) -> dict[str, fl
         min(times) / minutes
     )
     await acts.aclose()
+    await resources.aclose()
     server.shutdown()
     return out
 

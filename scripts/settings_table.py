@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from readme_section import print_or_write  # noqa: E402
 
 from taskservice.settings import Settings  # noqa: E402
 
@@ -22,15 +25,5 @@ def table() -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    if sys.argv[1:] == ["--write"]:
-        readme = Path(__file__).resolve().parents[1] / "README.md"
-        text = readme.read_text()
-        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-        readme.write_text(text[:start] + "\n" + table() + "\n" + text[end:])
-    else:
-        print(table())
-
-
 if __name__ == "__main__":
-    main()
+    print_or_write(table, BEGIN, END)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from taskservice.record import TaskRecord
+
 
 class TaskStatus(StrEnum):
     """The seed's status values; also the `TaskStatus` search attribute."""
@@ -48,21 +50,21 @@ class TaskPlan:
 @dataclass
 class TaskWorkflowInput:
     task_id: str
-    project_id: str
-    task_type: str
-    task_data: dict[str, Any]
+    # What the task is; the API writes this same record into the workflow's memo.
+    task: TaskRecord
     plan: TaskPlan
-    created_at: str
-    priority: str = "NORMAL"
-    callback_url: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    retry_of: str | None = None
     # Not started by then: cancelled without running; still running then: cancelled.
     deadline_at: str | None = None
-    # Which webhooks to send: "start", "progress", "completed" (the final one, whatever the outcome).
-    webhook_events: list[str] = field(default_factory=lambda: ["completed"])
     # Cluster-wide concurrency slots to hold while the activity runs, acquired in this order.
     concurrency: list[ConcurrencySlot] = field(default_factory=list)
+    # The tenant's share of each queue under load (Temporal task-queue fairness, keyed by tenant).
+    fairness_weight: float = 1.0
+
+    @property
+    def closes_with_outcome(self) -> bool:
+        """Whether the workflow closes in the workflow task that records the outcome: nothing is left to
+        do after it (no webhook to send, no concurrency slot to give back; see TaskWorkflow._finish)."""
+        return not self.task.callback_url and not self.concurrency
 
 
 @dataclass
@@ -103,6 +105,9 @@ class TaskActivityInput:
     soft_timeout_s: float
     # Signal the workflow as progress moves (only when the task asked for progress webhooks).
     progress_updates: bool = False
+    # Announce the attempt (`task_started`) before it runs, not only once it has run a while: its start
+    # webhook must precede its progress webhooks.
+    announce_at_once: bool = False
 
 
 @dataclass
@@ -121,14 +126,13 @@ class TaskStarted:
 
 
 @dataclass
-class TaskOutcome:
-    task_id: str
-    status: str
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-    processing_time: float | None = None
+class TaskAttemptResult:
+    """What a task's activity attempt returns to its workflow (the worker wraps the task's own result): the
+    result, and the attempt's start, which the workflow records if no `task_started` signal told it."""
+
+    result: dict[str, Any]
+    started_at: str
+    attempt: int
 
 
 @dataclass
@@ -143,19 +147,10 @@ class WebhookDelivery:
 
 
 @dataclass
-class TaskEvent:
-    """A finished task, as counted by the metrics workflow."""
-
-    task_id: str
-    task_type: str
-    status: str
-    processing_time: float | None = None
-
-
-@dataclass
 class RetryRecorded:
     original_task_id: str
     new_task_id: str
+    tenant: str = "default"
 
 
 @dataclass
@@ -179,12 +174,56 @@ class FinishedTally:
         for task_type, count in other.duration_count.items():
             self.duration_count[task_type] = self.duration_count.get(task_type, 0) + count
 
+    def count(self, status: TaskStatus, task_type: str, processing_time: float | None) -> None:
+        """One finished task (a completed one's processing time counts toward its type's average)."""
+        self.total_finished += 1
+        if status == TaskStatus.COMPLETED:
+            self.completed += 1
+            if processing_time is not None:
+                self.duration_sum[task_type] = self.duration_sum.get(task_type, 0.0) + processing_time
+                self.duration_count[task_type] = self.duration_count.get(task_type, 0) + 1
+        elif status == TaskStatus.FAILED:
+            self.failed += 1
+        elif status == TaskStatus.CANCELLED:
+            self.cancelled += 1
+
+
+@dataclass
+class ScanTally(FinishedTally):
+    """One visibility scan's worth of finished tasks, in all and per tenant."""
+
+    tenants: dict[str, FinishedTally] = field(default_factory=dict)
+
+
+@dataclass
+class TenantTally(FinishedTally):
+    retried: int = 0
+
 
 @dataclass
 class MetricsState(FinishedTally):
     retried: int = 0
+    # The same counts per tenant (what a tenant's own metrics show).
+    tenants: dict[str, TenantTally] = field(default_factory=dict)
     # Tasks that closed before this instant (server time, ISO) are counted; later ones by the next scan.
     counted_until: str | None = None
+
+    def add_scan(self, scan: ScanTally) -> None:
+        self.add(scan)
+        for tenant, tally in scan.tenants.items():
+            self.tenants.setdefault(tenant, TenantTally()).add(tally)
+
+    def add_retry(self, tenant: str) -> None:
+        self.retried += 1
+        self.tenants.setdefault(tenant, TenantTally()).retried += 1
+
+    def of_tenant(self, tenant: str | None) -> TenantTally:
+        """A tenant's own counts; with None, everyone's."""
+        if tenant is None:
+            whole = TenantTally(retried=self.retried)
+            whole.add(self)
+            return whole
+        return self.tenants.get(tenant) or TenantTally()
 
 
 @dataclass
@@ -211,8 +250,17 @@ class WorkerReport:
     gpu_memory_mb: list[float] = field(default_factory=list)
     loaded_models: list[str] = field(default_factory=list)
     concurrency: int = 0
+    # Warm models: cache answers (hits), loads (misses) and the seconds those loads took, since it started.
+    model_cache_hits: int = 0
+    model_cache_misses: int = 0
+    model_load_seconds: float = 0.0
+    # Image tasks run as batched pipeline calls: how many calls, and how many tasks they held.
+    image_batches: int = 0
+    image_batched_tasks: int = 0
     reported_at: str = ""
     last_seen: str = ""
+    # How often this worker reports (WORKER_REPORT_INTERVAL_S); 0 from workers that predate the field.
+    report_interval_s: float = 0.0
 
 
 @dataclass

@@ -13,6 +13,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 # Belt and braces: never let a presigned URL signature or an API key header reach a log line.
 _SECRETS = re.compile(
@@ -20,6 +21,39 @@ _SECRETS = re.compile(
     r"[^&\s\"',]+",
     re.IGNORECASE,
 )
+
+
+# Library notices known to be harmless here, by the logger that emits them (what the message contains).
+KNOWN_NOTICES = {
+    # transformers 5 without torchvision falls back to the PIL image processors: exactly what the captioner
+    # and the diffusers pipelines' feature extractors use here (torchvision is not a dependency).
+    "transformers.utils.import_utils": ("requires torchvision (not installed); falling back to",),
+    # ModelScope text-to-video is in diffusers' deprecated set, and diffusers names no successor for it.
+    "diffusers.pipelines.pipeline_utils": (
+        "TextToVideoSDPipeline has been deprecated",
+        "VideoToVideoSDPipeline has been deprecated",
+    ),
+}
+
+
+class DropKnownNotices(logging.Filter):
+    """Drops the records of one library logger that say one of `fragments`, and nothing else."""
+
+    def __init__(self, fragments: tuple[str, ...]) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)
+
+
+def silence_known_notices() -> None:
+    """Attach the filters (once) to the loggers by name: the libraries need not be imported for it."""
+    for name, fragments in KNOWN_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropKnownNotices) for f in logger.filters):
+            logger.addFilter(DropKnownNotices(fragments))
 
 
 def scrub(text: str) -> str:
@@ -33,9 +67,19 @@ def _scrub_values(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+def _add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """`trace_id` and `span_id` of the span the line is logged in (none when tracing is off)."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = trace.format_trace_id(context.trace_id)
+        event["span_id"] = trace.format_span_id(context.span_id)
+    return event
+
+
 def configure_logging(service: str, level: int = logging.INFO) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
@@ -56,6 +100,7 @@ def configure_logging(service: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    silence_known_notices()
     # httpx logs full request URLs at INFO (presigned URLs, callback tokens): keep it quiet.
     for name in ("httpx", "httpx2", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# Every refusal names both forms a priority may take.
+ACCEPTED = "priority must be 1 (high), 2 (normal), 3 (low) or LOW|NORMAL|HIGH|URGENT"
+
 
 class TaskPriority(StrEnum):
     URGENT = "URGENT"
@@ -21,16 +24,16 @@ class TaskPriority(StrEnum):
         if isinstance(value, TaskPriority):
             return value
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError("priority must be 1, 2, 3 or LOW/NORMAL/HIGH/URGENT")
+            raise ValueError(ACCEPTED)
         if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
             number = int(value)
             if number not in SEED_NUMBERS:
-                raise ValueError("priority must be 1 (high), 2 (normal) or 3 (low)")
+                raise ValueError(ACCEPTED)
             return SEED_NUMBERS[number]
         try:
             return cls(value.upper())
         except ValueError:
-            raise ValueError("priority must be 1, 2, 3 or LOW/NORMAL/HIGH/URGENT") from None
+            raise ValueError(ACCEPTED) from None
 
 
 SEED_NUMBERS = {1: TaskPriority.HIGH, 2: TaskPriority.NORMAL, 3: TaskPriority.LOW}

@@ -93,9 +93,9 @@ class _FinishedTasks(Collector):
 
 
 class WorkerMetrics:
-    """One worker process: its tasks, webhooks, memory and model cache."""
+    """One worker process: its tasks, webhooks, memory, model cache and image batches."""
 
-    def __init__(self, queue: str, cache_stats: Callable[[], dict[str, int]]) -> None:
+    def __init__(self, queue: str, model_stats: Callable[[], dict[str, float]]) -> None:
         self.registry = CollectorRegistry()
         self.tasks = Counter(
             "taskservice_worker_tasks",
@@ -128,20 +128,29 @@ class WorkerMetrics:
             ["queue", "gpu"],
             registry=self.registry,
         )
-        self.registry.register(_CacheCollector(queue, cache_stats))
+        self.registry.register(_ModelCollector(queue, model_stats))
 
 
-class _CacheCollector(Collector):
-    def __init__(self, queue: str, stats: Callable[[], dict[str, int]]) -> None:
+# Counters of `TaskActivities.model_stats`, as Prometheus counters (the exposition adds `_total`).
+MODEL_COUNTERS = (
+    ("taskservice_model_cache_hits", "hits", "Model cache hits (a warm model served) of this worker."),
+    ("taskservice_model_cache_misses", "misses", "Model cache misses (a model was loaded) of this worker."),
+    ("taskservice_model_load_seconds", "load_seconds", "Seconds this worker spent loading models."),
+    ("taskservice_model_evictions", "evictions", "Models dropped to fit MODEL_CACHE_MAX_GB."),
+    ("taskservice_model_compile_seconds", "compile_seconds", "Seconds spent compiling (TORCH_COMPILE)."),
+    ("taskservice_image_batches", "image_batches", "Image pipeline calls (a batch of one counts)."),
+    ("taskservice_image_batched_tasks", "image_batched_tasks", "Image tasks those calls held."),
+)
+
+
+class _ModelCollector(Collector):
+    def __init__(self, queue: str, stats: Callable[[], dict[str, float]]) -> None:
         self._queue = queue
         self._stats = stats
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         stats = self._stats()
-        for metric, name in (
-            ("taskservice_model_cache_hits", "hits"),
-            ("taskservice_model_cache_misses", "misses"),
-        ):
-            family = CounterMetricFamily(metric, f"Model cache {name} of this worker.", labels=["queue"])
+        for metric, name, description in MODEL_COUNTERS:
+            family = CounterMetricFamily(metric, description, labels=["queue"])
             family.add_metric([self._queue], stats.get(name, 0))
             yield family

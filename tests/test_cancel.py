@@ -6,9 +6,11 @@ import asyncio
 import subprocess
 
 import httpx
+from temporalio.client import Client
 
-from tests.conftest import Stack, submit, wait_status
-from tests.stack import temporal_binary
+from tests.support.processes import temporal_binary
+from tests.support.stack import Stack
+from tests.support.tasks import submit, wait_status
 
 
 async def test_cancel_running_task_stops_the_activity(api: httpx.AsyncClient, stack: Stack) -> None:
@@ -21,7 +23,8 @@ async def test_cancel_running_task_stops_the_activity(api: httpx.AsyncClient, st
     body = response.json()
     assert body["status"] == "cancelled"
     assert body["previous_state"] == "processing"
-    assert body["message"] == "Task was running and has been terminated"
+    # Temporal's "terminated" is something else (no cleanup): a cancelled task is said to be cancelled.
+    assert body["message"] == "Task was running and has been cancelled"
     assert body["cancelled_at"]
     assert elapsed < 5, f"cancel took {elapsed:.1f}s"
     status = (await api.get(f"/api/v1/tasks/{task_id}/status")).json()
@@ -90,7 +93,9 @@ async def test_cancel_unknown_is_404(api: httpx.AsyncClient) -> None:
 async def test_temporal_cli_cancel_ends_in_the_same_cancelled_state(
     api: httpx.AsyncClient, stack: Stack
 ) -> None:
-    task_id = await submit(api, "test_prompt", {"prompt_template": "cli target [[sleep=30]]"})
+    task_id = await submit(
+        api, "test_prompt", {"prompt_template": "cli target [[sleep=30]]"}, project_id="p_cli_cancel"
+    )
     await wait_status(api, task_id, "processing")
     subprocess.run(
         [
@@ -107,7 +112,28 @@ async def test_temporal_cli_cancel_ends_in_the_same_cancelled_state(
     )
     status = await wait_status(api, task_id, {"cancelled", "completed", "failed"}, timeout=10)
     assert status["status"] == "cancelled"
-    listing = (
-        await api.get("/api/v1/projects/proj_test/tasks", params={"status": "cancelled", "limit": 100})
-    ).json()
-    assert task_id in [t["task_id"] for t in listing["tasks"]]
+    listing = (await api.get("/api/v1/projects/p_cli_cancel/tasks", params={"status": "cancelled"})).json()
+    assert [t["task_id"] for t in listing["tasks"]] == [task_id]
+
+
+async def test_a_cancel_in_progress_reads_as_cancelling_never_as_a_retry(
+    api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    """Between the cancel request and the activity's acknowledgement the task is still processing: its
+    status says `cancelling` and keeps its progress (it once said `retrying: attempt 1 of 4 ...`)."""
+    task_id = await submit(api, "test_prompt", {"prompt_template": "cancel me [[sleep=30]]"})
+    before = await wait_status(api, task_id, "processing")
+    await temporal_client.get_workflow_handle(task_id).cancel()  # as `temporal workflow cancel` does
+    seen: list[tuple[str, str | None, float]] = []
+    deadline = asyncio.get_running_loop().time() + 20
+    while not seen or seen[-1][0] == "processing":
+        assert asyncio.get_running_loop().time() < deadline, seen
+        status = (await api.get(f"/api/v1/tasks/{task_id}/status")).json()
+        seen.append((status["status"], status["current_step"], status["progress"]))
+        await asyncio.sleep(0.05)
+    assert seen[-1][0] == "cancelled", seen
+    assert not [s for s in seen if (s[1] or "").startswith("retrying")], seen
+    steps = [step for _, step, _ in seen[:-1]]
+    if "cancelling" in steps:  # once the cancel reached the activity, nothing else is said until it ends
+        assert set(steps[steps.index("cancelling") :]) == {"cancelling"}, seen
+    assert all(progress >= before["progress"] for status, _, progress in seen if status == "processing"), seen

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from tests.conftest import submit, wait_status
-from tests.fakes.file_server import FileServer
-from tests.media.test_caption import reference_caption
+from tests.support.file_server import StaticFileServer
+from tests.support.media import reference_caption
+from tests.support.tasks import submit, wait_status
 
 
 def _png(color: tuple[int, int, int], size: tuple[int, int]) -> bytes:
@@ -27,7 +27,7 @@ def _caption_text(model_dir: Path, image: Image.Image, prompt: str | None, max_n
 
 
 async def test_caption_end_to_end(
-    api: httpx.AsyncClient, file_server: FileServer, tiny_models: dict[str, Path]
+    api: httpx.AsyncClient, file_server: StaticFileServer, tiny_models: dict[str, Path]
 ) -> None:
     url = file_server.put("/caption/street.png", _png((30, 30, 160), (120, 72)), "image/png")
     task_id = await submit(
@@ -64,7 +64,7 @@ async def test_caption_end_to_end(
     assert (result["image_width"], result["image_height"]) == (120, 72)
 
 
-async def test_caption_bad_inputs(api: httpx.AsyncClient, file_server: FileServer) -> None:
+async def test_caption_bad_inputs(api: httpx.AsyncClient, file_server: StaticFileServer) -> None:
     # Refused at submit (400): no image, two images, not http(s), not base64, max_new_tokens out of range.
     for task_data, field in [
         ({}, "task_data"),

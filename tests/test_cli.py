@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from taskservice_client.cli import app
-from tests.conftest import API_KEYS, Stack
-from tests.stack import ROOT
+from tests.support.processes import ROOT
+from tests.support.stack import API_KEYS, Stack
 
 runner = CliRunner()
 
@@ -212,6 +212,10 @@ def test_errors_are_one_line_with_exit_codes(taskctl: Any) -> None:
 
     denied = taskctl("--json", "health", key="wrong-key")
     assert denied.exit_code == 1 and json.loads(denied.stderr)["error"] == "authentication_failed"
+    # Without --json a refused key also says where taskctl takes the key from.
+    refused = taskctl("health", key="wrong-key")
+    assert refused.exit_code == 1 and "Invalid or missing API key" in refused.stderr
+    assert "the key given was refused" in refused.stderr and "TASK_SERVICE_API_KEY" in refused.stderr
 
     project, key = _project(), f"cli-{uuid.uuid4()}"
     args = ["submit", "test_prompt", "-p", project, "--idempotency-key", key, "--json", "--data"]

@@ -9,20 +9,22 @@ import os
 import signal
 import time
 import uuid
+from typing import Any
 
 import httpx
 import websockets
+from temporalio.client import Client
 
-from tests.conftest import (
+from tests.support.stack import (
     ADMIN_KEY,
     API_KEYS,
     EMPTY_NAMESPACE,
     ISOLATED_NAMESPACE,
+    OTHER_KEYS,
+    Replica,
     Stack,
-    submit,
-    wait_for_pollers,
-    wait_status,
 )
+from tests.support.tasks import no_open_tasks, submit, task_ids, wait_status
 
 
 async def test_seed_002_task_resource(api: httpx.AsyncClient) -> None:
@@ -44,7 +46,8 @@ async def test_my_tasks_are_the_callers_only_newest_first(stack: Stack) -> None:
     project = f"p_mine_{uuid.uuid4().hex[:6]}"
     async with (
         httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": API_KEYS[0]}) as mine,
-        httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": API_KEYS[1]}) as theirs,
+        # Another tenant, with a project of the same name (a project is a name within a tenant).
+        httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": OTHER_KEYS[0]}) as theirs,
     ):
         own = [
             await submit(mine, "test_prompt", {"prompt_template": f"mine {i}"}, project_id=project)
@@ -96,15 +99,42 @@ async def test_batch_create_with_one_bad_item(api: httpx.AsyncClient) -> None:
     assert too_many.status_code == 400
 
 
-async def test_queue_status_and_statistics(api: httpx.AsyncClient) -> None:
+async def _statistics(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/api/v1/tasks/statistics", params={"hours": 1})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_queue_status_and_statistics(
+    api: httpx.AsyncClient, counting: Replica, counting_temporal: Client
+) -> None:
     queues = {q["queue"]: q for q in (await api.get("/api/v1/queues")).json()["queues"]}
     assert set(queues) == {"gpu_heavy", "gpu_medium", "cpu_intensive", "default"}
     assert queues["default"]["configured_concurrency"] == 2
     assert queues["default"]["worker_count"] >= 1
     assert "test_prompt" in queues["default"]["task_types"]
-    stats = (await api.get("/api/v1/tasks/statistics", params={"hours": 1})).json()
-    assert stats["total"] == sum(stats["by_status"].values()) > 0
-    assert stats["by_type"]["test_prompt"]["completed"] >= 1
+    # Statistics are namespace-wide: counted where only this test's tasks change meanwhile.
+    async with counting.client() as client:
+        await no_open_tasks(counting_temporal)
+        before = await _statistics(client)
+        ok = await submit(client, "test_prompt", {"prompt_template": "counted"})
+        bad = await submit(client, "test_prompt", {"prompt_template": "counted [[status=400]]"})
+        await wait_status(client, ok, "completed")
+        await wait_status(client, bad, "failed")
+        expected = {**before["by_status"]}
+        expected["completed"] += 1
+        expected["failed"] += 1
+        for _ in range(50):  # visibility records a task's last status a moment after it closes
+            stats = await _statistics(client)
+            if stats["by_status"] == expected:
+                break
+            await asyncio.sleep(0.1)
+    assert stats["by_status"] == expected
+    assert stats["total"] == sum(stats["by_status"].values()) == before["total"] + 2
+    prompts, prompts_before = stats["by_type"]["test_prompt"], before["by_type"].get("test_prompt", {})
+    assert prompts["completed"] == prompts_before.get("completed", 0) + 1
+    assert prompts["failed"] == prompts_before.get("failed", 0) + 1
 
 
 async def test_bulk_cancel_and_retry_by_filter(api: httpx.AsyncClient) -> None:
@@ -127,48 +157,54 @@ async def test_bulk_cancel_and_retry_by_filter(api: httpx.AsyncClient) -> None:
     assert empty.status_code == 400
 
 
-async def test_admin_cleanup_needs_the_admin_key(api: httpx.AsyncClient, stack: Stack) -> None:
+async def test_admin_cleanup_needs_the_admin_key(
+    api: httpx.AsyncClient, stack: Stack, counting: Replica, counting_temporal: Client
+) -> None:
     assert (await api.post("/api/v1/admin/cleanup", json={})).status_code == 403
-    async with httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": ADMIN_KEY}) as admin:
+    # Cleanup deletes every old finished task of the namespace: the counting one, whose tests count deltas.
+    async with counting.client(ADMIN_KEY) as admin:
         task_id = await submit(admin, "test_prompt", {"prompt_template": "to be cleaned"})
         await wait_status(admin, task_id, "completed")
+        await no_open_tasks(counting_temporal)
         await asyncio.sleep(1.5)  # closed (bookkeeping done) and older than the 0.36 s cutoff
-        dry = (
-            await admin.post(
-                "/api/v1/admin/cleanup", json={"finished_older_than_hours": 0.0001, "dry_run": True}
-            )
-        ).json()
-        assert task_id in dry["task_ids"] and dry["dry_run"] is True
+        finished = await task_ids(counting_temporal, 'ExecutionStatus != "Running"')
+        assert task_id in finished
+        cleanup = {"finished_older_than_hours": 0.0001}
+        dry = (await admin.post("/api/v1/admin/cleanup", json={**cleanup, "dry_run": True})).json()
+        assert set(dry["task_ids"]) == finished and dry["dry_run"] is True
+        assert (dry["deleted"], dry["cancelled"]) == (len(finished), 0)
         assert (await admin.get(f"/api/v1/tasks/{task_id}")).status_code == 200
-        done = (await admin.post("/api/v1/admin/cleanup", json={"finished_older_than_hours": 0.0001})).json()
+        done = (await admin.post("/api/v1/admin/cleanup", json=cleanup)).json()
         # Temporal deletes asynchronously (its system worker); the request was accepted for each task.
-        assert done["deleted"] >= 1 and task_id in done["task_ids"]
+        assert set(done["task_ids"]) == finished and (done["deleted"], done["cancelled"]) == (
+            len(finished),
+            0,
+        )
+    empty = await Client.connect(stack.temporal.address, namespace=EMPTY_NAMESPACE)
     process, url = stack.start_api("api-admin-no-workers", TEMPORAL_NAMESPACE=EMPTY_NAMESPACE)
     try:
         async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": ADMIN_KEY}, timeout=30) as admin:
             stuck = await submit(admin, "generate_video", {"scene_description": "never picked up"})
             await asyncio.sleep(1.5)
+            queued = await task_ids(empty, 'ExecutionStatus = "Running"')
+            assert stuck in queued
             cleaned = (
                 await admin.post(
                     "/api/v1/admin/cleanup",
                     json={"finished_older_than_hours": 10_000, "cancel_queued_older_than_hours": 0.0003},
                 )
             ).json()
-            assert cleaned["cancelled"] >= 1 and stuck in cleaned["task_ids"]
+            assert set(cleaned["task_ids"]) == queued
+            assert (cleaned["deleted"], cleaned["cancelled"]) == (0, len(queued))
             assert (await admin.get(f"/api/v1/tasks/{stuck}")).json()["status"] == "cancelled"
     finally:
         process.stop()
 
 
 async def test_workers_report_themselves_and_a_dead_one_shows_gone(stack: Stack) -> None:
-    worker = stack.spawn(
-        "worker-registry", ["workers", "default", "--no-supervisor"], TEMPORAL_NAMESPACE=ISOLATED_NAMESPACE
-    )
-    api_process, url = stack.start_api("api-registry", TEMPORAL_NAMESPACE=ISOLATED_NAMESPACE)
-    try:
-        await wait_for_pollers(stack.temporal.address, ISOLATED_NAMESPACE, ["default"])
-        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": API_KEYS[0]}) as client:
-            identity = f"default@{os.uname().nodename}:{worker.pid}"
+    async with stack.replica("registry", ISOLATED_NAMESPACE, worker_flags=("--no-supervisor",)) as replica:
+        async with replica.client() as client:
+            identity = f"default@{os.uname().nodename}:{replica.worker.pid}"
 
             async def me() -> dict[str, object] | None:
                 workers = (await client.get("/api/v1/workers/health")).json()["workers"]
@@ -181,15 +217,12 @@ async def test_workers_report_themselves_and_a_dead_one_shows_gone(stack: Stack)
             assert found["queue"] == "default" and found["rss_mb"] > 0 and found["concurrency"] == 2
             stats = (await client.get("/api/v1/workers/stats")).json()
             assert stats["totals"]["rss_mb"] > 0
-            os.kill(worker.pid, signal.SIGKILL)
+            os.kill(replica.worker.pid, signal.SIGKILL)
             deadline = time.monotonic() + 60
             while (found := await me()) is not None and found["alive"]:
                 assert time.monotonic() < deadline, "a dead worker must show as gone within 60 s"
                 await asyncio.sleep(1)
             assert found is not None and found["state"] == "gone"
-    finally:
-        api_process.stop()
-        worker.stop()
 
 
 async def test_server_sent_events_follow_a_task_to_the_end(api: httpx.AsyncClient) -> None:

@@ -10,10 +10,11 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from taskservice.catalog import CATALOG, CONCURRENCY_GROUPS
+from taskservice.catalog import CATALOG, CONCURRENCY_GROUPS, TOTAL_GROUP
 from taskservice.queues import limiter_workflow_id
 from taskservice.settings import Settings
-from tests.conftest import API_KEYS, Stack, submit, wait_status
+from tests.support.stack import API_KEYS, Stack
+from tests.support.tasks import submit, wait_status
 
 
 async def _prompt(api: httpx.AsyncClient, text: str, project_id: str, **extra: object) -> str:
@@ -22,15 +23,28 @@ async def _prompt(api: httpx.AsyncClient, text: str, project_id: str, **extra: o
 
 def test_every_capped_group_has_a_setting() -> None:
     settings = Settings(max_concurrent_tasks=10, image_max_concurrent=3, video_max_concurrent=2)
-    assert settings.concurrency_limits("image") == [("image", 3), ("total", 10)]
-    assert settings.concurrency_limits("video") == [("video", 2), ("total", 10)]
-    assert settings.concurrency_limits(None) == [("total", 10)]
+    image, video, prompt = CATALOG["generate_image"], CATALOG["generate_video"], CATALOG["test_prompt"]
+    assert image.concurrency_limits(settings) == [("image", 3), ("total", 10)]
+    assert CATALOG["run_sd_inference"].concurrency_limits(settings) == [("image", 3), ("total", 10)]
+    assert video.concurrency_limits(settings) == [("video", 2), ("total", 10)]
+    assert CATALOG["render_animation"].concurrency_limits(settings) == [("video", 2), ("total", 10)]
+    assert prompt.concurrency_limits(settings) == [("total", 10)]
+    limits = Settings(max_concurrent_tasks=1, image_max_concurrent=1, video_max_concurrent=1)
     for group in CONCURRENCY_GROUPS:
-        limits = Settings(max_concurrent_tasks=1, image_max_concurrent=1, video_max_concurrent=1)
-        assert (group, 1) in limits.concurrency_limits(None if group == "total" else group)
-    assert {spec.concurrency_group for spec in CATALOG.values()} == {None, "image", "video"}
+        spec = next(s for s in CATALOG.values() if (s.concurrency_group or TOTAL_GROUP).name == group)
+        assert (group, 1) in spec.concurrency_limits(limits)
+    groups = {spec.concurrency_group.name for spec in CATALOG.values() if spec.concurrency_group}
+    assert groups == {"image", "video"} and CONCURRENCY_GROUPS == ("image", "video", "total")
     # 0 disables a cap.
-    assert Settings(max_concurrent_tasks=0, image_max_concurrent=0).concurrency_limits("image") == []
+    assert image.concurrency_limits(Settings(max_concurrent_tasks=0, image_max_concurrent=0)) == []
+    # The env names are part of the contract.
+    env = {"IMAGE_MAX_CONCURRENT": "4", "VIDEO_MAX_CONCURRENT": "5", "MAX_CONCURRENT_TASKS": "6"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        from_env = Settings()
+    assert image.concurrency_limits(from_env) == [("image", 4), ("total", 6)]
+    assert video.concurrency_limits(from_env) == [("video", 5), ("total", 6)]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +113,7 @@ async def test_cancel_and_deadline_while_waiting_release_the_slot(capped_api: ht
     after = await submit(capped_api, "test_prompt", {"prompt_template": "after"}, project_id="p_cap3")
     response = await capped_api.delete(f"/api/v1/tasks/{cancelled}")
     assert response.status_code == 200, response.text
-    assert response.json()["previous_state"] in {"queued", "pending"}
+    assert response.json()["previous_state"] == "queued"
     expired_view = await wait_status(capped_api, expired, "cancelled", timeout=20)
     assert "DeadlineExceeded" in expired_view["error"]
     assert expired_view["started_at"] is None

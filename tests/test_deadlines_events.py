@@ -8,8 +8,9 @@ import uuid
 
 import httpx
 
-from tests.conftest import Stack, submit, wait_status
-from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.support.stack import Stack
+from tests.support.tasks import submit, wait_status
+from tests.support.webhook_receiver import WebhookReceiver
 
 
 async def test_running_past_the_deadline_is_cancelled(api: httpx.AsyncClient, stack: Stack) -> None:

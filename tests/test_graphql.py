@@ -13,9 +13,11 @@ import httpx
 import jwt
 import pytest
 import websockets
+from temporalio.client import Client
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import API_KEYS, Stack, submit, wait_status
+from tests.support.stack import API_KEYS, Replica, Stack
+from tests.support.tasks import settled_metrics, submit, wait_status
 
 TASK_FIELDS = """
   id projectId agentId taskType status priority progress currentStep inputData result outputData error
@@ -162,15 +164,17 @@ async def test_create_get_list_and_statistics(api: httpx.AsyncClient) -> None:
     ]
 
 
+QUEUE_STATUS = """
+  { taskQueueStatus {
+      queuedTasks processingTasks completedTasks workerCount queueHealth timestamp
+      queues { name backlog queuedTasks processingTasks pollers workerCount configuredConcurrency capacity
+               taskTypes health }
+  } }
+"""
+
+
 async def test_queue_status_reads_temporal_pollers_and_settings(api: httpx.AsyncClient) -> None:
-    query = """
-      { taskQueueStatus {
-          queuedTasks processingTasks completedTasks workerCount queueHealth timestamp
-          queues { name backlog queuedTasks processingTasks pollers workerCount configuredConcurrency capacity
-                   taskTypes health }
-      } }
-    """
-    status = (await gql_data(api, query))["taskQueueStatus"]
+    status = (await gql_data(api, QUEUE_STATUS))["taskQueueStatus"]
     queues = {q["name"]: q for q in status["queues"]}
     assert set(queues) == {"default", "cpu_intensive", "gpu_medium", "gpu_heavy"}
     default = queues["default"]
@@ -183,7 +187,20 @@ async def test_queue_status_reads_temporal_pollers_and_settings(api: httpx.Async
         and queues["cpu_intensive"]["configuredConcurrency"] == 4
     )
     assert status["queueHealth"] == "healthy" and status["workerCount"] >= 4
-    assert status["completedTasks"] >= 0
+
+
+async def test_queue_status_counts_completed_tasks_as_the_metrics_do(
+    counting: Replica, counting_temporal: Client
+) -> None:
+    """The cumulative completed count, where only this test's task finishes meanwhile."""
+    async with counting.client() as client:
+        before = await settled_metrics(client, counting_temporal)
+        task_id = await submit(client, "test_prompt", {"prompt_template": "count me in graphql"})
+        await wait_status(client, task_id, "completed")
+        after = await settled_metrics(client, counting_temporal)
+        status = (await gql_data(client, QUEUE_STATUS))["taskQueueStatus"]
+    assert status["completedTasks"] == after["completed_tasks"] == before["completed_tasks"] + 1
+    assert (status["queuedTasks"], status["processingTasks"], status["workerCount"]) == (0, 0, 1)
 
 
 async def test_seed_003_create_input_and_priorities(api: httpx.AsyncClient) -> None:
@@ -346,8 +363,9 @@ async def test_subscription_follows_a_task_to_completed(api: httpx.AsyncClient, 
     assert statuses == sorted(statuses, key=STATUS_ORDER.index), statuses  # a progression, never backwards
     assert all(u["id"] == created["id"] for u in updates)
     assert updates[-1]["result"]["output"] == "FAKE-LLM: subscribe [[sleep=2]]"
+    # The LLM call takes 2 s: its step and partial progress are seen while the task runs.
     processing = [u for u in updates if u["status"] == "PROCESSING"]
-    assert any(0 < u["progress"] < 1 for u in processing) or len(processing) >= 1
+    assert any(u["currentStep"] == "calling_llm" and 0 < u["progress"] < 1 for u in processing), processing
 
 
 async def test_legacy_graphql_ws_protocol_with_key_in_query(api: httpx.AsyncClient, stack: Stack) -> None:

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.conftest import API_KEYS, EMPTY_NAMESPACE, Stack, submit, wait_status
+from tests.support.stack import API_KEYS, EMPTY_NAMESPACE, OTHER_KEYS, Stack
+from tests.support.tasks import submit, wait_status
 
 
 async def test_same_idempotency_key_returns_the_same_task(api: httpx.AsyncClient) -> None:
@@ -37,11 +38,15 @@ async def test_idempotency_key_with_another_body_is_refused(api: httpx.AsyncClie
     assert response.json()["error"] == "idempotency_key_reused"
 
 
-async def test_idempotency_keys_are_scoped_per_api_key(api: httpx.AsyncClient, stack: Stack) -> None:
+async def test_idempotency_keys_are_scoped_per_tenant(api: httpx.AsyncClient, stack: Stack) -> None:
     body = {"project_id": "p_idem3", "task_type": "test_prompt", "task_data": {"prompt_template": "x"}}
     headers = {"Idempotency-Key": "shared-key"}
     mine = (await api.post("/api/v1/tasks/submit", json=body, headers=headers)).json()["task_id"]
-    async with httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": API_KEYS[1]}) as other:
+    # Another key of the same tenant is rotation: the same task.
+    async with httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": API_KEYS[1]}) as rotated:
+        again = await rotated.post("/api/v1/tasks/submit", json=body, headers=headers)
+    assert again.json()["task_id"] == mine and again.headers["Idempotent-Replayed"] == "true"
+    async with httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": OTHER_KEYS[0]}) as other:
         theirs = (await other.post("/api/v1/tasks/submit", json=body, headers=headers)).json()["task_id"]
     assert mine != theirs
 
@@ -74,8 +79,8 @@ async def strict_api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_private_callback_urls_are_refused(strict_api: httpx.AsyncClient) -> None:
-    # Another key than the rate-limit test's, whose buckets must start full; 4 submits fit the limit.
-    client = httpx.AsyncClient(base_url=strict_api.base_url, headers={"X-API-Key": API_KEYS[0]})
+    # Another tenant than the rate-limit test's, whose buckets (per tenant) must start full.
+    client = httpx.AsyncClient(base_url=strict_api.base_url, headers={"X-API-Key": OTHER_KEYS[0]})
     for url in (
         "http://127.0.0.1:9/hook",
         "http://10.1.2.3/x",

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from typing import Any
+
 import httpx
 
-from tests.conftest import Stack, submit, wait_status
+from tests.support.stack import Stack
+from tests.support.tasks import submit, wait_status
 
 GATHER = [
     {
@@ -37,20 +42,28 @@ def _evaluation(
     }
 
 
+def _requests_with(stack: Stack, marker: str) -> list[dict[str, Any]]:
+    """The chat requests that carry this test's marker (other tests' tasks may call the model meanwhile)."""
+    return [r for r in stack.llm.chat_requests if any(marker in str(m["content"]) for m in r["messages"])]
+
+
 async def test_evaluation_passes_at_or_above_threshold(api: httpx.AsyncClient, stack: Stack) -> None:
-    task_id = await submit(api, "evaluate_department", _evaluation(80, "[[rating=85]]"))
-    result = (await wait_status(api, task_id, "completed"))["result"]
+    marker = f"passes-{uuid.uuid4().hex}"
+    task_id = await submit(api, "evaluate_department", _evaluation(80, f"{marker} [[rating=85]]"))
+    status = await wait_status(api, task_id, "completed")
+    result = status["result"]
     assert result["department"] == "story"
     assert result["rating"] == 85
     assert result["evaluation_result"] == "pass"
     assert isinstance(result["evaluation_summary"], str) and result["evaluation_summary"]
     assert result["issues"] and result["suggestions"]
     assert result["iteration_count"] == 1
-    assert result["processing_time"] >= 0
+    span = datetime.fromisoformat(status["completed_at"]) - datetime.fromisoformat(status["started_at"])
+    assert 0 < result["processing_time"] <= span.total_seconds()
     assert result["metadata"]["model"] == "fake-model-1"
     assert result["metadata"]["tokens_used"] > 0
     assert 0 <= result["metadata"]["confidence_score"] <= 1
-    request = stack.llm.chat_requests[-1]
+    [request] = _requests_with(stack, marker)
     assert request["response_format"]["type"] == "json_schema"
     assert "A young detective" in request["messages"][1]["content"]
     assert "concept: rating 85" in request["messages"][1]["content"]
@@ -65,15 +78,17 @@ async def test_evaluation_fails_below_threshold(api: httpx.AsyncClient) -> None:
 async def test_empty_gather_data_fails_without_calling_the_model(
     api: httpx.AsyncClient, stack: Stack
 ) -> None:
-    before = len(stack.llm.chat_requests)
-    task_id = await submit(api, "evaluate_department", _evaluation(80, gather=[]))
+    marker = f"empty-{uuid.uuid4().hex}"
+    evaluation = _evaluation(80, gather=[])
+    evaluation["previous_evaluations"][0]["summary"] = marker
+    task_id = await submit(api, "evaluate_department", evaluation)
     result = (await wait_status(api, task_id, "completed"))["result"]
     assert result["rating"] == 0
     assert result["evaluation_result"] == "fail"
     assert result["evaluation_summary"] == "Insufficient data provided for evaluation"
     assert result["issues"] == ["No gather data provided"]
     assert result["suggestions"] == ["Gather content for department"]
-    assert len(stack.llm.chat_requests) == before
+    assert _requests_with(stack, marker) == []
 
 
 async def test_ai_service_failure_gives_the_degraded_result(api: httpx.AsyncClient) -> None:
@@ -95,13 +110,13 @@ async def test_out_of_range_model_output_is_reasked_then_degraded(api: httpx.Asy
 
 
 async def test_gather_creation_plans_then_writes_each_item(api: httpx.AsyncClient, stack: Stack) -> None:
-    before = len(stack.llm.chat_requests)
+    marker = f"gather-{uuid.uuid4().hex}"
     task_id = await submit(
         api,
         "automated_gather_creation",
         {
             "department_slug": "character",
-            "project_brief": "A noir detective series in 1920s Chicago.",
+            "project_brief": f"A noir detective series in 1920s Chicago. {marker}",
             "project_title": "Detective",
             "target_items": 3,
             "focus_areas": ["protagonist"],
@@ -115,8 +130,9 @@ async def test_gather_creation_plans_then_writes_each_item(api: httpx.AsyncClien
     for item in result["items"]:
         assert set(item) == {"title", "content", "summary", "context"}
     assert result["iteration_count"] == 4
-    assert len(stack.llm.chat_requests) - before == 4
-    plan_request = stack.llm.chat_requests[before]
+    requests = _requests_with(stack, marker)
+    assert len(requests) == 4
+    plan_request = requests[0]
     assert "Plan exactly 3 new gather items" in plan_request["messages"][1]["content"]
     assert "Detective Jones" in plan_request["messages"][1]["content"]
 
@@ -128,3 +144,39 @@ async def test_llm_endpoint_rejecting_credentials_fails_without_retry(
     status = await wait_status(api, task_id, "failed")
     assert status["error"].startswith("AuthenticationFailed:")
     assert status["attempt"] == 1
+
+
+async def test_dialogue_is_translated_line_by_line_with_the_scene_as_context(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    marker = f"dub-{uuid.uuid4().hex}"
+    lines = [
+        {"character_id": "jones", "text": f"Where were you last night? {marker}"},
+        {"character_id": "mae", "text": "At the pictures, detective."},
+        {"text": "(a door slams)"},
+    ]
+    data = {"lines": lines, "target_language": "French", "style_notes": "1920s Chicago slang"}
+    task_id = await submit(api, "translate_dialogue", data)
+    status = await wait_status(api, task_id, "completed")
+    result = status["result"]
+    assert [line["source"] for line in result["lines"]] == [line["text"] for line in lines]
+    assert [line["character_id"] for line in result["lines"]] == ["jones", "mae", None]
+    assert all(line["text"].startswith("FAKE-LLM:") for line in result["lines"])
+    assert result["target_language"] == "French" and result["model"] == "fake-model-1"
+    assert result["usage"]["total_tokens"] > 0
+    # One completion per line; the second carries the first as the scene so far.
+    requests = _requests_with(stack, marker)
+    assert len(requests) == 3
+    system, prompt = requests[1]["messages"]
+    assert "French" in system["content"] and "1920s Chicago slang" in system["content"]
+    assert f"jones: Where were you last night? {marker}" in prompt["content"]
+    assert prompt["content"].endswith("Translate: mae: At the pictures, detective.")
+
+
+async def test_translate_dialogue_needs_lines_and_a_language(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/api/v1/tasks/submit",
+        json={"project_id": "p_dub", "task_type": "translate_dialogue", "task_data": {"lines": []}},
+    )
+    assert response.status_code == 400
+    assert {"task_data.lines", "task_data.target_language"} <= set(response.json()["details"])

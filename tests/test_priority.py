@@ -7,7 +7,8 @@ import time
 
 import httpx
 
-from tests.conftest import API_KEYS, ISOLATED_NAMESPACE, Stack, submit, wait_for_pollers, wait_status
+from tests.support.stack import ISOLATED_NAMESPACE, Stack
+from tests.support.tasks import submit, wait_status
 
 
 async def _backlog(api: httpx.AsyncClient) -> int:
@@ -35,20 +36,9 @@ async def _dispatch_order(api: httpx.AsyncClient) -> list[str]:
 
 async def test_high_priority_overtakes_a_low_priority_backlog(stack: Stack) -> None:
     # A worker of its own with one slot, so nothing else competes for it while the backlog forms.
-    worker = stack.spawn(
-        "worker-priority",
-        ["workers", "default"],
-        TEMPORAL_NAMESPACE=ISOLATED_NAMESPACE,
-        WORKER_CONCURRENCY_DEFAULT="1",
-    )
-    api_process, url = stack.start_api("api-priority", TEMPORAL_NAMESPACE=ISOLATED_NAMESPACE)
-    try:
-        await wait_for_pollers(stack.temporal.address, ISOLATED_NAMESPACE, ["default"])
-        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": API_KEYS[0]}, timeout=30) as api:
+    async with stack.replica("priority", ISOLATED_NAMESPACE, WORKER_CONCURRENCY_DEFAULT="1") as replica:
+        async with replica.client() as api:
             # Without priority the high task, submitted last of six, would start last. The stack's queues have
             # one partition, so the matcher's order is strict and the high task starts first.
             order = await _dispatch_order(api)
-        assert order[0] == "HIGH", order
-    finally:
-        api_process.stop()
-        worker.stop()
+    assert order[0] == "HIGH", order

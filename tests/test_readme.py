@@ -1,21 +1,28 @@
-"""The README's configuration table is generated from Settings and must stay in sync."""
+"""The README's generated tables (configuration from Settings, task types from the catalog) stay in sync."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.scripts import ROOT, load_script
 
 
-def test_readme_settings_table_is_current() -> None:
-    spec = importlib.util.spec_from_file_location("settings_table", ROOT / "scripts" / "settings_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+@pytest.mark.parametrize("script", ["settings_table", "task_types_table"])
+def test_readme_generated_table_is_current(script: str) -> None:
+    module = load_script(script)
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index(module.BEGIN) + len(module.BEGIN) : readme.index(module.END)]
-    assert section.strip() == module.table().strip(), "run: python scripts/settings_table.py --write"
+    assert section.strip() == module.table().strip(), f"run: python scripts/{script}.py --write"
+
+
+def test_task_types_table_has_a_row_per_catalog_entry() -> None:
+    from taskservice.catalog import CATALOG
+
+    rows = load_script("task_types_table").table().splitlines()[2:]
+    assert [row.split("`")[1] for row in rows] == list(CATALOG)
+    assert "| `evaluate_department` | cpu_intensive | 4.5 / 5 min | 75 s |" in rows
+    assert "| `test_prompt` | default | 108 s / 2 min | 10 s |" in rows
+    assert "| `run_sd_inference` (seed 004, = `generate_image`) | gpu_medium | 4.5 / 5 min | 60 s |" in rows
 
 
 def test_readme_names_the_two_commands() -> None:

@@ -6,7 +6,8 @@ import asyncio
 
 import httpx
 
-from tests.conftest import Stack, submit, wait_status
+from tests.support.stack import Stack
+from tests.support.tasks import submit, wait_status
 
 
 def _attempt_times(stack: Stack, marker: str) -> list[float]:
@@ -48,7 +49,9 @@ async def test_client_errors_are_not_retried(api: httpx.AsyncClient, stack: Stac
 
 async def test_retry_endpoint_runs_the_same_inputs_again(api: httpx.AsyncClient, stack: Stack) -> None:
     data = {"prompt_template": "retry me D {{x}} [[status=400]]", "test_parameters": {"x": "1"}}
-    original = await submit(api, "test_prompt", data, metadata={"user_id": "u1"}, priority=3)
+    original = await submit(
+        api, "test_prompt", data, metadata={"user_id": "u1"}, priority=3, project_id="p_retry_endpoint"
+    )
     await wait_status(api, original, "failed")
     before = (await api.get("/api/v1/tasks/metrics")).json()["metrics"]["retried_tasks"]
     response = await api.post(f"/api/v1/tasks/{original}/retry")
@@ -61,8 +64,9 @@ async def test_retry_endpoint_runs_the_same_inputs_again(api: httpx.AsyncClient,
     retried = await wait_status(api, body["new_task_id"], "failed")
     assert retried["retry_of"] == original
     assert len(_attempt_times(stack, "retry me D 1")) == 2
-    listing = (await api.get("/api/v1/projects/proj_test/tasks", params={"limit": 100})).json()["tasks"]
-    copy = next(t for t in listing if t["task_id"] == body["new_task_id"])
+    listing = (await api.get("/api/v1/projects/p_retry_endpoint/tasks")).json()["tasks"]
+    assert [t["task_id"] for t in listing] == [body["new_task_id"], original]
+    copy = listing[0]
     assert copy["task_data"]["test_parameters"] == {"x": "1"}
     assert copy["metadata"] == {"user_id": "u1"}
     await asyncio.sleep(0.5)

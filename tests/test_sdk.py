@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -12,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 
+from taskservice import system
 from taskservice_client import (
     AsyncTaskServiceClient,
     AuthenticationError,
@@ -30,7 +33,8 @@ from taskservice_client import (
     ValidationError,
     WaitTimeoutError,
 )
-from tests.conftest import API_KEYS, Stack
+from tests.support.stack import API_KEYS, Replica, Stack
+from tests.support.tasks import settled_metrics
 
 
 def _project() -> str:
@@ -68,9 +72,9 @@ def test_sync_submit_and_wait_reports_progress(client: TaskServiceClient) -> Non
     assert seen[-1] == done
     running = [s for s in seen if s.status is TaskState.PROCESSING]
     assert any(s.current_step == "calling_llm" and 0 < s.progress < 1 for s in running), seen
-    # Only changes are reported, and progress never goes back.
-    keys = [(s.status, s.progress, s.current_step) for s in seen]
-    assert len(keys) == len(set(keys))
+    # Only changes are reported (any field: a queued task's attempt turns 1 once its activity is scheduled),
+    # and progress never goes back.
+    assert all(before != after for before, after in itertools.pairwise(seen)), seen
     assert [s.progress for s in seen] == sorted(s.progress for s in seen)
 
 
@@ -304,7 +308,9 @@ def test_idempotency_key_returns_the_same_task(client: TaskServiceClient) -> Non
 
 def test_rate_limits_are_retried_honouring_retry_after(stack: Stack, client: TaskServiceClient) -> None:
     task_id = client.submit(_project(), "test_prompt", {"prompt_template": "limited"}).task_id
-    process, url = stack.start_api("api-sdk-ratelimit", RATE_LIMIT_STATUS_PER_MIN="60")
+    # One token every 2 s: once the bucket is empty, three more reads need at least 4 s of refill, less
+    # whatever fraction of a token the last refused read left (under 2 s of it).
+    process, url = stack.start_api("api-sdk-ratelimit", RATE_LIMIT_STATUS_PER_MIN="30")
     try:
         with TaskServiceClient(url, API_KEYS[0], max_retries=0) as strict:
             with pytest.raises(RateLimitedError) as limited:
@@ -314,8 +320,9 @@ def test_rate_limits_are_retried_honouring_retry_after(stack: Stack, client: Tas
             assert 1 <= limited.value.retry_after <= 5
         with TaskServiceClient(url, API_KEYS[0], max_retries=3, max_retry_wait=5) as patient:
             started = time.monotonic()
-            assert patient.status(task_id).task_id == task_id
-            assert time.monotonic() - started >= 0.5  # it waited for the bucket to refill
+            for _ in range(3):
+                assert patient.status(task_id).task_id == task_id
+            assert time.monotonic() - started >= 2.0  # it waited for the bucket to refill
         with TaskServiceClient(url, API_KEYS[0], max_retries=3, max_retry_wait=0.1) as hasty:
             with pytest.raises(RateLimitedError):  # the server asks for longer than we may wait
                 for _ in range(5):
@@ -339,31 +346,47 @@ def test_configuration_from_the_environment(stack: Stack, monkeypatch: pytest.Mo
         tasks.metrics()
 
 
-def test_health_metrics_and_alerts(client: TaskServiceClient) -> None:
-    assert client.ping() is True
-    health = client.health()
-    assert health.status == "healthy" and health.is_healthy
-    assert health.worker_count >= 1
-    assert set(health.queue_sizes) == {"gpu_heavy", "gpu_medium", "cpu_intensive", "default"}
-    assert health.system_load.cpu_percent >= 0
+async def test_health_metrics_and_alerts(counting: Replica, counting_temporal: Client) -> None:
+    """Against the counting namespace's replica, where only this test's task finishes meanwhile."""
+    with TaskServiceClient(counting.url, API_KEYS[0]) as client:
+        assert client.ping() is True
+        health = client.health()
+        assert health.status == "healthy" and health.is_healthy
+        assert health.worker_count == 1  # the replica's one worker
+        assert set(health.queue_sizes) == {"gpu_heavy", "gpu_medium", "cpu_intensive", "default"}
+        assert 0 <= health.system_load.cpu_percent <= 100 and 0 < health.system_load.memory_percent <= 100
+        assert len(health.system_load.gpu_utilization) == len(system.gpu_utilization())
 
-    client.submit_and_wait(_project(), "test_prompt", {"prompt_template": "count me"}, poll_interval=0.1)
-    metrics = client.metrics()
-    assert metrics.total_tasks >= metrics.completed_tasks >= 1
-    assert metrics.timestamp is not None
-    assert "test_prompt" in metrics.average_durations
+        async with counting.client() as rest:
+            before = await settled_metrics(rest, counting_temporal)
+            client.submit_and_wait(
+                _project(), "test_prompt", {"prompt_template": "count me"}, poll_interval=0.1
+            )
+            after = await settled_metrics(rest, counting_temporal)
+        metrics = client.metrics()
+        assert metrics.total_tasks == before["total_tasks"] + 1 == after["total_tasks"]
+        assert metrics.completed_tasks == before["completed_tasks"] + 1 == after["completed_tasks"]
+        assert metrics.timestamp is not None
+        assert metrics.average_durations == after["average_durations"]
+        assert metrics.average_durations["test_prompt"] > 0
 
-    queue = client.queue_health()
-    assert queue.status in {"healthy", "warning", "critical"}
-    assert "total_tasks" in queue.metrics
+        queue = client.queue_health()
+        assert queue.status in {"healthy", "warning", "critical"}
+        assert queue.metrics["total_tasks"] == after["total_tasks"]
 
 
-async def test_async_health_and_metrics(stack: Stack) -> None:
-    async with AsyncTaskServiceClient(stack.api_url, API_KEYS[0]) as tasks:
+async def test_async_health_and_metrics(counting: Replica, counting_temporal: Client) -> None:
+    async with AsyncTaskServiceClient(counting.url, API_KEYS[0]) as tasks, counting.client() as rest:
         assert await tasks.ping()
         assert (await tasks.health()).temporal_status == "connected"
-        assert (await tasks.metrics()).total_tasks >= 0
-        assert (await tasks.queue_health()).status
+        settled = await settled_metrics(rest, counting_temporal)
+        metrics = await tasks.metrics()
+        assert (metrics.total_tasks, metrics.completed_tasks, metrics.failed_tasks) == (
+            settled["total_tasks"],
+            settled["completed_tasks"],
+            settled["failed_tasks"],
+        )
+        assert (await tasks.queue_health()).metrics["total_tasks"] == settled["total_tasks"]
 
 
 # -- stream(): Server-Sent Events when the server has them, else polling ----------------------------------
@@ -373,11 +396,14 @@ class _EventRelay:
     """A real HTTP server in front of the API that forwards every request, except the task event stream
     (``GET /api/v1/tasks/{id}/events``): with ``events=True`` it serves one itself (text/event-stream,
     relaying the API's status as it changes), with ``events=False`` it answers 404 like a server that has
-    no such route. Either way independent of whether the API behind it has an event stream."""
+    no such route. Either way independent of whether the API behind it has an event stream. With
+    ``waits=False`` it is a server without waiting reads: ``/status`` is forwarded without its query and
+    conditional headers, and answered without an ``ETag``."""
 
-    def __init__(self, api_url: str, *, events: bool) -> None:
+    def __init__(self, api_url: str, *, events: bool, waits: bool = True) -> None:
         self.api_url = api_url
         self.paths: list[str] = []
+        self.waits = waits
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -421,13 +447,20 @@ class _EventRelay:
     def forward(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in {"host", "content-length"}}
-        response = httpx.request(
-            method, self.api_url + handler.path, content=body, headers=headers, timeout=30
-        )
+        dropped = {"host", "content-length"}
+        dropped_answer = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+        path = handler.path
+        if not self.waits and "/status" in path:
+            path, dropped, dropped_answer = (
+                path.split("?")[0],
+                dropped | {"if-none-match"},
+                dropped_answer | {"etag"},
+            )
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in dropped}
+        response = httpx.request(method, self.api_url + path, content=body, headers=headers, timeout=90)
         handler.send_response(response.status_code)
         for name, value in response.headers.items():
-            if name.lower() not in {"content-length", "transfer-encoding", "connection", "content-encoding"}:
+            if name.lower() not in dropped_answer:
                 handler.send_header(name, value)
         handler.send_header("Content-Length", str(len(response.content)))
         handler.end_headers()
@@ -472,7 +505,10 @@ class _EventRelay:
 
 
 def test_stream_uses_server_sent_events_when_the_server_has_them(stack: Stack) -> None:
-    with _EventRelay(stack.api_url, events=True) as relay, TaskServiceClient(relay.url, API_KEYS[0]) as tasks:
+    with (
+        _EventRelay(stack.api_url, events=True, waits=False) as relay,
+        TaskServiceClient(relay.url, API_KEYS[0], use_long_poll=False) as tasks,
+    ):
         submitted = tasks.submit(_project(), "test_prompt", {"prompt_template": "streamed [[sleep=1.5]]"})
         seen = list(tasks.stream(submitted.task_id, poll_interval=5.0, timeout=60))
         assert seen[-1].status is TaskState.COMPLETED
@@ -490,8 +526,8 @@ def test_stream_uses_server_sent_events_when_the_server_has_them(stack: Stack) -
 
 
 async def test_async_stream_uses_server_sent_events(stack: Stack) -> None:
-    with _EventRelay(stack.api_url, events=True) as relay:
-        async with AsyncTaskServiceClient(relay.url, API_KEYS[0]) as tasks:
+    with _EventRelay(stack.api_url, events=True, waits=False) as relay:
+        async with AsyncTaskServiceClient(relay.url, API_KEYS[0], use_long_poll=False) as tasks:
             submitted = await tasks.submit(_project(), "test_prompt", {"prompt_template": "async streamed"})
             seen = [s async for s in tasks.stream(submitted.task_id, poll_interval=5.0, timeout=60)]
             assert seen[-1].status is TaskState.COMPLETED and seen[-1].processing_time is not None
@@ -504,8 +540,8 @@ async def test_async_stream_uses_server_sent_events(stack: Stack) -> None:
 
 def test_stream_falls_back_to_polling_without_an_event_stream(stack: Stack) -> None:
     with (
-        _EventRelay(stack.api_url, events=False) as relay,
-        TaskServiceClient(relay.url, API_KEYS[0]) as tasks,
+        _EventRelay(stack.api_url, events=False, waits=False) as relay,
+        TaskServiceClient(relay.url, API_KEYS[0], use_long_poll=False) as tasks,
     ):
         submitted = tasks.submit(_project(), "test_prompt", {"prompt_template": "polled [[sleep=1]]"})
         seen = list(tasks.stream(submitted.task_id, poll_interval=0.1, timeout=60))
@@ -520,8 +556,8 @@ def test_stream_falls_back_to_polling_without_an_event_stream(stack: Stack) -> N
 
 
 async def test_async_stream_falls_back_to_polling(stack: Stack) -> None:
-    with _EventRelay(stack.api_url, events=False) as relay:
-        async with AsyncTaskServiceClient(relay.url, API_KEYS[0]) as tasks:
+    with _EventRelay(stack.api_url, events=False, waits=False) as relay:
+        async with AsyncTaskServiceClient(relay.url, API_KEYS[0], use_long_poll=False) as tasks:
             submitted = await tasks.submit(_project(), "test_prompt", {"prompt_template": "polled async"})
             seen = [s async for s in tasks.stream(submitted.task_id, poll_interval=0.1, timeout=60)]
             assert seen[-1].status is TaskState.COMPLETED
@@ -536,3 +572,56 @@ def test_stream_against_the_api_itself(client: TaskServiceClient) -> None:
     assert any(s.status is TaskState.PROCESSING for s in seen)
     with pytest.raises(TaskNotFoundError):
         list(client.stream("no-such-task", timeout=5))
+
+
+# -- waiting reads (/status?wait=) by default; an older server without them is detected -------------------
+
+
+def _status_reads(relay: _EventRelay, task_id: str) -> list[str]:
+    return [p for p in relay.paths if f"/{task_id}/status" in p]
+
+
+def test_wait_and_stream_wait_on_the_server(stack: Stack) -> None:
+    with _EventRelay(stack.api_url, events=True) as relay, TaskServiceClient(relay.url, API_KEYS[0]) as tasks:
+        submitted = tasks.submit(_project(), "test_prompt", {"prompt_template": "waited [[sleep=2]]"})
+        done = tasks.wait(submitted.task_id, timeout=60)
+        assert done.status is TaskState.COMPLETED and done.processing_time is not None
+        reads = _status_reads(relay, submitted.task_id)
+        # The current status, then one waiting read per change (queued → processing → completed).
+        assert 2 <= len(reads) <= 4, reads
+        assert all("wait=" in p for p in reads) and relay.count("/events") == 0
+
+        streamed = tasks.submit(_project(), "test_prompt", {"prompt_template": "waited live [[sleep=2]]"})
+        seen = list(tasks.stream(streamed.task_id, poll_interval=0.5, timeout=60))
+        assert seen[-1].status is TaskState.COMPLETED
+        assert any(s.status is TaskState.PROCESSING and s.current_step == "calling_llm" for s in seen)
+        # Live: each read waits at most poll_interval, so progress shows: a few reads a second, no more.
+        assert len(_status_reads(relay, streamed.task_id)) <= 12
+        assert relay.count("/events") == 0
+
+
+async def test_async_wait_waits_on_the_server(stack: Stack) -> None:
+    with _EventRelay(stack.api_url, events=True) as relay:
+        async with AsyncTaskServiceClient(relay.url, API_KEYS[0]) as tasks:
+            submitted = await tasks.submit(_project(), "test_prompt", {"prompt_template": "async waited"})
+            done = await tasks.wait(submitted.task_id, timeout=60)
+            assert done.status is TaskState.COMPLETED
+            assert 1 <= len(_status_reads(relay, submitted.task_id)) <= 4
+            assert relay.count("/events") == 0
+
+
+def test_wait_falls_back_against_a_server_without_waiting_reads(stack: Stack) -> None:
+    with (
+        _EventRelay(stack.api_url, events=False, waits=False) as relay,
+        TaskServiceClient(relay.url, API_KEYS[0]) as tasks,
+    ):
+        submitted = tasks.submit(_project(), "test_prompt", {"prompt_template": "old server [[sleep=1]]"})
+        done = tasks.wait(submitted.task_id, timeout=60, poll_interval=0.1)
+        assert done.status is TaskState.COMPLETED
+        # One read answered without an ETag, then the event stream (absent here), then polling.
+        assert relay.count("/events") == 1
+        assert len(_status_reads(relay, submitted.task_id)) >= 3
+        # The client remembers that this server does not wait.
+        before = len(relay.paths)
+        assert tasks.wait(submitted.task_id, timeout=10).status is TaskState.COMPLETED
+        assert len(relay.paths) == before + 1

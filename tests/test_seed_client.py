@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import API_KEYS, Stack
-from tests.seed_client import TaskServiceClient
+from tests.support.seed_client import TaskServiceClient
+from tests.support.stack import API_KEYS, Stack
 
 
 async def test_seed_python_client_end_to_end(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:

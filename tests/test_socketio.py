@@ -13,7 +13,8 @@ import jwt
 import pytest
 import socketio
 
-from tests.conftest import API_KEYS, Stack, submit, wait_status
+from tests.support.stack import API_KEYS, Stack
+from tests.support.tasks import submit, wait_status
 
 SEED_PATH = "/ws/ai-tasks"
 JWT_SECRET = "socketio-test-jwt-secret-0123456789abcdef"
@@ -156,7 +157,9 @@ def jwt_api_url(stack: Stack) -> Any:
 async def test_seed_003_token_auth(jwt_api_url: str, api: httpx.AsyncClient) -> None:
     """`io(url, {path: '/ws/ai-tasks', auth: {token}})` exactly as seed 003's client does. The task is
     submitted through another API replica: the events come from Temporal, not from a replica's memory."""
-    token = jwt.encode({"sub": "u-sio", "exp": int(time.time()) + 300}, JWT_SECRET, algorithm="HS256")
+    # A service token sees its whole tenant, tasks made with the tenant's API key included.
+    claims = {"sub": "u-sio", "role": "service", "exp": int(time.time()) + 300}
+    token = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
     recorder = await connect(jwt_api_url, auth={"token": token})
     try:
         task_id = await submit(api, "test_prompt", {"prompt_template": "token auth"})

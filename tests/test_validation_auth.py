@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import API_KEYS, Stack
+from tests.support.stack import API_KEYS, Stack
 
 GOOD = {"project_id": "p_valid", "task_type": "test_prompt", "task_data": {"prompt_template": "hi"}}
 
@@ -28,7 +28,11 @@ async def test_missing_fields_are_named_by_path(api: httpx.AsyncClient) -> None:
 async def test_unknown_task_type(api: httpx.AsyncClient) -> None:
     response = await _submit(api, {**GOOD, "task_type": "make_coffee"})
     assert response.status_code == 400
-    assert "Unknown task type 'make_coffee'" in response.json()["details"]["task_type"]
+    body = response.json()
+    assert "Unknown task type 'make_coffee'" in body["details"]["task_type"]
+    # The message itself says so and names the valid types (not a generic "Invalid task data").
+    assert body["message"].startswith("Unknown task type 'make_coffee'")
+    assert "generate_video" in body["message"] and "test_prompt" in body["message"]
 
 
 @pytest.mark.parametrize(
@@ -44,6 +48,19 @@ async def test_unknown_task_type(api: httpx.AsyncClient) -> None:
         ),
         ("generate_image", {"prompt": "cat", "resolution": "big"}, "task_data.resolution"),
         ("generate_image", {"prompt": "cat", "quality": "perfect"}, "task_data.quality"),
+        ("generate_image", {"prompt": "cat", "num_inference_steps": 151}, "task_data.num_inference_steps"),
+        ("generate_video", {"scene_description": "x", "quality": "perfect"}, "task_data.quality"),
+        (
+            "generate_video",
+            {"scene_description": "x", "num_inference_steps": 0},
+            "task_data.num_inference_steps",
+        ),
+        ("render_animation", {"action": "wave", "quality": "best"}, "task_data.quality"),
+        (
+            "render_animation",
+            {"action": "wave", "num_inference_steps": "20"},
+            "task_data.num_inference_steps",
+        ),
         ("generate_character_voice", {"text": "hi", "output_format": "aiff"}, "task_data.output_format"),
         (
             "generate_character_voice",
@@ -66,7 +83,7 @@ async def test_unknown_task_type(api: httpx.AsyncClient) -> None:
             {"department_slug": "story", "department_number": 1},
             "task_data.gather_data",
         ),
-        ("test_prompt", {"prompt_template": "Hello {{name}}"}, "task_data"),
+        ("test_prompt", {"prompt_template": "Hello {{name}}"}, "task_data.test_parameters"),
         (
             "automated_gather_creation",
             {"department_slug": "story", "project_brief": "x", "target_items": 50},
@@ -101,7 +118,8 @@ async def test_missing_template_variable_is_reported(api: httpx.AsyncClient) -> 
     response = await _submit(
         api, {"project_id": "p", "task_type": "test_prompt", "task_data": {"prompt_template": "Hi {{who}}"}}
     )
-    assert "{{who}}" in response.json()["details"]["task_data"]
+    # Reported at the path where the value is missing, not at task_data as a whole.
+    assert "{{who}}" in response.json()["details"]["task_data.test_parameters"]
 
 
 async def test_malformed_json(api: httpx.AsyncClient) -> None:
@@ -167,3 +185,5 @@ async def test_priority_accepts_seed_numbers_and_names(api: httpx.AsyncClient) -
         response = await _submit(api, {**GOOD, "priority": priority})
         assert response.status_code == 400, priority
         assert "priority" in response.json()["details"]
+        # Every refusal names both accepted forms.
+        assert "LOW|NORMAL|HIGH|URGENT" in response.json()["details"]["priority"], priority

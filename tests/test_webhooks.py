@@ -6,13 +6,15 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import time
 import uuid
 
 import httpx
 
-from tests.conftest import WEBHOOK_SECRET, Stack, submit, wait_status
-from tests.fakes.webhook_receiver import ReceivedWebhook, WebhookReceiver
+from tests.support.stack import WEBHOOK_SECRET, Stack
+from tests.support.tasks import submit, wait_status
+from tests.support.webhook_receiver import ReceivedWebhook, WebhookReceiver
 
 
 def _verify(hook: ReceivedWebhook) -> None:
@@ -64,14 +66,15 @@ async def test_success_webhook_payload_and_signature(
     assert body["project_id"] == "detective_series_001"
     assert body["status"] == "completed"
     assert body["result"]["output"] == "FAKE-LLM: hook me"
-    assert body["processing_time"] >= 0
-    assert body["completed_at"]
     assert body["metadata"] == metadata
     assert hook.headers["content-type"] == "application/json"
     assert hook.headers["webhook-id"] == f"msg_{task_id}_completed"
     _verify(hook)
     status = (await api.get(f"/api/v1/tasks/{task_id}/status")).json()
     assert status["status"] == "completed"
+    # The webhook reports the outcome the task recorded.
+    assert body["processing_time"] == status["processing_time"] > 0
+    assert body["completed_at"] == status["completed_at"]
 
 
 async def test_failure_webhook_payload(api: httpx.AsyncClient, webhook_receiver: WebhookReceiver) -> None:
@@ -91,9 +94,10 @@ async def test_failure_webhook_payload(api: httpx.AsyncClient, webhook_receiver:
     assert body["traceback"].startswith("Traceback (most recent call last):")
     assert "activities/llm.py" in body["traceback"]
     assert body["failed_at"].endswith("Z")
-    assert body["failed_at"]
     assert body["metadata"] == {"userId": "u"}
     _verify(hook)
+    status = (await api.get(f"/api/v1/tasks/{task_id}/status")).json()
+    assert status["status"] == "failed" and body["failed_at"] == status["completed_at"]
 
 
 async def test_cancelled_webhook_payload(api: httpx.AsyncClient, webhook_receiver: WebhookReceiver) -> None:
@@ -147,20 +151,53 @@ async def test_slow_receiver_times_out_after_30s_and_is_retried(
     assert len(_hooks(webhook_receiver, path)) == 2, "the retry succeeded, so no third attempt"
 
 
+def _log_events(stack: Stack, task_id: str) -> list[str]:
+    """The events the workers logged for this task (JSON lines carry its task_id)."""
+    events = []
+    for process in stack.workers.values():
+        for line in process.log_text().splitlines():
+            if line.startswith("{") and task_id in line:
+                entry = json.loads(line)
+                if entry.get("task_id") == task_id:
+                    events.append(entry["event"])
+    return events
+
+
 async def test_webhook_log_lines(
     stack: Stack, webhook_receiver: WebhookReceiver, api: httpx.AsyncClient
 ) -> None:
-    path = _path()
-    await submit(
-        api,
-        "test_prompt",
-        {"prompt_template": "log lines"},
-        callback_url=webhook_receiver.url(path) + "?token=s3cr3t",
+    delivered, lost = _path() + "?token=s3cr3t", _path() + "?token=s3cr3t"
+    ok = await submit(
+        api, "test_prompt", {"prompt_template": "log lines"}, callback_url=webhook_receiver.url(delivered)
     )
-    await _wait_hooks(webhook_receiver, path + "?token=s3cr3t", 1, timeout=20)
-    await asyncio.sleep(0.5)
+    await _wait_hooks(webhook_receiver, delivered, 1, timeout=20)
+    webhook_receiver.respond_with(503)
+    down = await submit(
+        api, "test_prompt", {"prompt_template": "log lines, down"}, callback_url=webhook_receiver.url(lost)
+    )
+    await _wait_hooks(webhook_receiver, lost, 4, timeout=30)
+    deadline = time.monotonic() + 10
+    while "Failed to send webhook after all retries" not in _log_events(stack, down):
+        assert time.monotonic() < deadline, _log_events(stack, down)
+        await asyncio.sleep(0.2)
+    assert _log_events(stack, ok).count("Webhook sent successfully") == 1
+    down_events = _log_events(stack, down)
+    assert down_events.count("Webhook request failed") == 4
+    assert down_events.count("Failed to send webhook after all retries") == 1
+    assert "Webhook sent successfully" not in down_events
+    # Seed 001's log: one line per failed attempt with its reason, one error after the last, no tracebacks
+    # (any line that names the task counts, the SDK's own included).
+    down_lines = [
+        json.loads(line)
+        for process in stack.workers.values()
+        for line in process.log_text().splitlines()
+        if line.startswith("{") and down in line
+    ]
+    assert not [entry for entry in down_lines if "exception" in entry or "Traceback" in json.dumps(entry)]
+    failed = [entry for entry in down_lines if entry["event"] == "Webhook request failed"]
+    assert [entry["error"] for entry in failed] == ["HTTP 503"] * 4
+    assert [entry["event"] for entry in down_lines if entry.get("level") == "error"] == [
+        "Failed to send webhook after all retries"
+    ]
     logs = "".join(p.log_text() for p in stack.workers.values())
-    assert "Webhook sent successfully" in logs
-    assert "Webhook request failed" in logs  # from the receiver-down test
-    assert "Failed to send webhook after all retries" in logs
     assert "s3cr3t" not in logs, "query strings of callback URLs are not logged"

@@ -3,168 +3,52 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import signal
 import socket
 import sys
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import httpx
-import psutil
 from prometheus_client import start_http_server
-from structlog.contextvars import bind_contextvars, clear_contextvars
-from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
-from temporalio.worker import (
-    ActivityInboundInterceptor,
-    ExecuteActivityInput,
-    Interceptor,
-    Worker,
-)
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.bookkeeping import BookkeepingActivities, ensure_limiter_running
-from activities.runtime import ActivityProvider
+from activities.resources import WorkerResources
 from activities.webhooks import WebhookActivities
 from taskservice.catalog import CONCURRENCY_GROUPS, QUEUE_HARD_TIMEOUT_S, specs_for_queue
-from taskservice.contracts import TaskStarted, WorkerReport
+from taskservice.contracts import WorkerReport
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE, Queue
 from taskservice.settings import Settings
 from taskservice.telemetry import WorkerMetrics
 from taskservice.temporal import connect
+from taskservice.tracing import Tracing, instrument_httpx
+from workers.handover import RECYCLE_EXIT_CODE, DrainNotice, Handover
+from workers.lifecycle import TaskLifecycleInterceptor, WorkerState
+from workers.recycling import overlap_recycle
+from workers.registry import QueueActivities, build_queue_activities
 from workflows.bookkeeping import TaskMetricsWorkflow, WorkerRegistryWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("taskservice.workers")
 
-RECYCLE_EXIT_CODE = 75
 # Heartbeats reach the server at most this often; it bounds how fast a cancel reaches an activity.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
+METRICS_RETRY_S = 2.0
 
 
-class WorkerState:
-    """Counters and the drain trigger of this process."""
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Variants of the worker that bench/orchestration.py compares; the defaults are what production runs."""
 
-    def __init__(self, settings: Settings, queue: Queue) -> None:
-        self.settings = settings
-        self.queue = queue
-        self.identity = f"{queue.value}@{socket.gethostname()}:{os.getpid()}"
-        self.started_at = datetime.now(UTC).isoformat()
-        self.tasks_done = 0
-        self.tasks_failed = 0
-        self.state = "starting"
-        self.stop = asyncio.Event()
-        self.recycle_reason: str | None = None
-        self._process = psutil.Process()
-
-    def rss_mb(self) -> float:
-        return float(self._process.memory_info().rss) / 2**20
-
-    def task_finished(self, ok: bool) -> None:
-        self.tasks_done += 1
-        self.tasks_failed += 0 if ok else 1
-        if self.tasks_done >= self.settings.worker_max_tasks:
-            self.request_recycle(f"processed {self.tasks_done} tasks")
-        elif self.rss_mb() > self.settings.worker_max_memory_mb:
-            self.request_recycle(f"RSS {self.rss_mb():.0f} MB above {self.settings.worker_max_memory_mb} MB")
-
-    def request_recycle(self, reason: str) -> None:
-        if self.recycle_reason is None and not self.stop.is_set():
-            self.recycle_reason = reason
-            log.info("Worker will drain and restart", extra={"queue": self.queue.value, "reason": reason})
-            self.stop.set()
-
-
-class _TaskLifecycleInterceptor(Interceptor):
-    """Tells the task's workflow when an attempt starts, and counts finished tasks for recycling."""
-
-    def __init__(
-        self, client: Client, state: WorkerState, task_types: set[str], metrics: WorkerMetrics
-    ) -> None:
-        self._client = client
-        self._state = state
-        self._task_types = task_types
-        self.metrics = metrics
-
-    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _TaskLifecycleInbound(next, self)
-
-    async def announce_start(self) -> None:
-        info = activity.info()
-        started = TaskStarted(
-            attempt=info.attempt,
-            started_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            worker=self._state.identity,
-        )
-        try:
-            await self._client.get_workflow_handle(info.workflow_id or "").signal("task_started", started)
-        except RPCError as err:
-            # The task runs regardless; only the queued→processing flip is late.
-            log.warning("Could not signal task start", extra={"task_id": info.workflow_id, "error": str(err)})
-
-
-class _TaskLifecycleInbound(ActivityInboundInterceptor):
-    def __init__(self, next: ActivityInboundInterceptor, owner: _TaskLifecycleInterceptor) -> None:
-        super().__init__(next)
-        self._owner = owner
-
-    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        info = activity.info()
-        metrics = self._owner.metrics
-        if info.activity_type not in self._owner._task_types:
-            if info.activity_type != "deliver_webhook":
-                return await super().execute_activity(input)
-            try:
-                result = await super().execute_activity(input)
-            except BaseException:
-                metrics.webhooks.labels("failed").inc()
-                raise
-            metrics.webhooks.labels("delivered").inc()
-            return result
-        queue = self._owner._state.queue.value
-        task = input.args[0] if input.args else None
-        bind_contextvars(
-            task_id=info.workflow_id,
-            project_id=getattr(task, "project_id", None),
-            task_type=info.activity_type,
-            attempt=info.attempt,
-            queue=queue,
-        )
-        # Before the work starts: its progress signals (and their webhooks) must follow the start.
-        await self._owner.announce_start()
-        log.info("Task attempt started")
-        started = time.monotonic()
-        outcome = "failed"
-        try:
-            result = await super().execute_activity(input)
-            outcome = "completed"
-            return result
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        finally:
-            elapsed = time.monotonic() - started
-            metrics.tasks.labels(queue, info.activity_type, outcome).inc()
-            metrics.duration.labels(queue, info.activity_type).observe(elapsed)
-            log.info("Task attempt finished", extra={"outcome": outcome, "duration_s": round(elapsed, 3)})
-            clear_contextvars()
-            self._owner._state.task_finished(outcome == "completed")
-
-
-def load_providers(settings: Settings, queue: Queue) -> list[ActivityProvider]:
-    """Import each activity module the queue's task types name (lazily: the API never imports torch)."""
-    providers: list[ActivityProvider] = []
-    for module_name in dict.fromkeys(spec.activity_module for spec in specs_for_queue(queue)):
-        build: Callable[[Settings], ActivityProvider] = importlib.import_module(module_name).build
-        providers.append(build(settings))
-    return providers
+    # Run our workflows in Temporal's sandbox (re-imported per run, guarded against non-determinism).
+    sandboxed_workflows: bool = True
 
 
 async def ensure_bookkeeping(client: Client) -> None:
@@ -184,30 +68,44 @@ async def ensure_bookkeeping(client: Client) -> None:
         await ensure_limiter_running(client, group)
 
 
-def _merged_cache_stats(providers: list[ActivityProvider]) -> dict[str, int]:
-    merged: dict[str, int] = {}
-    for provider in providers:
-        for name, value in provider.cache_stats().items():
-            merged[name] = merged.get(name, 0) + value
-    return merged
+async def _serve_metrics(metrics: WorkerMetrics, host: str, port: int) -> None:
+    """Serve /metrics in a thread. While the port is taken (the worker this one replaces is still draining,
+    or another worker of the queue runs on this host) try again every few seconds."""
+    warned = False
+    while True:
+        try:
+            start_http_server(port, addr=host, registry=metrics.registry)
+            return
+        except OSError as err:
+            if not warned:
+                log.warning(
+                    "Worker metrics not served yet; retrying",
+                    extra={"host": host, "port": port, "error": str(err)},
+                )
+                warned = True
+        await asyncio.sleep(METRICS_RETRY_S)
 
 
-def _serve_metrics(metrics: WorkerMetrics, port: int) -> None:
-    """Serve /metrics in a thread; a port already taken (two workers of a queue on one host) is not fatal."""
-    try:
-        start_http_server(port, registry=metrics.registry)
-    except OSError as err:
-        log.warning("Worker metrics not served", extra={"port": port, "error": str(err)})
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _gpu_memory_mb() -> list[float]:
-    torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
+    # An activity thread may be importing torch this very moment: the half-initialised module has no `cuda`
+    # yet (it is bound once torch.cuda is fully loaded), and touching it would end the reporting loop.
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
+    if cuda is None or not cuda.is_available():
         return []
-    return [round(torch.cuda.memory_allocated(i) / 2**20, 1) for i in range(torch.cuda.device_count())]
+    return [round(cuda.memory_allocated(i) / 2**20, 1) for i in range(cuda.device_count())]
 
 
-async def _report(client: Client, state: WorkerState, providers: list[ActivityProvider]) -> None:
+async def _report(client: Client, state: WorkerState, activities: QueueActivities) -> None:
+    stats = activities.model_stats()
     report = WorkerReport(
         identity=state.identity,
         queue=state.queue.value,
@@ -219,9 +117,15 @@ async def _report(client: Client, state: WorkerState, providers: list[ActivityPr
         tasks_failed=state.tasks_failed,
         rss_mb=round(state.rss_mb(), 1),
         gpu_memory_mb=_gpu_memory_mb(),
-        loaded_models=[m for p in providers for m in p.loaded_models()],
+        loaded_models=activities.loaded_models(),
         concurrency=state.settings.worker_concurrency(state.queue),
+        model_cache_hits=int(stats.get("hits", 0)),
+        model_cache_misses=int(stats.get("misses", 0)),
+        model_load_seconds=round(stats.get("load_seconds", 0.0), 2),
+        image_batches=int(stats.get("image_batches", 0)),
+        image_batched_tasks=int(stats.get("image_batched_tasks", 0)),
         reported_at=datetime.now(UTC).isoformat(),
+        report_interval_s=state.settings.worker_report_interval_s,
     )
     try:
         await client.start_workflow(
@@ -237,43 +141,34 @@ async def _report(client: Client, state: WorkerState, providers: list[ActivityPr
 
 
 async def _report_forever(
-    client: Client, state: WorkerState, providers: list[ActivityProvider], metrics: WorkerMetrics
+    client: Client, state: WorkerState, activities: QueueActivities, metrics: WorkerMetrics
 ) -> None:
     while True:
-        await _report(client, state, providers)
+        await _report(client, state, activities)
         metrics.rss.labels(state.queue.value).set(state.rss_mb() * 2**20)
         for index, used_mb in enumerate(_gpu_memory_mb()):
             metrics.gpu_memory.labels(state.queue.value, str(index)).set(used_mb * 2**20)
-        if state.rss_mb() > state.settings.worker_max_memory_mb:
-            state.request_recycle(
-                f"RSS {state.rss_mb():.0f} MB above {state.settings.worker_max_memory_mb} MB"
-            )
+        state.check_memory()
         await asyncio.sleep(state.settings.worker_report_interval_s)
 
 
-async def run_worker(settings: Settings, queue: Queue) -> int:
-    """Run until SIGTERM/SIGINT (exit 0) or until recycling is due (exit RECYCLE_EXIT_CODE)."""
-    state = WorkerState(settings, queue)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, state.stop.set)
-
-    ports = settings.worker_metrics_ports(queue)
-    client = await connect(settings, sdk_metrics_port=ports[1] if ports else None)
-    await ensure_bookkeeping(client)
-    providers = load_providers(settings, queue)
-    metrics = WorkerMetrics(queue.value, lambda: _merged_cache_stats(providers))
-    if ports:
-        _serve_metrics(metrics, ports[0])
-    http = httpx.AsyncClient()
-    webhooks = WebhookActivities(settings, http)
+def _workers(
+    client: Client,
+    resources: WorkerResources,
+    activities: QueueActivities,
+    state: WorkerState,
+    metrics: WorkerMetrics,
+    options: WorkerOptions,
+) -> tuple[Worker, Worker]:
+    """The queue's activity worker and the worker of the shared workflow queue."""
+    settings, queue = resources.settings, state.queue
     task_types = {spec.activity_name for spec in specs_for_queue(queue)}
     activity_worker = Worker(
         client,
         task_queue=queue.value,
-        activities=[a for p in providers for a in p.activities()],
+        activities=activities.functions,
         max_concurrent_activities=settings.worker_concurrency(queue),
-        interceptors=[_TaskLifecycleInterceptor(client, state, task_types, metrics)],
+        interceptors=[TaskLifecycleInterceptor(client, state, task_types, metrics)],
         # Draining lets running tasks finish; the hard timeout bounds them anyway.
         graceful_shutdown_timeout=timedelta(seconds=QUEUE_HARD_TIMEOUT_S[queue]),
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -284,18 +179,96 @@ async def run_worker(settings: Settings, queue: Queue) -> int:
         client,
         task_queue=WORKFLOW_QUEUE,
         workflows=[TaskWorkflow, TaskMetricsWorkflow, WorkerRegistryWorkflow, ConcurrencyLimiterWorkflow],
-        activities=[*webhooks.activities(), *BookkeepingActivities(client).activities()],
-        interceptors=[_TaskLifecycleInterceptor(client, state, set(), metrics)],
+        activities=[
+            *WebhookActivities(settings, resources.http).activities(),
+            *BookkeepingActivities(client).activities(),
+        ],
+        interceptors=[TaskLifecycleInterceptor(client, state, set(), metrics)],
         graceful_shutdown_timeout=timedelta(seconds=45),
         identity=state.identity,
+        workflow_runner=(
+            SandboxedWorkflowRunner() if options.sandboxed_workflows else UnsandboxedWorkflowRunner()
+        ),
     )
-    runs = [asyncio.create_task(w.run()) for w in (activity_worker, workflow_worker)]
+    return activity_worker, workflow_worker
+
+
+async def run_worker(
+    settings: Settings,
+    queue: Queue,
+    options: WorkerOptions | None = None,
+    *,
+    handover: Handover | None = None,
+    tracing: Tracing | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (exit 0) or until recycling is due (exit RECYCLE_EXIT_CODE); `handover`
+    tells the supervisor when the drain starts; with `tracing`, workflows and activities continue the traces
+    of the calls that started them, and the activities' HTTP calls are spans of them.
+
+    Raises:
+        MissingActivityError: a catalog entry of the queue has no activity to run it (before connecting).
+    """
+    state = WorkerState(settings, queue)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, state.stop.set)
+    if tracing is not None:
+        instrument_httpx(tracing)  # before the worker's HTTP clients exist
+    interceptors = () if tracing is None else (tracing.temporal_interceptor(),)
+    async with WorkerResources.open(settings) as resources:
+        activities = build_queue_activities(resources, specs_for_queue(queue))
+        state.watch(activities)
+        try:
+            await _serve(
+                resources,
+                activities,
+                state,
+                options or WorkerOptions(),
+                handover or Handover(None),
+                interceptors=interceptors,
+            )
+        finally:
+            await activities.aclose()
+    log.info("Worker stopped", extra={"queue": queue.value, "reason": state.recycle_reason or "signal"})
+    return RECYCLE_EXIT_CODE if state.recycle_reason else 0
+
+
+async def _serve(
+    resources: WorkerResources,
+    activities: QueueActivities,
+    state: WorkerState,
+    options: WorkerOptions,
+    handover: Handover,
+    *,
+    interceptors: tuple[Interceptor, ...] = (),
+) -> None:
+    settings = resources.settings
+    ports = settings.worker_metrics_ports(state.queue)
+    sdk_port = ports[1] if ports else None
+    if sdk_port and not _port_free(settings.worker_metrics_host, sdk_port):
+        # Temporal's runtime binds its port once, at connect: while the worker this one replaces drains,
+        # this process runs without the SDK's metrics (ours come back as soon as the port frees).
+        log.warning("Temporal SDK metrics not served: port taken", extra={"port": sdk_port})
+        sdk_port = None
+    client = await connect(settings, sdk_metrics_port=sdk_port, interceptors=interceptors)
+    await ensure_bookkeeping(client)
+    metrics = WorkerMetrics(state.queue.value, activities.model_stats)
+    background: list[asyncio.Task[None]] = []
+    if ports:
+        serving = _serve_metrics(metrics, settings.worker_metrics_host, ports[0])
+        background.append(asyncio.create_task(serving))
+    workers = _workers(client, resources, activities, state, metrics, options)
+    runs = [asyncio.create_task(w.run()) for w in workers]
     state.state = "running"
     log.info(
         "Worker started",
-        extra={"queue": queue.value, "identity": state.identity, "task_types": sorted(task_types)},
+        extra={
+            "queue": state.queue.value,
+            "identity": state.identity,
+            "task_types": sorted(spec.activity_name for spec in specs_for_queue(state.queue)),
+        },
     )
-    reporter = asyncio.create_task(_report_forever(client, state, providers, metrics))
+    reporter = asyncio.create_task(_report_forever(client, state, activities, metrics))
     try:
         stopped = asyncio.create_task(state.stop.wait())
         done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
@@ -303,14 +276,13 @@ async def run_worker(settings: Settings, queue: Queue) -> int:
             if task is not stopped and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         state.state = "draining"
-        await _report(client, state, providers)
-        await asyncio.gather(activity_worker.shutdown(), workflow_worker.shutdown())
+        if state.recycle_kind is not None:
+            handover.notify(DrainNotice(state.recycle_kind, overlap_recycle(settings, activities)))
+        await _report(client, state, activities)
+        await asyncio.gather(*(w.shutdown() for w in workers))
     finally:
         reporter.cancel()
+        for task in background:
+            task.cancel()
         state.state = "stopped"
-        await _report(client, state, providers)
-        for provider in providers:
-            await provider.aclose()
-        await http.aclose()
-    log.info("Worker stopped", extra={"queue": queue.value, "reason": state.recycle_reason or "signal"})
-    return RECYCLE_EXIT_CODE if state.recycle_reason else 0
+        await _report(client, state, activities)

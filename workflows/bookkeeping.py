@@ -14,14 +14,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from taskservice.contracts import (
-        FinishedTally,
         MetricsState,
         RetryRecorded,
+        ScanTally,
         ScanWindow,
-        TaskEvent,
         WorkerRegistryState,
         WorkerReport,
     )
+    from taskservice.record import METRICS_MEMO, WORKERS_MEMO
 
 # Continue-as-new before the history gets long; state is carried over whole.
 HISTORY_LIMIT = 4000
@@ -29,8 +29,19 @@ HISTORY_LIMIT = 4000
 # shortly after it closes, so the newest seconds are left to the next scan.
 SCAN_EVERY = timedelta(seconds=2)
 VISIBILITY_LAG = timedelta(seconds=3)
-# Reports of workers unseen this long are dropped at continue-as-new.
-FORGET_WORKERS_AFTER = timedelta(hours=1)
+# Reports of workers unseen this long are dropped (a stopped worker's sooner), whenever the memo is published:
+# the memo holds every report (~500 bytes each) and Temporal refuses a memo above 32 KiB, so it must hold the
+# workers of now, not of every run since the registry started (55 of them, 52 gone, were seen in make dev).
+FORGET_WORKERS_AFTER = timedelta(minutes=10)
+FORGET_STOPPED_WORKERS_AFTER = timedelta(minutes=2)
+# Reports that only refresh known workers' figures are published together, at most this often (and at most
+# once per the shortest report interval, so a live worker's published `last_seen` never falls behind by more
+# than two of its intervals: the API's "gone after 3 missed reports" keeps its margin). A new worker or a
+# change of state is published at once. One memo upsert per window instead of one per report.
+PUBLISH_REFRESHES_EVERY = timedelta(seconds=5)
+# With nothing new to count, `counted_until` is still published this often: the API tells fresh counts
+# from frozen ones by it (a metrics workflow that stopped moving reads as stale).
+PUBLISH_PROGRESS_EVERY = timedelta(seconds=10)
 
 
 def history_is_long() -> bool:
@@ -48,6 +59,7 @@ class TaskMetricsWorkflow:
     def __init__(self) -> None:
         self._state = MetricsState()
         self._dirty = False
+        self._published_until: datetime | None = None
 
     @workflow.run
     async def run(self, state: MetricsState | None = None) -> None:
@@ -82,62 +94,90 @@ class TaskMetricsWorkflow:
         tally = await workflow.execute_local_activity(
             "scan_finished_tasks",
             ScanWindow(since=self._state.counted_until, until=until.isoformat()),
-            result_type=FinishedTally,
+            result_type=ScanTally,
             start_to_close_timeout=timedelta(minutes=5),
         )
-        self._state.add(tally)
+        self._state.add_scan(tally)
         self._state.counted_until = until.isoformat()
         self._dirty = self._dirty or tally.total_finished > 0
-
-    @workflow.signal
-    def record(self, event: TaskEvent) -> None:
-        """From task workflows started before counting moved to visibility scans (they are scanned too)."""
+        if workflow.patched("metrics-publish-progress"):
+            published = self._published_until
+            self._dirty = self._dirty or published is None or until - published >= PUBLISH_PROGRESS_EVERY
 
     @workflow.signal
     def record_retry(self, retry: RetryRecorded) -> None:
-        self._state.retried += 1
+        self._state.add_retry(retry.tenant)
         self._dirty = True
 
     def _publish(self) -> None:
-        workflow.upsert_memo({"metrics": asdict(self._state)})
+        workflow.upsert_memo({METRICS_MEMO: asdict(self._state)})
+        if self._state.counted_until is not None:
+            self._published_until = datetime.fromisoformat(self._state.counted_until)
 
 
 @workflow.defn(name="WorkerRegistryWorkflow")
 class WorkerRegistryWorkflow:
-    """Workers' own reports, published in the memo after each batch of them."""
+    """Workers' own reports, published in the memo: new workers and changes of state at once, refreshes
+    together (PUBLISH_REFRESHES_EVERY)."""
 
     def __init__(self) -> None:
         self._state = WorkerRegistryState()
         self._dirty = False
+        self._urgent = False  # a new worker or a change of state: publish at once
+        self._published_at: datetime | None = None
 
     @workflow.run
     async def run(self, state: WorkerRegistryState | None = None) -> None:
-        self._state = state or WorkerRegistryState()
+        # A signal-with-start's report is handled before this runs (first activation): keep it.
+        self._state = state or self._state
         self._publish()
         while True:
             await workflow.wait_condition(lambda: self._dirty or history_is_long())
+            if self._dirty and not self._urgent and workflow.patched("registry-coalesce-refreshes"):
+                await self._gather_refreshes()
             if self._dirty:
-                self._dirty = False
+                self._dirty = self._urgent = False
                 self._publish()
             if history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._continue_as_new()
 
+    async def _gather_refreshes(self) -> None:
+        """Wait out the rest of the publish window, unless something urgent arrives meanwhile."""
+        intervals = [timedelta(seconds=w.report_interval_s) for w in self._state.workers.values()]
+        window = min([PUBLISH_REFRESHES_EVERY, *intervals])
+        published_at = self._published_at or workflow.now()
+        wait_s = (published_at + window - workflow.now()).total_seconds()
+        if wait_s <= 0:
+            return
+        try:
+            await workflow.wait_condition(lambda: self._urgent or history_is_long(), timeout=wait_s)
+        except TimeoutError:
+            pass
+
     @workflow.signal
     def report(self, report: WorkerReport) -> None:
         # Server-side time of arrival: workers' clocks may drift, the API compares against this.
         report.last_seen = workflow.now().isoformat()
+        known = self._state.workers.get(report.identity)
+        self._urgent = self._urgent or known is None or known.state != report.state
         self._state.workers[report.identity] = report
         self._dirty = True
 
     def _publish(self) -> None:
-        workflow.upsert_memo({"workers": {k: asdict(w) for k, w in self._state.workers.items()}})
+        self._forget_long_gone()
+        workflow.upsert_memo({WORKERS_MEMO: {k: asdict(w) for k, w in self._state.workers.items()}})
+        self._published_at = workflow.now()
 
-    def _continue_as_new(self) -> None:
+    def _forget_long_gone(self) -> None:
         now = workflow.now()
         self._state.workers = {
             k: w
             for k, w in self._state.workers.items()
-            if now - datetime.fromisoformat(w.last_seen) < FORGET_WORKERS_AFTER
+            if now - datetime.fromisoformat(w.last_seen)
+            < (FORGET_STOPPED_WORKERS_AFTER if w.state == "stopped" else FORGET_WORKERS_AFTER)
         }
+
+    def _continue_as_new(self) -> None:
+        self._forget_long_gone()
         workflow.continue_as_new(self._state)

@@ -7,7 +7,9 @@ from temporalio.common import SearchAttributeKey
 PROJECT_ID = SearchAttributeKey.for_keyword("ProjectId")
 TASK_TYPE = SearchAttributeKey.for_keyword("TaskType")
 TASK_STATUS = SearchAttributeKey.for_keyword("TaskStatus")
-# Hash of the submitting API key: "my tasks" listings and per-key idempotency without storing the key.
+# The tenant that owns the task (operators filter `TaskOwner = "acme"` in the Web UI).
 OWNER = SearchAttributeKey.for_keyword("TaskOwner")
+# The JWT user (`sub`) who created it, when a user did.
+USER = SearchAttributeKey.for_keyword("TaskUser")
 
-ALL = (PROJECT_ID, TASK_TYPE, TASK_STATUS, OWNER)
+ALL = (PROJECT_ID, TASK_TYPE, TASK_STATUS, OWNER, USER)

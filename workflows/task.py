@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.client import WorkflowExecutionStatus
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 
@@ -17,35 +17,18 @@ with workflow.unsafe.imports_passed_through():
         ConcurrencySlot,
         SlotRequest,
         TaskActivityInput,
-        TaskEvent,
-        TaskOutcome,
+        TaskAttemptResult,
         TaskProgressUpdate,
         TaskStarted,
         TaskStatus,
         TaskWorkflowInput,
     )
     from taskservice.priority import TaskPriority
-    from taskservice.queues import METRICS_WORKFLOW_ID, WORKFLOW_QUEUE, limiter_workflow_id
+    from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
+    from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
+    from taskservice.timefmt import iso_z
     from workflows import search_attributes as sa
     from workflows.webhook import deliver_event_webhook, deliver_webhook
-
-# Memo keys the API reads (memo is readable without a worker; queries are not).
-MEMO_STARTED_AT = "started_at"
-MEMO_ATTEMPT = "attempt"
-MEMO_OUTCOME = "outcome"
-MEMO_WAITING_FOR_SLOT = "waiting_for_slot"
-# Tasks no longer signal the metrics workflow (it scans visibility); older histories replay the signal.
-PATCH_METRICS_BY_SCAN = "metrics-by-scan"
-# A task workflow that closed without recording an outcome (terminated, timed out) reads by how it closed.
-CLOSED_AS_STATUS = {
-    WorkflowExecutionStatus.COMPLETED: TaskStatus.COMPLETED,
-    WorkflowExecutionStatus.FAILED: TaskStatus.FAILED,
-    WorkflowExecutionStatus.TIMED_OUT: TaskStatus.FAILED,
-    WorkflowExecutionStatus.CANCELED: TaskStatus.CANCELLED,
-    WorkflowExecutionStatus.TERMINATED: TaskStatus.CANCELLED,
-}
-# Results larger than this stay in history only; the API then reads the workflow result.
-MEMO_RESULT_LIMIT = 16_000
 
 
 # Not sandboxed: building a sandbox for every new task cost ~10 ms of worker CPU per task (a third of the
@@ -55,6 +38,9 @@ MEMO_RESULT_LIMIT = 16_000
 class TaskWorkflow:
     def __init__(self) -> None:
         self._started: TaskStarted | None = None
+        # The attempt that produced the result, as its worker returned it (recorded if not announced).
+        self._ran: TaskAttemptResult | None = None
+        self._outcome_recorded = False
         self._deadline_exceeded = False
         self._progress_events = 0
         self._requested_slots: list[str] = []
@@ -65,30 +51,33 @@ class TaskWorkflow:
         self._task = task
         try:
             await self._acquire_slots(task)
-            result = await self._run_activity(task)
+            self._ran = await self._run_activity(task)
         except ActivityError as err:
             if isinstance(err.cause, TemporalCancelledError):
-                await self._finish(task, TaskStatus.CANCELLED, error=self._cancel_reason())
+                await self._finish(TaskStatus.CANCELLED, failure=self._cancel_reason())
                 raise asyncio.CancelledError() from None
-            message, trace = _failure_text(err)
-            await self._finish(task, TaskStatus.FAILED, error=message, traceback=trace)
-            raise ApplicationError(message, type="TaskFailed", non_retryable=True) from None
+            failure = _failure(err)
+            await self._finish(TaskStatus.FAILED, failure=failure)
+            raise ApplicationError(
+                error_text(failure.message, failure.type) or "", type="TaskFailed", non_retryable=True
+            ) from None
         except asyncio.CancelledError:
-            await self._finish(task, TaskStatus.CANCELLED, error=self._cancel_reason())
+            await self._finish(TaskStatus.CANCELLED, failure=self._cancel_reason())
             raise
-        return await self._finish(task, TaskStatus.COMPLETED, result=result)
+        return await self._finish(TaskStatus.COMPLETED, result=self._ran.result)
 
-    async def _run_activity(self, task: TaskWorkflowInput) -> dict[str, Any]:
-        plan = task.plan
+    async def _run_activity(self, task: TaskWorkflowInput) -> TaskAttemptResult:
+        plan, record = task.plan, task.task
         activity = workflow.start_activity(
             plan.activity,
             TaskActivityInput(
                 task_id=task.task_id,
-                project_id=task.project_id,
-                task_type=task.task_type,
-                task_data=task.task_data,
+                project_id=record.project_id,
+                task_type=record.task_type,
+                task_data=record.task_data,
                 soft_timeout_s=plan.soft_timeout_s,
-                progress_updates=bool(task.callback_url) and "progress" in task.webhook_events,
+                progress_updates=_sends(record, "progress"),
+                announce_at_once=_sends(record, "start") or _sends(record, "progress"),
             ),
             task_queue=plan.queue,
             start_to_close_timeout=timedelta(seconds=plan.hard_timeout_s),
@@ -100,7 +89,9 @@ class TaskWorkflow:
                 non_retryable_error_types=plan.retry.non_retryable_error_types,
             ),
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            result_type=dict,
+            # Priority orders each queue; within a priority, tenants get their fair share of it.
+            priority=task_priority(task),
+            result_type=TaskAttemptResult,
         )
         remaining = self._deadline_remaining()
         if remaining is not None:
@@ -108,8 +99,8 @@ class TaskWorkflow:
             if not done:
                 self._deadline_exceeded = True
                 activity.cancel()
-        result: dict[str, Any] = await activity
-        return result
+        ran: TaskAttemptResult = await activity
+        return ran
 
     def _deadline_remaining(self) -> float | None:
         if self._task.deadline_at is None:
@@ -123,11 +114,11 @@ class TaskWorkflow:
             return
         for slot in task.concurrency:
             await self._acquire_slot(task, slot)
-        workflow.upsert_memo({MEMO_WAITING_FOR_SLOT: None})
+        workflow.upsert_memo({MemoKey.WAITING_FOR_SLOT: None})
 
     async def _acquire_slot(self, task: TaskWorkflowInput, slot: ConcurrencySlot) -> None:
         self._requested_slots.append(slot.group)
-        workflow.upsert_memo({MEMO_WAITING_FOR_SLOT: slot.group})
+        workflow.upsert_memo({MemoKey.WAITING_FOR_SLOT: slot.group})
         # Asked from a task of its own: a cancel that lands while a signal is in flight is absorbed by the
         # SDK once the signal is sent, and must reach the wait below instead.
         asking = asyncio.create_task(self._request_slot(task, slot))
@@ -148,7 +139,7 @@ class TaskWorkflow:
         request = SlotRequest(
             holder_id=task.task_id,
             limit=slot.limit,
-            priority_key=TaskPriority.parse(task.priority).temporal_key,
+            priority_key=TaskPriority.parse(task.task.priority).temporal_key,
             lease_s=_longest_run_s(task),
         )
         limiter = workflow.get_external_workflow_handle(limiter_workflow_id(slot.group))
@@ -178,48 +169,46 @@ class TaskWorkflow:
     def slot_granted(self, group: str) -> None:
         self._granted_slots.add(group)
 
-    def _cancel_reason(self) -> str:
+    def _cancel_reason(self) -> _Failure:
         if self._deadline_exceeded:
-            return f"DeadlineExceeded: the task's deadline ({self._task.deadline_at}) passed"
-        return "Task was cancelled"
+            return _Failure(f"the task's deadline ({self._task.deadline_at}) passed", "DeadlineExceeded")
+        return _Failure("Task was cancelled")
 
     @workflow.signal(name="task_started")
     async def task_started(self, started: TaskStarted) -> None:
+        if self._outcome_recorded:  # a late announcement of an attempt that has already ended
+            return
         first = self._started is None
         self._started = self._started or started
-        memo: dict[str, Any] = {MEMO_ATTEMPT: started.attempt}
+        memo: dict[str, Any] = {MemoKey.ATTEMPT: started.attempt}
         if first:
-            memo[MEMO_STARTED_AT] = started.started_at
+            memo[MemoKey.STARTED_AT] = started.started_at
             workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(TaskStatus.PROCESSING.value)])
         workflow.upsert_memo(memo)
-        task = self._task
-        if first and task.callback_url and "start" in task.webhook_events:
-            await deliver_event_webhook(task, "started", {"started_at": started.started_at, "progress": 0.0})
+        if first and _sends(self._task.task, "start"):
+            await deliver_event_webhook(
+                self._task, "started", {"started_at": started.started_at, "progress": 0.0}
+            )
 
     @workflow.signal(name="task_progress")
     async def task_progress(self, update: TaskProgressUpdate) -> None:
-        task = self._task
-        if task.callback_url and "progress" in task.webhook_events:
+        if _sends(self._task.task, "progress"):
             self._progress_events += 1
             await deliver_event_webhook(
-                task,
+                self._task,
                 f"progress_{self._progress_events}",
                 {"progress": update.progress, "current_step": update.step},
             )
 
     async def _finish(
-        self,
-        task: TaskWorkflowInput,
-        status: TaskStatus,
-        *,
-        result: dict[str, Any] | None = None,
-        error: str | None = None,
-        traceback: str | None = None,
+        self, status: TaskStatus, *, result: dict[str, Any] | None = None, failure: _Failure | None = None
     ) -> TaskOutcome:
         """Record the terminal state first (the metrics workflow counts it from there), free the slots,
         then send the webhook."""
+        task = self._task
         now = workflow.now()
-        started_at = self._started.started_at if self._started else None
+        started = self._started or self._ran
+        started_at = started.started_at if started else None
         processing_time = None
         if started_at is not None:
             processing_time = round((now - datetime.fromisoformat(started_at)).total_seconds(), 3)
@@ -227,45 +216,50 @@ class TaskWorkflow:
             task_id=task.task_id,
             status=status.value,
             result=result,
-            error=error,
+            error=failure.message if failure else None,
+            error_type=failure.type if failure else None,
             started_at=started_at,
-            completed_at=now.isoformat().replace("+00:00", "Z"),
+            completed_at=iso_z(now),
             processing_time=processing_time,
         )
-        memo_outcome = outcome
+        memo: dict[str, Any] = {MemoKey.OUTCOME: outcome}
         if (
             result is not None
             and len(workflow.payload_converter().to_payload(result).data) > MEMO_RESULT_LIMIT
         ):
-            memo_outcome = TaskOutcome(**{**outcome.__dict__, "result": None})
-            workflow.upsert_memo({"result_in_history": True})
-        workflow.upsert_memo({MEMO_OUTCOME: memo_outcome})
+            memo = {MemoKey.OUTCOME: replace(outcome, result=None), MemoKey.RESULT_IN_HISTORY: True}
+        if self._started is None and self._ran is not None:  # an attempt that ended before it was announced
+            memo |= {MemoKey.ATTEMPT: self._ran.attempt, MemoKey.STARTED_AT: self._ran.started_at}
+        self._outcome_recorded = True
+        workflow.upsert_memo(memo)
         workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(status.value)])
         await self._release_slots()
-        if not workflow.patched(PATCH_METRICS_BY_SCAN):
-            # Histories recorded before the metrics workflow counted by scanning visibility.
-            await self._count(task, outcome)
         # Start and progress webhooks (if any) go out before the final one.
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if task.callback_url and "completed" in task.webhook_events:
-            await deliver_webhook(task, outcome, traceback)
+        if _sends(task.task, "completed"):
+            await deliver_webhook(task, outcome, failure.traceback if failure else None)
         return outcome
 
-    async def _count(self, task: TaskWorkflowInput, outcome: TaskOutcome) -> None:
-        metrics = workflow.get_external_workflow_handle(METRICS_WORKFLOW_ID)
-        try:
-            await metrics.signal(
-                "record",
-                TaskEvent(
-                    task_id=task.task_id,
-                    task_type=task.task_type,
-                    status=outcome.status,
-                    processing_time=outcome.processing_time,
-                ),
-            )
-        except (ApplicationError, FailureError):
-            # Metrics are best effort: a missing metrics workflow must never fail a task.
-            workflow.logger.warning("Metrics workflow not reachable", extra={"task_id": task.task_id})
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+    type: str | None = None
+    traceback: str | None = None
+
+
+def task_priority(task: TaskWorkflowInput) -> Priority:
+    """The task's Temporal priority: its priority key, and its tenant as the fairness key."""
+    return Priority(
+        priority_key=TaskPriority.parse(task.task.priority).temporal_key,
+        fairness_key=task.task.tenant,
+        fairness_weight=task.fairness_weight,
+    )
+
+
+def _sends(record: TaskRecord, event: str) -> bool:
+    """Whether the task asked for this webhook event (`start`, `progress`, `completed`)."""
+    return bool(record.callback_url) and event in record.webhook_events
 
 
 def _longest_run_s(task: TaskWorkflowInput) -> float:
@@ -276,13 +270,13 @@ def _longest_run_s(task: TaskWorkflowInput) -> float:
     return attempts * task.plan.hard_timeout_s + backoff + 300.0
 
 
-def _failure_text(err: ActivityError) -> tuple[str, str | None]:
-    """The innermost failure's message (what went wrong) and its stack trace, if the worker sent one."""
+def _failure(err: ActivityError) -> _Failure:
+    """The innermost failure's message (what went wrong), its type and its stack trace, if the worker sent
+    one."""
     cause: BaseException = err
     while cause.__cause__ is not None:
         cause = cause.__cause__
     message = str(cause.message if isinstance(cause, FailureError) else cause) or type(cause).__name__
-    if isinstance(cause, ApplicationError) and cause.type:
-        message = f"{cause.type}: {message}"
+    error_type = cause.type if isinstance(cause, ApplicationError) and cause.type else None
     trace = cause.failure.stack_trace if isinstance(cause, FailureError) and cause.failure else None
-    return message, f"Traceback (most recent call last):\n{trace}" if trace else None
+    return _Failure(message, error_type, f"Traceback (most recent call last):\n{trace}" if trace else None)

@@ -10,14 +10,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from taskservice.contracts import (
-        WEBHOOK_ATTEMPTS,
-        TaskOutcome,
-        TaskStatus,
-        TaskWorkflowInput,
-        WebhookDelivery,
-    )
+    from taskservice.contracts import WEBHOOK_ATTEMPTS, TaskStatus, TaskWorkflowInput, WebhookDelivery
     from taskservice.queues import WORKFLOW_QUEUE
+    from taskservice.record import TaskOutcome, error_text
 
 
 # Per attempt: the 30 s HTTP timeout plus a margin for connecting and signing.
@@ -33,12 +28,14 @@ WEBHOOK_RETRY = RetryPolicy(
 
 def webhook_payload(task: TaskWorkflowInput, outcome: TaskOutcome, traceback: str | None) -> dict[str, Any]:
     """The seed's success/failure payloads, and the same shape for a cancelled task."""
+    record = task.task
     payload: dict[str, Any] = {
         "task_id": task.task_id,
-        "project_id": task.project_id,
-        "task_type": task.task_type,
+        "project_id": record.project_id,
+        "task_type": record.task_type,
         "status": outcome.status,
     }
+    error = error_text(outcome.error, outcome.error_type)
     if outcome.status == TaskStatus.COMPLETED:
         payload |= {
             "result": outcome.result,
@@ -46,10 +43,10 @@ def webhook_payload(task: TaskWorkflowInput, outcome: TaskOutcome, traceback: st
             "completed_at": outcome.completed_at,
         }
     elif outcome.status == TaskStatus.FAILED:
-        payload |= {"error": outcome.error, "traceback": traceback, "failed_at": outcome.completed_at}
+        payload |= {"error": error, "traceback": traceback, "failed_at": outcome.completed_at}
     else:
-        payload |= {"error": outcome.error, "cancelled_at": outcome.completed_at}
-    payload["metadata"] = task.metadata
+        payload |= {"error": error, "cancelled_at": outcome.completed_at}
+    payload["metadata"] = record.metadata
     return payload
 
 
@@ -60,28 +57,30 @@ async def deliver_webhook(task: TaskWorkflowInput, outcome: TaskOutcome, traceba
 
 async def deliver_event_webhook(task: TaskWorkflowInput, event: str, fields: dict[str, Any]) -> None:
     """A `started` or `progress_<n>` event (webhook_events_filter), same signing and retries."""
+    record = task.task
     payload = {
         "task_id": task.task_id,
-        "project_id": task.project_id,
-        "task_type": task.task_type,
+        "project_id": record.project_id,
+        "task_type": record.task_type,
         "status": "processing",
         "event": event.split("_", 1)[0],
         **fields,
-        "metadata": task.metadata,
+        "metadata": record.metadata,
     }
     await _deliver(task, event, payload)
 
 
 async def _deliver(task: TaskWorkflowInput, event: str, payload: dict[str, Any]) -> None:
-    assert task.callback_url is not None
+    record = task.task
+    assert record.callback_url is not None
     delivery = WebhookDelivery(
-        url=task.callback_url,
+        url=record.callback_url,
         webhook_id=f"msg_{task.task_id}_{event}",
         event=event,
         payload=payload,
         task_id=task.task_id,
-        project_id=task.project_id,
-        task_type=task.task_type,
+        project_id=record.project_id,
+        task_type=record.task_type,
     )
     try:
         await workflow.execute_activity(
@@ -92,7 +91,6 @@ async def _deliver(task: TaskWorkflowInput, event: str, payload: dict[str, Any])
             retry_policy=WEBHOOK_RETRY,
         )
     except ActivityError:
-        workflow.logger.error(
-            "Failed to send webhook after all retries",
-            extra={"task_id": task.task_id, "attempts": WEBHOOK_ATTEMPTS},
-        )
+        # The last attempt logged `Failed to send webhook after all retries` (or `Webhook refused`) with
+        # the callback URL: one error per delivery, not a second one from here.
+        return

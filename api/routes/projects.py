@@ -1,58 +1,40 @@
-"""Project resource: a project's tasks, newest first, from Temporal visibility."""
+"""The project resource: a project's tasks, newest first."""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter
 
-from api.deps import ReadCaller, StoreDep
+from api.deps import CallerDep, TaskServiceDep
 from api.errors import ValidationFailed
-from api.schemas import PROJECT_ID_PATTERN, Pagination, ProjectTaskItem, ProjectTasksResponse
-from api.taskstore import filter_query, status_query
-from taskservice.catalog import CATALOG
-from taskservice.contracts import TaskStatus
+from api.openapi import AUTHENTICATED, DocumentedRoute, error_responses
+from api.params import LimitQuery, PageQuery, ProjectIdPath, StatusQuery, TaskTypeQuery
+from api.render import project_item
+from api.schemas import Pagination, ProjectTasksResponse
+from api.service.tasks import TaskFilter
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"], route_class=DocumentedRoute)
 
 
-@router.get("/{project_id}/tasks", response_model=ProjectTasksResponse, summary="A project's tasks")
+@router.get("/{project_id}/tasks", responses=error_responses(ValidationFailed, *AUTHENTICATED))
 async def project_tasks(
-    project_id: Annotated[str, Path(pattern=PROJECT_ID_PATTERN)],
-    caller: ReadCaller,
-    store: StoreDep,
-    status: TaskStatus | None = None,
-    task_type: str | None = None,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    project_id: ProjectIdPath,
+    caller: CallerDep,
+    tasks: TaskServiceDep,
+    status: StatusQuery = None,
+    task_type: TaskTypeQuery = None,
+    page: PageQuery = 1,
+    limit: LimitQuery = 20,
 ) -> ProjectTasksResponse:
-    if task_type is not None and task_type not in CATALOG:
-        raise ValidationFailed(
-            {"task_type": f"Unknown task type '{task_type}'; expected one of: {', '.join(CATALOG)}"},
-            message="Invalid query parameters",
-        )
-    clauses = [filter_query(project_id=project_id, task_type=task_type)]
-    if status is not None:
-        clauses.append(status_query(status))
-    views, total = await store.list_tasks(" AND ".join(clauses), page=page, limit=limit)
+    """A project's tasks, newest first.
+
+    Seed 001's listing, read from Temporal visibility (finished tasks stay for the retention).
+    """
+    selection = TaskFilter(project_id=project_id, task_type=task_type, status=status)
+    views, total = await tasks.list_tasks(caller, selection, page=page, limit=limit)
     return ProjectTasksResponse(
-        tasks=[
-            ProjectTaskItem(
-                task_id=v.task_id,
-                project_id=v.project_id,
-                task_type=v.task_type,
-                status=v.status,
-                task_data=v.task_data,
-                result=v.result,
-                error=v.error,
-                metadata=v.metadata,
-                created_at=v.created_at,
-                updated_at=v.updated_at,
-                completed_at=v.completed_at,
-            )
-            for v in views
-        ],
+        tasks=[project_item(v) for v in views],
         pagination=Pagination(
             page=page, limit=limit, total=total, total_pages=math.ceil(total / limit) if total else 0
         ),

@@ -6,17 +6,31 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.deps import ReadCaller, StoreDep, authenticate_credentials, get_services
-from api.errors import ServiceError
-from api.events import task_event, watch_project, watch_task
-from api.schemas import PROJECT_ID_PATTERN
-from api.taskstore import TaskView
+from api.deps import CallerDep, TaskServiceDep, get_services
+from api.errors import (
+    RateLimited,
+    ServiceError,
+    TaskNotFound,
+    ValidationFailed,
+    error_body,
+    error_headers,
+    status_and_code,
+)
+from api.openapi import AUTHENTICATED, DocumentedRoute, error_responses
+from api.params import ProjectIdPath, TaskIdPath
+from api.render import task_event
+from api.routes import task_paths  # noqa: F401 - registers the {task_id:task_id} convertor
+from api.store.projection import TaskView
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=DocumentedRoute)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+EVENT_STREAM = {
+    "description": "`text/event-stream`: `event: task` messages whose data is the task's status fields.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
 
 
 async def _sse(views: AsyncIterator[TaskView]) -> AsyncIterator[bytes]:
@@ -27,57 +41,74 @@ async def _sse(views: AsyncIterator[TaskView]) -> AsyncIterator[bytes]:
     yield b"event: end\ndata: {}\n\n"
 
 
+def _event_stream(views: AsyncIterator[TaskView]) -> StreamingResponse:
+    return StreamingResponse(_sse(views), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
 @router.get(
-    "/api/v1/tasks/{task_id}/events",
-    summary="Server-Sent Events of one task",
-    description="An `event: task` with the status fields at every change, then `event: end` after a "
-    "terminal status.",
+    "/api/v1/tasks/{task_id:task_id}/events",
     response_class=StreamingResponse,
+    responses={200: EVENT_STREAM, **error_responses(TaskNotFound, RateLimited, *AUTHENTICATED)},
 )
-async def task_events(task_id: str, caller: ReadCaller, store: StoreDep) -> StreamingResponse:
-    await store.get(task_id)  # 404 before the stream starts
-    return StreamingResponse(
-        _sse(watch_task(store, task_id)), media_type="text/event-stream", headers=SSE_HEADERS
-    )
+async def task_events(task_id: TaskIdPath, caller: CallerDep, tasks: TaskServiceDep) -> StreamingResponse:
+    """Server-Sent Events of one task.
+
+    An `event: task` with the status fields at every change, then `event: end` after a terminal status.
+    Holds one of the tenant's stream slots while open.
+    """
+    return _event_stream(await tasks.watch(caller, task_id))
 
 
 @router.get(
     "/api/v1/projects/{project_id}/events",
-    summary="Server-Sent Events of a project's tasks",
     response_class=StreamingResponse,
+    responses={200: EVENT_STREAM, **error_responses(ValidationFailed, RateLimited, *AUTHENTICATED)},
 )
 async def project_events(
-    project_id: Annotated[str, Path(pattern=PROJECT_ID_PATTERN)], caller: ReadCaller, store: StoreDep
+    project_id: ProjectIdPath, caller: CallerDep, tasks: TaskServiceDep
 ) -> StreamingResponse:
-    return StreamingResponse(
-        _sse(watch_project(store, project_id)), media_type="text/event-stream", headers=SSE_HEADERS
-    )
+    """Server-Sent Events of a project's tasks.
+
+    An `event: task` whenever one of the project's tasks changes; the stream stays open until the client
+    leaves. Holds one of the tenant's stream slots while open.
+    """
+    return _event_stream(await tasks.watch_project(caller, project_id))
 
 
 async def _serve_ws(websocket: WebSocket, api_key: str | None, views_of: str, target: str) -> None:
     services = get_services(websocket)  # type: ignore[arg-type]
     try:
-        authenticate_credentials(
-            services,
-            api_key or websocket.headers.get("x-api-key"),
-            websocket.headers.get("authorization"),
+        caller = services.auth.authenticate(
+            api_key or websocket.headers.get("x-api-key"), websocket.headers.get("authorization")
         )
-        store = services.store()
+        tasks = services.tasks()
         if views_of == "task":
-            await store.get(target)
+            views = await tasks.watch(caller, target)
+        else:
+            views = await tasks.watch_project(caller, target)
     except ServiceError as err:
-        await websocket.close(
-            code=4401 if err.status_code == 401 else 4000 + err.status_code % 1000, reason=err.message[:120]
-        )
+        await _refuse(websocket, err)
         return
     await websocket.accept()
-    views = watch_task(store, target) if views_of == "task" else watch_project(store, target)
     try:
         async for view in views:
             await websocket.send_json(task_event(view))
         await websocket.close(code=1000)
     except WebSocketDisconnect:
         return
+
+
+async def _refuse(websocket: WebSocket, err: ServiceError) -> None:
+    """Refuse the handshake with what REST would answer (status, error body, Retry-After) where the server
+    supports the ASGI denial response; elsewhere close with 4000 + the status. A close before the handshake is
+    accepted reaches the client as a bare 403, which would tell a missing task from a full stream limit no
+    better than from a wrong key."""
+    status = status_and_code(err)[0]
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        refusal = JSONResponse(error_body(err), status_code=status, headers=error_headers(err))
+        await websocket.send_denial_response(refusal)
+        return
+    await websocket.close(code=4401 if status == 401 else 4000 + status % 1000, reason=err.message[:120])
 
 
 @router.websocket("/ws/tasks/{task_id}")

@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 
 from activities import audio_dsp as dsp
+from activities import audio_io
 from activities.audio_ambience import AMBIENCE_TYPES, generate_ambience
 from activities.runtime import TaskInterrupted
-from tests.audio.conftest import tone
+from tests.support.audio import tone
 
 
 def test_large_signal_round_trips_through_ffmpeg() -> None:
     # 30 s of 48 kHz stereo is 11 MB each way: far past the pipe buffers.
     rng = np.random.default_rng(0)
     signal = (rng.standard_normal((30 * 48000, 2)) * 0.1).astype(np.float32)
-    out = dsp.apply_filter(signal, 48000, "anull")
+    out = audio_io.apply_filter(signal, 48000, "anull")
     assert out.shape == signal.shape and np.array_equal(out, signal)
 
 
@@ -28,7 +29,7 @@ def test_ffmpeg_run_stops_when_asked() -> None:
     start = time.monotonic()
     with pytest.raises(TaskInterrupted):
         # -re paces the 60 s source in real time: it would run for a minute.
-        dsp.run_ffmpeg(
+        audio_io.run_ffmpeg(
             ["-re", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "60", "-f", "null", "-"],
             should_stop=stop.is_set,
         )
@@ -37,7 +38,7 @@ def test_ffmpeg_run_stops_when_asked() -> None:
 
 def test_loudness_and_true_peak_of_a_reference_tone() -> None:
     # A full-scale-minus-6 dB 1 kHz sine: BS.1770 gives about -9 LUFS (mono) and a -6 dBTP peak.
-    signal = dsp.as_signal(tone(997, 3.0, 48000, amplitude=0.5))
+    signal = audio_io.as_signal(tone(997, 3.0, 48000, amplitude=0.5))
     assert dsp.integrated_loudness(signal, 48000) == pytest.approx(-9.0, abs=0.3)
     assert dsp.true_peak_dbtp(signal) == pytest.approx(-6.02, abs=0.1)
     assert dsp.integrated_loudness(signal[:1000], 48000) is None  # under one 400 ms gating block
@@ -46,7 +47,7 @@ def test_loudness_and_true_peak_of_a_reference_tone() -> None:
 def test_true_peak_sees_inter_sample_overs() -> None:
     # fs/4 sine at 45 degrees phase: samples sit at 0.707 of the true crest.
     n = np.arange(4800)
-    signal = dsp.as_signal((np.sin(np.pi / 2 * n + np.pi / 4)).astype(np.float32))
+    signal = audio_io.as_signal((np.sin(np.pi / 2 * n + np.pi / 4)).astype(np.float32))
     sample_peak = 20 * np.log10(np.max(np.abs(signal)))
     true_peak = dsp.true_peak_dbtp(signal)
     assert true_peak is not None and true_peak > sample_peak + 2.5

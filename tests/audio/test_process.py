@@ -12,8 +12,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import audio_dsp as dsp
+from activities import audio_io
 from activities.audio import AudioActivities
-from tests.audio.conftest import FileServer, band_envelope_db, frame_rms_db, run_activity, task_input, tone
+from tests.support.audio import band_envelope_db, frame_rms_db, run_activity, serve_audio, task_input, tone
+from tests.support.file_server import StaticFileServer
 
 
 def noise(seconds: float, rate: int, level_db: float, seed: int = 1) -> np.ndarray:
@@ -26,12 +28,12 @@ def first_loud(envelope: np.ndarray, frame_s: float, threshold_db: float) -> flo
 
 
 async def test_mix_places_tracks_at_offsets_across_rates_and_channels(
-    espeak_acts: AudioActivities, file_server: FileServer, tmp_path: Path
+    espeak_acts: AudioActivities, file_server: StaticFileServer, tmp_path: Path
 ) -> None:
     # A mono 22.05 kHz mp3 at 0 s and a stereo 48 kHz flac at 2 s, mixed to 44.1 kHz wav.
-    low = file_server.add_audio(tone(500, 1.0, 22050), 22050, "mp3", tmp_path)
+    low = serve_audio(file_server, tone(500, 1.0, 22050), 22050, "mp3", tmp_path)
     stereo = np.stack([tone(3000, 1.0, 48000), tone(3000, 1.0, 48000)], axis=1)
-    high = file_server.add_audio(stereo, 48000, "flac", tmp_path)
+    high = serve_audio(file_server, stereo, 48000, "flac", tmp_path)
     run = await run_activity(
         espeak_acts,
         "process_audio",
@@ -58,10 +60,10 @@ async def test_mix_places_tracks_at_offsets_across_rates_and_channels(
 
 @pytest.mark.parametrize("target", [-16.0, -23.0])
 async def test_normalize_reaches_target_loudness(
-    espeak_acts: AudioActivities, file_server: FileServer, tmp_path: Path, target: float
+    espeak_acts: AudioActivities, file_server: StaticFileServer, tmp_path: Path, target: float
 ) -> None:
     quiet = noise(4.0, 44100, -40) + tone(220, 4.0, 44100, 0.01)
-    url = file_server.add_audio(quiet, 44100, "ogg", tmp_path)
+    url = serve_audio(file_server, quiet, 44100, "ogg", tmp_path)
     run = await run_activity(
         espeak_acts,
         "process_audio",
@@ -81,12 +83,12 @@ async def test_normalize_reaches_target_loudness(
 
 
 async def test_normalize_limits_true_peak(
-    espeak_acts: AudioActivities, file_server: FileServer, tmp_path: Path
+    espeak_acts: AudioActivities, file_server: StaticFileServer, tmp_path: Path
 ) -> None:
     # Sparse loud clicks on a quiet bed: reaching -10 LUFS needs far more gain than the peaks allow.
     signal = noise(3.0, 44100, -45)
     signal[::11025] = 0.9
-    url = file_server.add_audio(signal, 44100, "wav", tmp_path)
+    url = serve_audio(file_server, signal, 44100, "wav", tmp_path)
     run = await run_activity(
         espeak_acts,
         "process_audio",
@@ -97,10 +99,10 @@ async def test_normalize_limits_true_peak(
 
 
 async def test_trim_fade_and_trim_silence(
-    espeak_acts: AudioActivities, file_server: FileServer, tmp_path: Path
+    espeak_acts: AudioActivities, file_server: StaticFileServer, tmp_path: Path
 ) -> None:
     padded = np.concatenate([np.zeros(22050), tone(440, 2.0, 22050), np.zeros(22050)]).astype(np.float32)
-    url = file_server.add_audio(padded, 22050, "wav", tmp_path)
+    url = serve_audio(file_server, padded, 22050, "wav", tmp_path)
     base = {"output_format": "wav", "sample_rate": 22050}
     # Source: 1 s silence, 2 s tone, 1 s silence. Trim to 0.5-3.5 s, then cut the silence.
     run = await run_activity(
@@ -131,12 +133,12 @@ async def test_trim_fade_and_trim_silence(
 
 
 async def test_denoise_lowers_the_noise_floor(
-    espeak_acts: AudioActivities, file_server: FileServer, tmp_path: Path
+    espeak_acts: AudioActivities, file_server: StaticFileServer, tmp_path: Path
 ) -> None:
     rate = 44100
     hiss = noise(4.0, rate, -45)
     hiss[: 2 * rate] += tone(440, 2.0, rate, 0.3)  # signal then noise only
-    url = file_server.add_audio(hiss, rate, "wav", tmp_path)
+    url = serve_audio(file_server, hiss, rate, "wav", tmp_path)
     dry = await run_activity(espeak_acts, "process_audio", {"tracks": [{"url": url}], "output_format": "wav"})
     wet = await run_activity(
         espeak_acts,
@@ -154,11 +156,11 @@ async def test_denoise_lowers_the_noise_floor(
 
 
 async def test_compress_and_eq_presets(
-    espeak_acts: AudioActivities, file_server: FileServer, tmp_path: Path
+    espeak_acts: AudioActivities, file_server: StaticFileServer, tmp_path: Path
 ) -> None:
     rate = 44100
     loud_quiet = np.concatenate([tone(1000, 1.0, rate, 0.7), tone(1000, 1.0, rate, 0.05)])
-    url = file_server.add_audio(loud_quiet, rate, "wav", tmp_path)
+    url = serve_audio(file_server, loud_quiet, rate, "wav", tmp_path)
     run = await run_activity(
         espeak_acts,
         "process_audio",
@@ -168,12 +170,14 @@ async def test_compress_and_eq_presets(
             "output_format": "wav",
         },
     )
-    before = dsp.rms_db(dsp.as_signal(loud_quiet[:rate])) - dsp.rms_db(dsp.as_signal(loud_quiet[rate:]))
+    before = dsp.rms_db(audio_io.as_signal(loud_quiet[:rate])) - dsp.rms_db(
+        audio_io.as_signal(loud_quiet[rate:])
+    )
     after = dsp.rms_db(run.audio[int(0.5 * rate) : rate]) - dsp.rms_db(run.audio[int(1.5 * rate) :])
     assert after < before - 6, (before, after)
 
     bass_and_mid = tone(100, 2.0, rate, 0.3) + tone(1000, 2.0, rate, 0.3)
-    url = file_server.add_audio(bass_and_mid, rate, "wav", tmp_path)
+    url = serve_audio(file_server, bass_and_mid, rate, "wav", tmp_path)
     run = await run_activity(
         espeak_acts,
         "process_audio",
@@ -190,9 +194,9 @@ async def test_compress_and_eq_presets(
 
 @pytest.mark.parametrize(("fmt", "rate"), [("mp3", 32000), ("ogg", 22050), ("flac", 48000), ("wav", 8000)])
 async def test_output_formats(
-    espeak_acts: AudioActivities, file_server: FileServer, tmp_path: Path, fmt: str, rate: int
+    espeak_acts: AudioActivities, file_server: StaticFileServer, tmp_path: Path, fmt: str, rate: int
 ) -> None:
-    url = file_server.add_audio(tone(300, 1.5, 44100), 44100, "wav", tmp_path)
+    url = serve_audio(file_server, tone(300, 1.5, 44100), 44100, "wav", tmp_path)
     run = await run_activity(
         espeak_acts, "process_audio", {"tracks": [{"url": url}], "output_format": fmt, "sample_rate": rate}
     )
@@ -212,7 +216,7 @@ async def test_output_formats(
     ],
 )
 async def test_bad_tracks_are_invalid_input(
-    espeak_acts: AudioActivities, file_server: FileServer, make_url: Any
+    espeak_acts: AudioActivities, file_server: StaticFileServer, make_url: Any
 ) -> None:
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(
@@ -223,9 +227,9 @@ async def test_bad_tracks_are_invalid_input(
 
 
 async def test_bad_trim_and_bad_task_data(
-    espeak_acts: AudioActivities, file_server: FileServer, tmp_path: Path
+    espeak_acts: AudioActivities, file_server: StaticFileServer, tmp_path: Path
 ) -> None:
-    url = file_server.add_audio(tone(300, 1.0, 22050), 22050, "wav", tmp_path)
+    url = serve_audio(file_server, tone(300, 1.0, 22050), 22050, "wav", tmp_path)
     cases: list[dict[str, Any]] = [
         {"tracks": [{"url": url, "trim": {"start_s": 2.0, "end_s": 1.0}}]},
         {"tracks": [{"url": url}], "operations": ["reverse"]},

@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import audio_dsp as dsp
 from activities.audio import AudioActivities
-from tests.audio.conftest import FileServer, frame_rms_db, median_f0, run_activity, task_input, tone
+from tests.support.audio import frame_rms_db, median_f0, run_activity, serve_audio, task_input, tone
+from tests.support.file_server import StaticFileServer
 
 LINE = "I've been expecting you, detective. The rain hasn't stopped for three days."
 
@@ -33,7 +35,7 @@ async def test_espeak_end_to_end(espeak_acts: AudioActivities) -> None:
     run = await run_activity(espeak_acts, "generate_character_voice", voice_data())
     meta = run.result["metadata"]
     assert (
-        run.result["media_url"].endswith(".wav")
+        urlsplit(run.result["media_url"]).path.endswith(".wav")
         and "/proj-audio/generate_character_voice/" in run.result["media_url"]
     )
     assert run.result["payload_media_id"] is None  # Payload is not configured here
@@ -119,7 +121,7 @@ async def test_ambience_raises_noise_floor(espeak_acts: AudioActivities, ambienc
     assert wet.result["metadata"]["duration"] > dry.result["metadata"]["duration"] + 0.8  # pre/post roll
 
 
-async def test_voice_profile_is_applied(espeak_acts: AudioActivities, file_server: FileServer) -> None:
+async def test_voice_profile_is_applied(espeak_acts: AudioActivities, file_server: StaticFileServer) -> None:
     base = await run_activity(espeak_acts, "generate_character_voice", voice_data())
     profile = file_server.add_json(
         {
@@ -153,7 +155,7 @@ async def test_voice_profile_is_applied(espeak_acts: AudioActivities, file_serve
     ],
 )
 async def test_bad_profile_is_invalid_input(
-    espeak_acts: AudioActivities, file_server: FileServer, document: Any
+    espeak_acts: AudioActivities, file_server: StaticFileServer, document: Any
 ) -> None:
     url = file_server.add_json(document)
     with pytest.raises(ApplicationError) as info:
@@ -165,7 +167,9 @@ async def test_bad_profile_is_invalid_input(
     assert "profile" in str(info.value)
 
 
-async def test_profile_not_json_or_missing(espeak_acts: AudioActivities, file_server: FileServer) -> None:
+async def test_profile_not_json_or_missing(
+    espeak_acts: AudioActivities, file_server: StaticFileServer
+) -> None:
     for url in (
         file_server.add(b"{not json", "application/json"),
         file_server.base_url + "/missing/profile.json",
@@ -188,7 +192,7 @@ async def test_invalid_task_data(espeak_acts: AudioActivities) -> None:
 
 
 async def test_coqui_engine_without_model_is_configuration_error(
-    espeak_acts: AudioActivities, file_server: FileServer
+    espeak_acts: AudioActivities, file_server: StaticFileServer
 ) -> None:
     url = file_server.add_json({"engine": "coqui"})
     with pytest.raises(ApplicationError) as info:
@@ -199,13 +203,14 @@ async def test_coqui_engine_without_model_is_configuration_error(
     assert info.value.type == "ConfigurationError" and info.value.non_retryable
 
 
-LONG_TEXT = " ".join(f"This is sentence number {i} of a rather long speech." for i in range(1, 41))
+# Long enough that synthesis spans several heartbeats (0.5 s apart) even on a quick, idle machine.
+LONG_TEXT = " ".join(f"This is sentence number {i} of a speech." for i in range(1, 101))
 
 
 async def test_long_text_is_synthesized_in_reported_steps(espeak_acts: AudioActivities) -> None:
     run = await run_activity(espeak_acts, "generate_character_voice", voice_data(text=LONG_TEXT))
     synth = [int(s.split()[1].split("/")[0]) for s in run.steps if s.startswith("synthesizing")]
-    assert all(s.endswith("/40") for s in run.steps if s.startswith("synthesizing"))
+    assert all(s.endswith("/100") for s in run.steps if s.startswith("synthesizing"))
     assert synth and synth == sorted(synth), run.steps
     progress = [h["progress"] for h in run.heartbeats]
     assert progress == sorted(progress) and progress[-1] == 1.0
@@ -233,7 +238,8 @@ async def test_cancel_stops_between_sentences(espeak_acts: AudioActivities) -> N
     assert not list((espeak_acts._settings.data_dir / "media").rglob(f"{task.task_id}.*"))
 
 
-async def test_coqui_end_to_end(coqui_acts: AudioActivities, tiny_tts_model: Path) -> None:
+async def test_coqui_end_to_end(coqui_acts: AudioActivities, tiny_models: dict[str, Path]) -> None:
+    tiny_tts_model = tiny_models["tiny-vits"]
     run = await run_activity(
         coqui_acts, "generate_character_voice", voice_data(output_format="flac", sample_rate=24000)
     )
@@ -254,14 +260,16 @@ async def test_coqui_pace_and_reuse(coqui_acts: AudioActivities) -> None:
 
 
 async def test_coqui_worker_still_serves_espeak_profiles(
-    coqui_acts: AudioActivities, file_server: FileServer
+    coqui_acts: AudioActivities, file_server: StaticFileServer
 ) -> None:
     url = file_server.add_json({"engine": "espeak-ng", "voice": "en-us"})
     run = await run_activity(coqui_acts, "generate_character_voice", voice_data(character_voice_profile=url))
     assert run.result["metadata"]["engine"] == "espeak-ng"
 
 
-async def test_coqui_profile_for_another_model(coqui_acts: AudioActivities, file_server: FileServer) -> None:
+async def test_coqui_profile_for_another_model(
+    coqui_acts: AudioActivities, file_server: StaticFileServer
+) -> None:
     url = file_server.add_json({"engine": "coqui", "model": "tts_models/en/ljspeech/vits"})
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(
@@ -272,9 +280,9 @@ async def test_coqui_profile_for_another_model(coqui_acts: AudioActivities, file
 
 
 async def test_coqui_speaker_reference_is_ignored_by_single_speaker_model(
-    coqui_acts: AudioActivities, file_server: FileServer, tmp_path: Path
+    coqui_acts: AudioActivities, file_server: StaticFileServer, tmp_path: Path
 ) -> None:
-    reference = file_server.add_audio(tone(180, 1.0, 16000), 16000, "wav", tmp_path)
+    reference = serve_audio(file_server, tone(180, 1.0, 16000), 16000, "wav", tmp_path)
     url = file_server.add_json({"speaker_reference_url": reference, "language": "en"})
     run = await run_activity(coqui_acts, "generate_character_voice", voice_data(character_voice_profile=url))
     assert run.result["metadata"]["engine"] == "coqui"

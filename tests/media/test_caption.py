@@ -16,14 +16,16 @@ from temporalio.exceptions import ApplicationError
 from activities.runtime import TaskInterrupted, TaskProgress
 from activities.vision import VisionActivities
 from taskservice.settings import Settings
-from tests.media.conftest import (
-    HTTPServer,
+from tests.support.file_server import StaticFileServer
+from tests.support.media import (
     activity_env,
     assert_progress,
     make_settings,
     png_bytes,
+    reference_caption,
     task_input,
 )
+from tests.support.worker_resources import opened
 
 TASK = "run_image_to_text_inference"
 
@@ -31,31 +33,14 @@ TASK = "run_image_to_text_inference"
 @pytest.fixture(scope="module")
 async def vision(tiny_models: dict[str, Path], media_dir: Path) -> AsyncIterator[VisionActivities]:
     """One VisionActivities for the module, like one gpu_medium worker: the caption model stays warm."""
-    activities = VisionActivities(make_settings(tiny_models, media_dir))
-    yield activities
-    await activities.aclose()
-
-
-def reference_caption(model_dir: Path, image: Image.Image, prompt: str | None, max_new_tokens: int) -> Any:
-    """What the checkpoint itself generates (greedy), loaded apart from the service's code."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    processor: Any = AutoProcessor.from_pretrained(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
-    with torch.inference_mode():
-        ids = model.generate(
-            **processor(images=image, text=prompt, return_tensors="pt"),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-        )
-    return processor.decode(ids[0], skip_special_tokens=True).strip(), ids[0]
+    async with opened(VisionActivities, make_settings(tiny_models, media_dir)) as activities:
+        yield activities
 
 
 async def test_caption_from_url(
-    vision: VisionActivities, http_server: HTTPServer, tiny_models: dict[str, Path]
+    vision: VisionActivities, http_server: StaticFileServer, tiny_models: dict[str, Path]
 ) -> None:
-    url = http_server.add("/caption/photo.png", png_bytes((96, 80), (200, 30, 30)))
+    url = http_server.put("/caption/photo.png", png_bytes((96, 80), (200, 30, 30)), "image/png")
     run = activity_env()
     data = {"image_url": url + "?token=secret", "max_new_tokens": 12}
     result = await run.env.run(vision.run_image_to_text_inference, task_input(TASK, data))
@@ -128,34 +113,32 @@ async def test_caption_reports_every_token_and_stops_within_one(
     assert [s for s in stopping.steps if s.startswith("generating")][-1] == "generating 3/8"
 
 
-async def test_caption_model_not_configured(tmp_path: Path, http_server: HTTPServer) -> None:
-    acts = VisionActivities(Settings(data_dir=tmp_path, torch_device="cpu", allow_private_urls=True))
-    try:
+async def test_caption_model_not_configured(tmp_path: Path, http_server: StaticFileServer) -> None:
+    async with opened(
+        VisionActivities, Settings(data_dir=tmp_path, torch_device="cpu", allow_private_urls=True)
+    ) as acts:
         data = {"image_url": http_server.base_url + "/ref.png"}
         with pytest.raises(ApplicationError) as caught:
             await activity_env().env.run(acts.run_image_to_text_inference, task_input(TASK, data))
         assert caught.value.type == "ConfigurationError" and caught.value.non_retryable
         assert "CAPTION_MODEL" in str(caught.value)
         assert acts.loaded_models() == []
-    finally:
-        await acts.aclose()
 
 
 @pytest.mark.parametrize("model", ["missing-folder", "tiny-sd"])
 async def test_caption_model_unusable(
-    tiny_models: dict[str, Path], tmp_path: Path, http_server: HTTPServer, model: str
+    tiny_models: dict[str, Path], tmp_path: Path, http_server: StaticFileServer, model: str
 ) -> None:
     """A path that does not exist, or a model that is not a captioner (a diffusers pipeline)."""
     path = tiny_models[model] if model in tiny_models else tmp_path / model
-    acts = VisionActivities(make_settings(tiny_models, tmp_path, caption_model=str(path)))
-    try:
+    async with opened(
+        VisionActivities, make_settings(tiny_models, tmp_path, caption_model=str(path))
+    ) as acts:
         data = {"image_url": http_server.base_url + "/ref.png"}
         with pytest.raises(ApplicationError) as caught:
             await activity_env().env.run(acts.run_image_to_text_inference, task_input(TASK, data))
         assert caught.value.type == "ConfigurationError" and caught.value.non_retryable
         assert f"CAPTION_MODEL={str(path)!r}" in str(caught.value)
-    finally:
-        await acts.aclose()
 
 
 @pytest.mark.parametrize(
@@ -168,7 +151,7 @@ async def test_caption_model_unusable(
     ],
 )
 async def test_caption_bad_input_fails_cleanly(
-    vision: VisionActivities, http_server: HTTPServer, data: dict[str, str], fragment: str
+    vision: VisionActivities, http_server: StaticFileServer, data: dict[str, str], fragment: str
 ) -> None:
     if "image_url" in data:
         data = {"image_url": http_server.base_url + data["image_url"]}
@@ -179,17 +162,16 @@ async def test_caption_bad_input_fails_cleanly(
 
 
 async def test_caption_private_url_refused(
-    tiny_models: dict[str, Path], tmp_path: Path, http_server: HTTPServer
+    tiny_models: dict[str, Path], tmp_path: Path, http_server: StaticFileServer
 ) -> None:
-    acts = VisionActivities(make_settings(tiny_models, tmp_path, allow_private_urls=False))
-    try:
+    async with opened(
+        VisionActivities, make_settings(tiny_models, tmp_path, allow_private_urls=False)
+    ) as acts:
         data = {"image_url": http_server.base_url + "/ref.png"}
         with pytest.raises(ApplicationError) as caught:
             await activity_env().env.run(acts.run_image_to_text_inference, task_input(TASK, data))
         assert caught.value.type == "InvalidInput" and "private" in str(caught.value)
         assert acts.loaded_models() == []
-    finally:
-        await acts.aclose()
 
 
 def _tiny_vit_gpt2(blip_dir: Path, out: Path) -> Path:
@@ -227,18 +209,17 @@ def _tiny_vit_gpt2(blip_dir: Path, out: Path) -> Path:
 
 
 async def test_caption_vision_encoder_decoder_checkpoint(
-    tiny_models: dict[str, Path], tmp_path: Path, http_server: HTTPServer
+    tiny_models: dict[str, Path], tmp_path: Path, http_server: StaticFileServer
 ) -> None:
     """ViT-GPT2-style checkpoints: image processor + tokenizer loaded apart, the prompt as decoder start,
     and max_new_tokens cut to the decoder's 16 positions."""
     folder = await asyncio.to_thread(_tiny_vit_gpt2, tiny_models["tiny-blip"], tmp_path / "vit-gpt2")
-    acts = VisionActivities(make_settings(tiny_models, tmp_path, caption_model=str(folder)))
-    try:
+    async with opened(
+        VisionActivities, make_settings(tiny_models, tmp_path, caption_model=str(folder))
+    ) as acts:
         data = {"image_url": http_server.base_url + "/ref.png", "prompt": "a dog", "max_new_tokens": 40}
         result = await activity_env().env.run(acts.run_image_to_text_inference, task_input(TASK, data))
         assert (result["image_width"], result["image_height"]) == (96, 80)
         assert result["text"].startswith("a dog")
         assert result["max_new_tokens"] == 16 - 3  # [start] a dog → 13 positions left
         assert 1 <= result["generated_tokens"] <= 13
-    finally:
-        await acts.aclose()

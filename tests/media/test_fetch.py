@@ -16,7 +16,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.fetch import InputFetcher, InputFetchError, pinned_request
 from taskservice.settings import Settings
-from tests.media.conftest import HTTPServer, png_bytes
+from tests.support.file_server import StaticFileServer
+from tests.support.media import png_bytes
 
 
 @pytest.fixture
@@ -37,61 +38,63 @@ async def invalid(coro: Any) -> ApplicationError:
     return caught.value
 
 
-async def test_fetch_follows_redirects(http_server: HTTPServer, client: httpx.AsyncClient) -> None:
-    http_server.add("/hop-2", b"", status=307, location="/ref.png")
-    url = http_server.add("/hop-1", b"", status=302, location=http_server.base_url + "/hop-2")
+async def test_fetch_follows_redirects(http_server: StaticFileServer, client: httpx.AsyncClient) -> None:
+    http_server.put("/hop-2", b"", "image/png", status=307, headers={"location": "/ref.png"})
+    url = http_server.put(
+        "/hop-1", b"", "image/png", status=302, headers={"location": http_server.base_url + "/hop-2"}
+    )
     fetched = await fetcher(client).fetch(url, accept=("image/",))
     assert fetched.content_type == "image/png" and fetched.data == png_bytes((96, 80), (200, 30, 30))
 
 
-async def test_redirect_loop_is_invalid(http_server: HTTPServer, client: httpx.AsyncClient) -> None:
-    url = http_server.add("/loop", b"", status=302, location="/loop")
+async def test_redirect_loop_is_invalid(http_server: StaticFileServer, client: httpx.AsyncClient) -> None:
+    url = http_server.put("/loop", b"", "image/png", status=302, headers={"location": "/loop"})
     assert "redirects more than 5 times" in str(await invalid(fetcher(client).fetch(url, accept=("image/",))))
 
 
 @pytest.mark.parametrize("status", [500, 503, 429, 408])
 async def test_transient_statuses_are_retryable(
-    http_server: HTTPServer, client: httpx.AsyncClient, status: int
+    http_server: StaticFileServer, client: httpx.AsyncClient, status: int
 ) -> None:
-    url = http_server.add(f"/status-{status}", b"busy", status=status)
+    url = http_server.put(f"/status-{status}", b"busy", "image/png", status=status)
     with pytest.raises(InputFetchError, match=f"HTTP {status}"):
         await fetcher(client).fetch(url, accept=("image/",))
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410])
 async def test_client_errors_are_permanent(
-    http_server: HTTPServer, client: httpx.AsyncClient, status: int
+    http_server: StaticFileServer, client: httpx.AsyncClient, status: int
 ) -> None:
-    url = http_server.add(f"/status-{status}", b"no", status=status)
+    url = http_server.put(f"/status-{status}", b"no", "image/png", status=status)
     assert f"HTTP {status}" in str(await invalid(fetcher(client).fetch(url, accept=("image/",))))
 
 
-async def test_size_limit(http_server: HTTPServer, client: httpx.AsyncClient) -> None:
-    url = http_server.add("/big.png", b"\x89PNG" + b"0" * 5000)
+async def test_size_limit(http_server: StaticFileServer, client: httpx.AsyncClient) -> None:
+    url = http_server.put("/big.png", b"\x89PNG" + b"0" * 5000, "image/png")
     error = await invalid(fetcher(client).fetch(url, accept=("image/",), max_bytes=1000))
     assert "1000 byte limit" in str(error)
     small = await fetcher(client, fetch_max_bytes=10_000).fetch(url, accept=("image/",))
     assert len(small.data) == 5004
 
 
-async def test_accept_list(http_server: HTTPServer, client: httpx.AsyncClient) -> None:
-    url = http_server.add("/voice.bin", b"RIFF....", content_type="application/octet-stream")
+async def test_accept_list(http_server: StaticFileServer, client: httpx.AsyncClient) -> None:
+    url = http_server.put("/voice.bin", b"RIFF....", "application/octet-stream")
     fetched = await fetcher(client).fetch(url, accept=("audio/", "application/octet-stream"))
     assert fetched.content_type == "application/octet-stream"
     await invalid(fetcher(client).fetch(url, accept=("image/",)))
 
 
 async def test_timeout_and_connection_errors_are_retryable(
-    http_server: HTTPServer, client: httpx.AsyncClient
+    http_server: StaticFileServer, client: httpx.AsyncClient
 ) -> None:
-    url = http_server.add("/slow.png", b"late", delay_s=1.0)
+    url = http_server.put("/slow.png", b"late", "image/png", delay_s=1.0)
     with pytest.raises(InputFetchError, match="timed out"):
         await fetcher(client, fetch_timeout_s=0.2).fetch(url, accept=("image/",))
     with pytest.raises(InputFetchError, match="could not download"):
         await fetcher(client).fetch("http://127.0.0.1:9/x.png", accept=("image/",))
 
 
-async def test_private_and_non_http_refused(http_server: HTTPServer, client: httpx.AsyncClient) -> None:
+async def test_private_and_non_http_refused(http_server: StaticFileServer, client: httpx.AsyncClient) -> None:
     guarded = fetcher(client, allow_private_urls=False)
     for url in (http_server.base_url + "/ref.png", "http://localhost/x.png", "http://[::1]/x.png",
                 "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/x.png"):  # fmt: skip
@@ -164,7 +167,7 @@ async def test_pinned_request_keeps_host_and_sni(tls_server: tuple[int, Path]) -
     verify = ssl.create_default_context(cafile=str(cert))
     async with httpx.AsyncClient(verify=verify) as http:
         url = httpx.URL(f"https://media-input.test:{port}/image.png")
-        request = pinned_request(http, url, "127.0.0.1", {"accept": "*/*"})
+        request = pinned_request(http, url, "127.0.0.1", {"accept": "*/*"}, timeout=httpx.Timeout(5.0))
         response = await http.send(request)
     # Connected to the pinned address, yet the certificate matched the name and the Host header kept it.
     assert response.status_code == 200 and response.text == f"media-input.test:{port}"

@@ -13,14 +13,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities.media import MediaActivities
 from taskservice.settings import Settings
-from tests.media.conftest import (
-    HTTPServer,
+from tests.support.file_server import StaticFileServer
+from tests.support.media import (
     StepRecorder,
     activity_env,
     assert_progress,
+    assert_signed_media_url,
     make_settings,
     task_input,
 )
+from tests.support.worker_resources import opened
 
 
 async def test_text_to_image_local_storage(media: MediaActivities, media_dir: Path) -> None:
@@ -30,7 +32,7 @@ async def test_text_to_image_local_storage(media: MediaActivities, media_dir: Pa
     result = await run.env.run(media.generate_image, task_input("generate_image", data, task_id="img_text"))
 
     key = "proj_media/generate_image/img_text.png"
-    assert result["media_url"] == f"http://media.test/media/{key}"
+    assert_signed_media_url(result["media_url"], media_dir, key)
     assert result["payload_media_id"] is None  # Payload CMS not configured: no invented id
     path = media_dir / "media" / key
     with Image.open(path) as image:
@@ -48,7 +50,7 @@ async def test_text_to_image_local_storage(media: MediaActivities, media_dir: Pa
     again = await activity_env().env.run(
         media.generate_image, task_input("generate_image", data, task_id="img_text")
     )
-    assert again["media_url"] == result["media_url"]
+    assert again["media_url"].split("?")[0] == result["media_url"].split("?")[0]
     assert path.read_bytes() == first
     assert sorted(p.name for p in path.parent.iterdir()) == ["img_text.png"]  # no temp leftovers
 
@@ -60,7 +62,7 @@ async def test_random_seed_is_reported(media: MediaActivities) -> None:
 
 
 async def test_reference_image_uses_img2img_with_shared_weights(
-    media: MediaActivities, http_server: HTTPServer, media_dir: Path, tiny_models: dict[str, Path]
+    media: MediaActivities, http_server: StaticFileServer, media_dir: Path, tiny_models: dict[str, Path]
 ) -> None:
     data = {
         "prompt": "the same fox, running",
@@ -154,7 +156,7 @@ async def test_soft_timeout(media: MediaActivities, steps: StepRecorder) -> None
     ],
 )
 async def test_bad_input_url_fails_cleanly(
-    media: MediaActivities, http_server: HTTPServer, path: str, fragment: str
+    media: MediaActivities, http_server: StaticFileServer, path: str, fragment: str
 ) -> None:
     data = {
         "prompt": "x",
@@ -169,22 +171,20 @@ async def test_bad_input_url_fails_cleanly(
 
 
 async def test_private_input_url_refused(
-    tiny_models: dict[str, Path], tmp_path: Path, http_server: HTTPServer
+    tiny_models: dict[str, Path], tmp_path: Path, http_server: StaticFileServer
 ) -> None:
-    acts = MediaActivities(make_settings(tiny_models, tmp_path, allow_private_urls=False))
-    try:
+    async with opened(
+        MediaActivities, make_settings(tiny_models, tmp_path, allow_private_urls=False)
+    ) as acts:
         data = {"prompt": "x", "reference_images": [http_server.base_url + "/ref.png"]}
         with pytest.raises(ApplicationError) as caught:
             await activity_env().env.run(acts.generate_image, task_input("generate_image", data))
         assert caught.value.type == "InvalidInput" and "private" in str(caught.value)
         assert acts.loaded_models() == []
-    finally:
-        await acts.aclose()
 
 
 async def test_model_not_configured(tmp_path: Path) -> None:
-    acts = MediaActivities(Settings(data_dir=tmp_path, torch_device="cpu"))
-    try:
+    async with opened(MediaActivities, Settings(data_dir=tmp_path, torch_device="cpu")) as acts:
         for method, task_type, data, env in [
             (acts.generate_image, "generate_image", {"prompt": "x"}, "IMAGE_MODEL"),
             (acts.generate_video, "generate_video", {"scene_description": "x"}, "VIDEO_MODEL"),
@@ -194,20 +194,15 @@ async def test_model_not_configured(tmp_path: Path) -> None:
                 await activity_env().env.run(method, task_input(task_type, data))
             assert caught.value.type == "ConfigurationError" and caught.value.non_retryable
             assert env in str(caught.value)
-    finally:
-        await acts.aclose()
 
 
 async def test_model_path_that_does_not_load(tmp_path: Path) -> None:
-    acts = MediaActivities(
-        Settings(data_dir=tmp_path, torch_device="cpu", image_model=str(tmp_path / "nope"))
-    )
-    try:
+    async with opened(
+        MediaActivities, Settings(data_dir=tmp_path, torch_device="cpu", image_model=str(tmp_path / "nope"))
+    ) as acts:
         with pytest.raises(ApplicationError) as caught:
             await activity_env().env.run(acts.generate_image, task_input("generate_image", {"prompt": "x"}))
         assert caught.value.type == "ConfigurationError" and "IMAGE_MODEL" in str(caught.value)
-    finally:
-        await acts.aclose()
 
 
 async def test_invalid_task_data(media: MediaActivities) -> None:

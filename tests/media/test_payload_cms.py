@@ -11,16 +11,18 @@ from temporalio.exceptions import ApplicationError
 from activities.media import MediaActivities
 from activities.payload_cms import PayloadCMS, PayloadCMSError
 from taskservice.settings import Settings
-from tests.media.conftest import HTTPServer, activity_env, json_body, make_settings, task_input
+from tests.support.file_server import StaticFileServer
+from tests.support.media import activity_env, json_body, make_settings, task_input
+from tests.support.worker_resources import opened
 
 
-def cms(http_server: HTTPServer, client: httpx.AsyncClient, prefix: str = "/api") -> PayloadCMS:
+def cms(http_server: StaticFileServer, client: httpx.AsyncClient, prefix: str = "/api") -> PayloadCMS:
     settings = Settings(payload_api_url=http_server.base_url + prefix + "/", payload_api_key="k-123")
     return PayloadCMS(settings, client)
 
 
-async def test_register_media_multipart(http_server: HTTPServer, tmp_path: Path) -> None:
-    http_server.add("POST /api/media", json_body({"doc": {"id": "64f0c0ffee"}, "message": "ok"}),
+async def test_register_media_multipart(http_server: StaticFileServer, tmp_path: Path) -> None:
+    http_server.put("POST /api/media", json_body({"doc": {"id": "64f0c0ffee"}, "message": "ok"}),
                     content_type="application/json", status=201)  # fmt: skip
     file = tmp_path / "t1.png"
     file.write_bytes(b"\x89PNG fake")
@@ -43,9 +45,9 @@ async def test_register_media_multipart(http_server: HTTPServer, tmp_path: Path)
     [(401, "AuthenticationFailed"), (403, "AuthenticationFailed"), (400, "UpstreamClientError")],
 )
 async def test_register_media_client_errors(
-    http_server: HTTPServer, tmp_path: Path, status: int, error_type: str
+    http_server: StaticFileServer, tmp_path: Path, status: int, error_type: str
 ) -> None:
-    http_server.add(f"POST /e{status}/media", json_body({"errors": [{"message": "nope"}]}),
+    http_server.put(f"POST /e{status}/media", json_body({"errors": [{"message": "nope"}]}),
                     content_type="application/json", status=status)  # fmt: skip
     file = tmp_path / "f.png"
     file.write_bytes(b"x")
@@ -57,8 +59,10 @@ async def test_register_media_client_errors(
     assert caught.value.type == error_type and caught.value.non_retryable
 
 
-async def test_register_media_server_error_is_retryable(http_server: HTTPServer, tmp_path: Path) -> None:
-    http_server.add("POST /down/media", b"oops", content_type="text/plain", status=502)
+async def test_register_media_server_error_is_retryable(
+    http_server: StaticFileServer, tmp_path: Path
+) -> None:
+    http_server.put("POST /down/media", b"oops", content_type="text/plain", status=502)
     file = tmp_path / "f.png"
     file.write_bytes(b"x")
     async with httpx.AsyncClient() as client:
@@ -78,18 +82,15 @@ async def test_not_configured_returns_none(tmp_path: Path) -> None:
 
 
 async def test_activity_reports_payload_media_id(
-    http_server: HTTPServer, tiny_models: dict[str, Path], tmp_path: Path
+    http_server: StaticFileServer, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    http_server.add(
+    http_server.put(
         "POST /cms/media", json_body({"doc": {"id": 42}}), content_type="application/json", status=201
     )
     settings = make_settings(
         tiny_models, tmp_path, payload_api_url=http_server.base_url + "/cms", payload_api_key="k"
     )
-    acts = MediaActivities(settings)
-    try:
+    async with opened(MediaActivities, settings) as acts:
         data = {"prompt": "a kite", "resolution": "64x64", "quality": "draft"}
         result = await activity_env().env.run(acts.generate_image, task_input("generate_image", data))
-    finally:
-        await acts.aclose()
     assert result["payload_media_id"] == "42"

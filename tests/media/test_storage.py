@@ -14,7 +14,8 @@ from PIL import Image
 
 from activities.media import MediaActivities
 from activities.storage import LocalStorage, S3Storage, build_storage, media_key
-from tests.media.conftest import activity_env, make_settings, task_input
+from tests.support.media import activity_env, assert_signed_media_url, make_settings, task_input
+from tests.support.worker_resources import opened
 
 BUCKET = "task-media-test"
 
@@ -62,7 +63,8 @@ async def test_local_storage_atomic_and_idempotent(tmp_path: Path, tiny_models: 
     source = tmp_path / "in.bin"
     source.write_bytes(b"first")
     stored = await storage.put_file("p/t/id.bin", source, "application/octet-stream")
-    assert stored.url == "http://h/media/p/t/id.bin" and stored.size == 5
+    assert_signed_media_url(stored.url, tmp_path, "p/t/id.bin", base="http://h/media")
+    assert stored.size == 5
     source.write_bytes(b"second, longer")
     again = await storage.put_file("p/t/id.bin", source, "application/octet-stream")
     target = tmp_path / "media" / "p" / "t" / "id.bin"
@@ -76,15 +78,12 @@ async def test_generate_image_into_s3(s3_endpoint: str, tiny_models: dict[str, P
     settings = make_settings(tiny_models, tmp_path, **s3_settings(s3_endpoint))
     client = s3_client(s3_endpoint)
     client.create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
-    acts = MediaActivities(settings)
-    try:
+    async with opened(MediaActivities, settings) as acts:
         data = {"prompt": "a lighthouse", "resolution": "64x48", "quality": "draft", "seed": 5}
         task = task_input("generate_image", data, task_id="img_s3")
         result = await activity_env().env.run(acts.generate_image, task)
         # Retried attempt: same key, one object.
         await activity_env().env.run(acts.generate_image, task)
-    finally:
-        await acts.aclose()
     key = "proj_media/generate_image/img_s3.png"
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix="proj_media/generate_image/")  # type: ignore[attr-defined]
     assert [o["Key"] for o in listed["Contents"]] == [key]

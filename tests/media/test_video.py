@@ -14,7 +14,14 @@ import pytest
 
 from activities.media import MediaActivities
 from activities.media_video import resample_frames, split_clips
-from tests.media.conftest import HTTPServer, StepRecorder, activity_env, assert_progress, task_input
+from tests.support.file_server import StaticFileServer
+from tests.support.media import (
+    StepRecorder,
+    activity_env,
+    assert_progress,
+    assert_signed_media_url,
+    task_input,
+)
 
 
 def decode(path: Path) -> tuple[dict[str, Any], int]:
@@ -28,7 +35,7 @@ def decode(path: Path) -> tuple[dict[str, Any], int]:
 def check_video(result: dict[str, Any], media_dir: Path, key: str, *, size: tuple[int, int], frames: int,
                 fps: int) -> None:  # fmt: skip
     path = media_dir / "media" / key
-    assert result["media_url"] == f"http://media.test/media/{key}"
+    assert_signed_media_url(result["media_url"], media_dir, key)
     meta, decoded = decode(path)
     assert tuple(meta["size"]) == size
     assert decoded == frames
@@ -59,13 +66,15 @@ async def test_text_to_video(media: MediaActivities, media_dir: Path, steps: Ste
     elapsed = time.perf_counter() - started
     check_video(result, media_dir, "proj_media/generate_video/vid_text.mp4", size=(64, 64), frames=8, fps=8)
     assert result["metadata"]["native_frames"] == 8 and result["metadata"]["steps"] == 2
+    # `steps` is per clip (what `quality` / num_inference_steps promise); the total over clips beside it.
+    assert result["metadata"]["steps_per_clip"] == [2] and result["metadata"]["steps_total"] == 2
     assert_progress(run.heartbeats)
     assert [e.step for e in steps.events] == [1, 2]
     print(f"\n[media] generate_video 64x64 1s@8fps 2 steps: {elapsed:.2f}s", file=sys.stderr)
 
 
 async def test_video_from_storyboard_resampled(
-    media: MediaActivities, media_dir: Path, http_server: HTTPServer
+    media: MediaActivities, media_dir: Path, http_server: StaticFileServer
 ) -> None:
     run = activity_env()
     data = {
@@ -86,7 +95,9 @@ async def test_video_from_storyboard_resampled(
     assert_progress(run.heartbeats)
 
 
-async def test_render_animation(media: MediaActivities, media_dir: Path, http_server: HTTPServer) -> None:
+async def test_render_animation(
+    media: MediaActivities, media_dir: Path, http_server: StaticFileServer
+) -> None:
     run = activity_env()
     data = {
         "action": "jumps over a fence",

@@ -1,0 +1,1 @@
+"""Seed 003's GraphQL API (see api/graphql/schema.py)."""

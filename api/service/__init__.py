@@ -1,0 +1,1 @@
+"""The service layer: every operation and its rules, for every surface (REST, GraphQL, Socket.IO, streams)."""

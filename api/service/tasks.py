@@ -1,0 +1,322 @@
+"""Every operation on tasks, whatever the surface that asks: its rules, limits and domain errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from api.caller import Caller, Role
+from api.errors import (
+    IdempotencyConflict,
+    InvalidState,
+    RateLimited,
+    TaskNotFound,
+    ValidationFailed,
+)
+from api.schemas import SubmitTaskRequest
+from api.service import submission
+from api.service.quotas import Quota, Quotas, StreamSlot
+from api.service.scope import scope_of
+from api.service.waiting import MAX_WAIT_S, wait_for
+from api.service.watch import project_changes, task_changes
+from api.store.projection import TaskView
+from api.store.store import TaskStore, metered
+from taskservice.catalog import TaskSpec
+from taskservice.contracts import RetryRecorded, TaskStatus
+from taskservice.netguard import UnsafeURLError, check_outbound_url
+from taskservice.record import TaskRecord
+from taskservice.settings import Settings
+from taskservice.telemetry import ApiMetrics
+from taskservice.visibility import TaskQuery
+
+CANCEL_MESSAGES = {
+    TaskStatus.QUEUED: "Task was queued and has been revoked",
+    TaskStatus.PROCESSING: "Task was running and has been cancelled",
+    TaskStatus.CANCELLED: "Task was already cancelled",
+}
+
+
+@dataclass
+class Submitted:
+    view: TaskView
+    spec: TaskSpec
+    queue_position: int
+    replayed: bool = False
+    # Asked to wait: whether it did (a free wait slot), and the task if it finished meanwhile.
+    waited: bool = False
+    finished: TaskView | None = None
+    # Its outcome is recorded as its workflow closes (TaskWorkflowInput.closes_with_outcome).
+    closes_with_outcome: bool = False
+
+
+@dataclass
+class Cancelled:
+    before: TaskView
+    after: TaskView
+    message: str
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks a listing or a bulk operation selects; `mine`: only the caller's own."""
+
+    project_id: str | None = None
+    task_type: str | None = None
+    status: TaskStatus | None = None
+    mine: bool = False
+
+
+@dataclass(frozen=True)
+class SubmitHeaders:
+    """What a submit may say beside its body: `Idempotency-Key` and `Cancel-After`."""
+
+    idempotency_key: str | None = None
+    cancel_after: str | None = None
+
+
+NO_HEADERS = SubmitHeaders()
+
+
+class TaskService:
+    def __init__(
+        self, store: TaskStore, settings: Settings, quotas: Quotas, metrics: ApiMetrics | None = None
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.quotas = quotas
+        self._metrics = metrics
+
+    # --- submit ------------------------------------------------------------------------------------
+
+    async def submit(
+        self, caller: Caller, body: SubmitTaskRequest, headers: SubmitHeaders = NO_HEADERS
+    ) -> Submitted:
+        self.quotas.spend(caller, Quota.SUBMIT)
+        return await self.start_submission(caller, body, headers)
+
+    async def submit_and_wait(
+        self, caller: Caller, body: SubmitTaskRequest, wait_s: float, headers: SubmitHeaders = NO_HEADERS
+    ) -> Submitted:
+        """Submit, then wait up to `wait_s` for the task to finish (without a free wait slot: no wait)."""
+        submitted = await self.submit(caller, body, headers)
+        try:
+            slot = self.quotas.waits.hold(caller)
+        except RateLimited:
+            return submitted
+        with slot:
+            submitted.finished = await self._finished_within(caller, submitted, wait_s)
+        submitted.waited = True
+        return submitted
+
+    async def _finished_within(self, caller: Caller, submitted: Submitted, wait_s: float) -> TaskView | None:
+        task_id = submitted.view.task_id
+        if submitted.closes_with_outcome:
+            # One long-poll on the close (what an SDK's result() costs), then one read of the task.
+            if not await self.store.wait_closed(task_id, min(wait_s, MAX_WAIT_S)):
+                return None
+            view = await self.store.get(task_id)
+        else:
+            view = await wait_for(self.store, scope_of(caller), task_id, _is_finished, wait_s)
+        return view if view.status.is_terminal else None
+
+    async def start_submission(
+        self, caller: Caller, body: SubmitTaskRequest, headers: SubmitHeaders = NO_HEADERS
+    ) -> Submitted:
+        spec = submission.task_spec(body.task_type)
+        task_data = submission.validate_task_data(spec, body.task_data)
+        if body.callback_url is not None:
+            await _check_callback(body.callback_url, self.settings)
+        record = TaskRecord(
+            project_id=body.project_id,
+            task_type=body.task_type,
+            task_data=task_data,
+            queue=spec.queue.value,
+            created_at=submission.now_iso(),
+            priority=body.priority.value,
+            callback_url=body.callback_url,
+            metadata=body.metadata,
+            deadline_s=submission.deadline_seconds(body, headers.cancel_after),
+            webhook_events=list(body.webhook_events_filter or ["completed"]),
+            request_hash=submission.request_hash(body),
+            tenant=caller.tenant,
+            user=caller.subject,
+        )
+        submission.check_sizes(record)
+        task_id = submission.new_task_id()
+        if headers.idempotency_key:
+            task_id = submission.idempotent_task_id(caller.owner, headers.idempotency_key)
+            existing = await self._find(task_id)
+            if existing is not None:
+                return _replay(existing, record, spec)
+        await self.check_project_capacity(record.tenant, record.project_id)
+        task_input = submission.workflow_input(task_id, spec, record, self.settings)
+        view, created = await self.store.start(task_input)
+        if not created:
+            return _replay(view, record, spec)
+        if self._metrics is not None:
+            self._metrics.tasks_submitted.labels(body.task_type).inc()
+        position = await self._queue_position(spec)
+        return Submitted(view, spec, position, closes_with_outcome=task_input.closes_with_outcome)
+
+    async def _find(self, task_id: str) -> TaskView | None:
+        try:
+            return await self.store.get(task_id)
+        except TaskNotFound:
+            return None
+
+    async def check_project_capacity(self, tenant: str, project_id: str) -> None:
+        """Unfinished tasks per project: a project is a name within its tenant."""
+        limit = self.settings.max_concurrent_per_project
+        running = await self.store.count(TaskQuery(tenant=tenant, project_id=project_id, running=True))
+        if running >= limit:
+            raise RateLimited(
+                f"Project {project_id} already has {running} unfinished tasks (limit {limit})", retry_after=30
+            )
+
+    async def _queue_position(self, spec: TaskSpec) -> int:
+        """An estimate of where the task stands: the tasks waiting on its queue, then itself.
+
+        From Temporal's backlog of the queue, read at most once a second for every submit of the replica
+        (a visibility count per submit cost as much as the start itself)."""
+        return (await self.store.queues.get(spec.queue.value)).backlog + 1
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    async def get(self, caller: Caller, task_id: str) -> TaskView:
+        self.quotas.spend(caller, Quota.READ)
+        return await self.visible(caller, task_id)
+
+    async def wait_for_change(
+        self, caller: Caller, task_id: str, changed: Callable[[TaskView], bool], wait_s: float
+    ) -> TaskView:
+        """The task as soon as `changed(view)` holds or it has finished, else after `wait_s` seconds (one
+        read token; at most `max_waits_per_tenant` of the tenant's requests wait at once, 429 beyond)."""
+        self.quotas.spend(caller, Quota.READ)
+        if wait_s <= 0:
+            return await self.visible(caller, task_id)
+        with self.quotas.waits.hold(caller):
+            return await wait_for(self.store, scope_of(caller), task_id, changed, wait_s)
+
+    async def visible(self, caller: Caller, task_id: str) -> TaskView:
+        """The task, if the caller's scope holds it; anywhere else it does not exist."""
+        view = await self.store.get(task_id)
+        if not scope_of(caller).allows(view):
+            raise TaskNotFound(task_id)
+        return view
+
+    async def list_tasks(
+        self,
+        caller: Caller,
+        selection: TaskFilter,
+        *,
+        page: int,
+        limit: int,
+        task_type_field: str = "task_type",
+        message: str = "Invalid query parameters",
+    ) -> tuple[list[TaskView], int]:
+        """A page of the selected tasks, newest first, and how many there are."""
+        self.quotas.spend(caller, Quota.READ)
+        submission.known_task_type(selection.task_type, field=task_type_field, message=message)
+        with metered() as meter:
+            found = await self.store.page(self.selection_query(caller, selection), page=page, limit=limit)
+        self.quotas.charge(caller, Quota.READ, meter.queries - 1)
+        return found
+
+    def selection_query(self, caller: Caller, selection: TaskFilter) -> TaskQuery:
+        query = TaskQuery(
+            project_id=selection.project_id,
+            task_types=(selection.task_type,) if selection.task_type else (),
+            status=selection.status,
+        )
+        if selection.mine:
+            query = query.with_(tenant=caller.tenant, user=caller.subject)
+        return scope_of(caller).narrow(query)
+
+    async def watch(self, caller: Caller, task_id: str, *, held: bool = True) -> AsyncIterator[TaskView]:
+        """The task now and at every visible change, until it ends (TaskNotFound before anything).
+
+        The stream holds one of the tenant's stream slots while open (429 when none is free); `held=False`
+        is for a surface that holds a slot per subscription itself (`hold_stream`)."""
+        first = await self.get(caller, task_id)
+        changes = task_changes(self.store, first)
+        return self.quotas.stream(caller, changes) if held else changes
+
+    async def watch_project(
+        self, caller: Caller, project_id: str, *, held: bool = True
+    ) -> AsyncIterator[TaskView]:
+        """Each of the project's tasks whenever it changes (unfinished ones and those that just closed)."""
+        self.quotas.spend(caller, Quota.READ)
+        changes = project_changes(self.store, scope_of(caller).narrow(TaskQuery(project_id=project_id)))
+        return self.quotas.stream(caller, changes) if held else changes
+
+    def hold_stream(self, caller: Caller) -> StreamSlot:
+        """One of the tenant's stream slots, for a subscription that shares a stream with others."""
+        return self.quotas.streams.hold(caller)
+
+    # --- cancel and retry --------------------------------------------------------------------------
+
+    async def cancel(self, caller: Caller, task_id: str) -> Cancelled:
+        """Seed 001's state table: queued/running → cancelled, cancelled → unchanged, finished → refused."""
+        self.quotas.spend(caller, Quota.READ)
+        return await self.cancel_visible(await self.visible(caller, task_id))
+
+    async def cancel_visible(self, before: TaskView) -> Cancelled:
+        task_id = before.task_id
+        if before.status == TaskStatus.COMPLETED:
+            raise InvalidState("Task has already completed successfully and cannot be cancelled")
+        if before.status == TaskStatus.FAILED:
+            raise InvalidState("Task has already failed and cannot be cancelled")
+        if before.status == TaskStatus.CANCELLED:
+            return Cancelled(before, before, CANCEL_MESSAGES[before.status])
+        after = await self.store.cancel(task_id)
+        if after.status == TaskStatus.COMPLETED:
+            raise InvalidState("Task completed before the cancellation took effect")
+        message = CANCEL_MESSAGES[before.status]
+        if not after.status.is_terminal:
+            message += "; it is still cleaning up (up to 30 s)"
+        return Cancelled(before, after, message)
+
+    async def retry(self, caller: Caller, task_id: str) -> TaskView:
+        """A new task with the same inputs as a finished one."""
+        self.quotas.spend(caller, Quota.SUBMIT)
+        return await self.retry_visible(caller, await self.visible(caller, task_id))
+
+    async def retry_visible(self, caller: Caller, original: TaskView) -> TaskView:
+        if not original.status.is_terminal:
+            raise InvalidState(f"Task is still {original.status.value}; only a finished task can be retried")
+        spec = submission.task_spec(original.task_type)
+        record = dataclasses.replace(
+            original.record(),
+            queue=spec.queue.value,
+            created_at=submission.now_iso(),
+            retry_of=original.task_id,
+            request_hash=None,
+            user=caller.subject if caller.role == Role.USER else original.user,
+        )
+        task_id = submission.new_task_id()
+        view, _ = await self.store.start(submission.workflow_input(task_id, spec, record, self.settings))
+        await self.store.record_retry(
+            RetryRecorded(original_task_id=original.task_id, new_task_id=task_id, tenant=record.tenant)
+        )
+        return view
+
+
+def _is_finished(view: TaskView) -> bool:
+    return view.status.is_terminal
+
+
+def _replay(existing: TaskView, record: TaskRecord, spec: TaskSpec) -> Submitted:
+    """The task an idempotency key already named, if the body is the same."""
+    if existing.request_hash != record.request_hash:
+        raise IdempotencyConflict(
+            "This Idempotency-Key was already used with a different request body", task_id=existing.task_id
+        )
+    return Submitted(existing, spec, 0, replayed=True)
+
+
+async def _check_callback(url: str, settings: Settings) -> None:
+    try:
+        await check_outbound_url(url, allow_private=settings.webhook_allow_private)
+    except UnsafeURLError as err:
+        raise ValidationFailed({"callback_url": f"callback_url {err}"}) from None

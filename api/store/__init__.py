@@ -1,0 +1,1 @@
+"""Temporal, read and written for the service: commands, the task projection, listings, queue states."""

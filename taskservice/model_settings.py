@@ -1,0 +1,59 @@
+"""The settings of the models a worker runs and how it runs them: part of Settings, declared apart."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelSettings(BaseSettings):
+    """Model ids or paths, the device, the model cache, image batching and the pipeline speed options."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
+
+    image_model: str | None = Field(None, description="Text-to-image diffusers model id or path.")
+    image_reference_model: str | None = Field(
+        None, description="Img2img model id or path (defaults to IMAGE_MODEL)."
+    )
+    video_model: str | None = Field(None, description="Text-to-video diffusers model id or path.")
+    animation_model: str | None = Field(None, description="AnimateDiff-style model id or path.")
+    caption_model: str | None = Field(
+        None, description="Image captioning transformers model id or path (BLIP, GIT, ViT-GPT2, ...)."
+    )
+    torch_device: str = Field("auto", description="`auto` (cuda when present), `cuda`, `cpu`, ...")
+    model_cache_max_gb: float = Field(12.0, description="Memory budget of a worker's model cache.")
+    image_max_batch: int = Field(
+        4, ge=1, description="Same-shape image tasks run as one pipeline call of at most this many (1: off)."
+    )
+    image_batch_window_ms: float = Field(
+        40.0, ge=0, description="How long the first image task of a batch waits for others to join, ms."
+    )
+    torch_compile: bool = Field(
+        False,
+        description="torch.compile the denoiser of each warm pipeline (compile time is logged and reported).",
+    )
+    channels_last: bool = Field(
+        False, description="Keep the denoiser's weights in channels-last memory format."
+    )
+    attention_backend: Literal["sdpa", "classic"] = Field(
+        "sdpa",
+        description="`sdpa`: torch's scaled-dot-product attention kernels; `classic`: diffusers' plain one.",
+    )
+    vae_slicing_above: int = Field(
+        8,
+        ge=0,
+        description="Decode images or frames one at a time when one call decodes more than this (0: always).",
+    )
+    vae_tiling_above_pixels: int = Field(
+        1024 * 1024, ge=0, description="Decode in tiles when one image or frame has more pixels than this."
+    )
+    model_cpu_offload: Literal["off", "model", "sequential"] = Field(
+        "off",
+        description="Keep models in CPU memory and move each part (`model`) or each layer (`sequential`) to "
+        "the GPU when used: for GPUs smaller than the model.",
+    )
+    tts_model: str | None = Field(None, description="Coqui TTS model name or local path; espeak-ng if unset.")

@@ -1,0 +1,1 @@
+"""Helpers and stand-ins shared by the tests (conftest.py holds only fixtures)."""
