@@ -45,6 +45,9 @@ from workflows.task import TaskWorkflow, task_priority
 
 # How long a cancel waits for the workflow to close before answering.
 CANCEL_WAIT_S = 8.0
+# A running task whose attempt has ended records its outcome in one workflow task (milliseconds when its
+# queue is served); a read that lands in that gap looks again after these pauses to report the outcome.
+OUTCOME_GAP_PAUSES_S = (0.02, 0.05, 0.1, 0.2, 0.4)
 # With no workflow worker at all a cancel request cannot be processed; a never-started task is then
 # terminated after this long so that it is still removed without running.
 QUEUED_CANCEL_TERMINATE_AFTER_S = 3.0
@@ -176,13 +179,18 @@ class TaskStore:
         """The task, and the length of the history it was read at (what `TaskWatches` compares)."""
         if not is_task_id(task_id):
             raise TaskNotFound(task_id)
-        try:
-            desc = await self.client.get_workflow_handle(task_id).describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                raise TaskNotFound(task_id) from None
-            raise
-        view = await self.project(desc)
+        handle = self.client.get_workflow_handle(task_id)
+        for pause in (*OUTCOME_GAP_PAUSES_S, None):
+            try:
+                desc = await handle.describe()
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    raise TaskNotFound(task_id) from None
+                raise
+            view, in_gap = await self._projected(desc)
+            if not in_gap or pause is None:
+                break
+            await asyncio.sleep(pause)
         if view.status == TaskStatus.COMPLETED and view.result is None and view.result_in_history:
             outcome = await self.client.get_workflow_handle(task_id, result_type=TaskOutcome).result()
             view.result = outcome.result
@@ -190,17 +198,24 @@ class TaskStore:
 
     async def project(self, desc: WorkflowExecutionDescription) -> TaskView:
         """The whole view of one task: memo and search attributes, then its pending activity or queue."""
+        return (await self._projected(desc))[0]
+
+    async def _projected(self, desc: WorkflowExecutionDescription) -> tuple[TaskView, bool]:
+        """The view, and whether it was read between the end of an attempt and the recorded outcome."""
         memo = TaskMemo.parse(await desc.memo())
         if memo is None:
             raise TaskNotFound(desc.id)
         view = base_view(desc, memo)
         if view.status.is_terminal:
-            return view
+            return view, False
         activity = task_activity(view, list(desc.raw_description.pending_activities))
+        in_gap = activity is None and view.status == TaskStatus.PROCESSING
         if activity is not None:
             apply_activity(view, activity, self.client.data_converter.payload_converter)
-        elif view.status == TaskStatus.PROCESSING:
-            # The activity is done and the workflow is recording the outcome (milliseconds).
+        elif in_gap and desc.raw_description.workflow_extended_info.cancel_requested:
+            # The attempt acknowledged a cancel; the workflow is recording it (it did not finish the work).
+            view.current_step = CANCELLING_STEP
+        elif in_gap:
             view.progress, view.current_step = 1.0, "finishing"
         if view.status == TaskStatus.QUEUED and view.current_step != CANCELLING_STEP:
             view.current_step = (
@@ -209,7 +224,7 @@ class TaskStore:
                 else await self.queues.queued_step(view.queue)
             )
         running_time(view)
-        return view
+        return view, in_gap
 
     async def page(self, query: TaskQuery, *, page: int, limit: int) -> tuple[list[TaskView], int]:
         """Page `page` of the matching tasks, newest first, and how many match in all."""
