@@ -9,6 +9,8 @@ spread ~100 per project), waits for the worker to finish them, then times one re
   of the ~1 000: p99 <= 100 ms
 - pages 10 and 40 of the ~1 000 at the store (no HTTP), bracketed by counts as the API does and read
   through as it did before, side by side
+- the two projects counted and their first 20 rows listed in visibility by `TaskScope` (the API's query)
+  and by `ProjectId` + `TaskOwner` (before), side by side
 
 `--fill store` (default) submits with the API's own `TaskService.submit` (same validation, memo, search
 attributes and workflow as a REST submit, without HTTP — faster to fill); `--fill api` submits
@@ -185,6 +187,9 @@ async def main(args: argparse.Namespace) -> None:
                 bracketed = await timed(functools.partial(store.page, large, page=page, limit=20), lists)
                 read_through = await timed(functools.partial(read_every_row, store, large, page, 20), lists)
                 deep[f"page {page} of 20"] = (bracketed, read_through)
+            scoped = {
+                name: await scope_vs_pair(store.client, name, lists) for name in ("lat_small", "lat_large")
+            }
             totals = {
                 name: (await api.get(f"/api/v1/projects/{name}/tasks")).json()["pagination"]["total"]
                 for name in ("lat_small", "lat_large")
@@ -205,6 +210,37 @@ async def main(args: argparse.Namespace) -> None:
             f"{name:<14} {statistics.median(bracketed):>8.1f} / {percentile(bracketed, 0.99):>7.1f} "
             f"{statistics.median(read_through):>8.1f} / {percentile(read_through, 0.99):>7.1f} {ratio:>9.1f}x"
         )
+    print("\na tenant's project in visibility, same run (p50 / p99 ms): one TaskScope value vs the pair")
+    for project, timings in scoped.items():
+        for what in ("count", "20 rows"):
+            one, pair = timings[f"TaskScope {what}"], timings[f"ProjectId+TaskOwner {what}"]
+            print(
+                f"{project:<10} {what:<8} TaskScope {statistics.median(one):>7.1f} / "
+                f"{percentile(one, 0.99):>7.1f}"
+                f"   pair {statistics.median(pair):>7.1f} / {percentile(pair, 0.99):>7.1f}"
+                f"   p50 ratio {statistics.median(pair) / statistics.median(one):>5.1f}x"
+            )
+
+
+async def scope_vs_pair(client: Client, project: str, samples: int) -> dict[str, list[float]]:
+    """A tenant's project counted and its first 20 rows listed the way the API queries it (`TaskScope`,
+    one exact value) and the way it did before (`ProjectId` and `TaskOwner`), on the same data."""
+    forms = {
+        "TaskScope": str(TaskQuery(tenant=DEFAULT_TENANT, project_id=project)),
+        "ProjectId+TaskOwner": (
+            f'WorkflowType = "TaskWorkflow" AND ProjectId = "{project}" AND TaskOwner = "{DEFAULT_TENANT}"'
+        ),
+    }
+    out: dict[str, list[float]] = {}
+    for form, query in forms.items():
+        out[f"{form} count"] = await timed(functools.partial(client.count_workflows, query), samples)
+        out[f"{form} 20 rows"] = await timed(functools.partial(first_rows, client, query, 20), samples)
+    return out
+
+
+async def first_rows(client: Client, query: str, rows: int) -> int:
+    listed = [execution async for execution in client.list_workflows(query, page_size=rows, limit=rows)]
+    return len(listed)
 
 
 async def read_every_row(store: TaskStore, query: TaskQuery, page: int, limit: int) -> list[TaskView]:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from temporalio.client import WorkflowExecutionStatus
 
+from taskservice import search_attributes as sa
 from taskservice.contracts import TaskStatus
 from taskservice.timefmt import iso_z
 
@@ -88,14 +89,16 @@ class TaskQuery:
 
     def __str__(self) -> str:
         clauses = [f"WorkflowType = {quote(TASK_WORKFLOW_TYPE)}"]
-        if self.project_id is not None:
-            clauses.append(f"ProjectId = {quote(self.project_id)}")
+        if self.project_id is not None and self.tenant is not None:
+            clauses.append(f"{sa.SCOPE.name} = {quote(sa.scope(self.tenant, self.project_id))}")
+        elif self.project_id is not None:
+            clauses.append(f"{sa.PROJECT_ID.name} = {quote(self.project_id)}")
+        elif self.tenant is not None:
+            clauses.append(f"{sa.OWNER.name} = {quote(self.tenant)}")
         if self.task_types:
-            clauses.append(_in("TaskType", self.task_types))
-        if self.tenant is not None:
-            clauses.append(f"TaskOwner = {quote(self.tenant)}")
+            clauses.append(_in(sa.TASK_TYPE.name, self.task_types))
         if self.user is not None:
-            clauses.append(f"TaskUser = {quote(self.user)}")
+            clauses.append(f"{sa.USER.name} = {quote(self.user)}")
         if self.status is not None:
             clauses.append(_STATUS_CLAUSES[self.status])
         if self.running is not None:

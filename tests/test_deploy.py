@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 
+from taskservice import search_attributes
 from taskservice.queues import Queue
 from taskservice.settings import Settings
 from taskservice.tracing import tracing_requested
-from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.temporal.yml").read_text())

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from starlette.routing import Mount
 
 from api.main import create_app
+from taskservice import search_attributes as sa
 from taskservice.settings import Settings
 from tests.support.stack import API_KEYS
 from tests.support.streams import read_sse, read_ws, socketio_client, ws_base
@@ -388,3 +389,16 @@ async def test_each_credential_sees_exactly_its_own_view(tenancy: World, party: 
             assert (task_id in ids) == visible, (owner, task_id)
             status = (await client.get(f"/api/v1/tasks/{task_id}/status")).status_code
             assert status == (200 if visible else 404), (owner, task_id)
+
+
+async def test_each_task_records_its_tenant_and_project_as_one_scope(tenancy: World) -> None:
+    """A project's listing matches `TaskScope` alone: every task's must be its owner's and its project's."""
+    recorded = set()
+    async for execution in tenancy.temporal.list_workflows(
+        f'WorkflowType = "TaskWorkflow" AND ProjectId = "{PROJECT}"'
+    ):
+        attributes = execution.typed_search_attributes
+        owner = attributes.get(sa.OWNER)
+        assert attributes.get(sa.SCOPE) == f"{owner}/{PROJECT}", execution.id
+        recorded.add(owner)
+    assert recorded == {party.tenant for party in tenancy.parties.values()}

@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from taskservice import search_attributes as sa
     from taskservice.contracts import (
         ConcurrencySlot,
         SlotRequest,
@@ -27,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
     from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
     from taskservice.timefmt import iso_z
-    from workflows import search_attributes as sa
     from workflows.webhook import deliver_event_webhook, deliver_webhook
 
 

@@ -12,13 +12,13 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.converter import PayloadConverter
 
+from taskservice import search_attributes as sa
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
 from taskservice.priority import TaskPriority
 from taskservice.record import TaskMemo, TaskRecord, error_text
 from taskservice.timefmt import iso_z, parse_iso
 from taskservice.visibility import CLOSED_AS_STATUS
-from workflows import search_attributes as sa
 
 # The step of a task whose cancel is being honoured (its attempt cleans up; it is not a retry).
 CANCELLING_STEP = "cancelling"

@@ -36,11 +36,11 @@ from api.store.projection import (
     task_activity,
 )
 from api.store.queues import QueueStates
+from taskservice import search_attributes as sa
 from taskservice.contracts import MetricsState, RetryRecorded, TaskStatus, TaskWorkflowInput, WorkerReport
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE
 from taskservice.record import METRICS_MEMO, WORKERS_MEMO, MemoKey, TaskMemo, TaskOutcome
 from taskservice.visibility import TaskQuery
-from workflows import search_attributes as sa
 from workflows.task import TaskWorkflow, task_priority
 
 # How long a cancel waits for the workflow to close before answering.
@@ -116,6 +116,7 @@ class TaskStore:
                         SearchAttributePair(sa.TASK_TYPE, record.task_type),
                         SearchAttributePair(sa.TASK_STATUS, TaskStatus.QUEUED.value),
                         SearchAttributePair(sa.OWNER, record.tenant),
+                        SearchAttributePair(sa.SCOPE, sa.scope(record.tenant, record.project_id)),
                         *([SearchAttributePair(sa.USER, record.user)] if record.user else []),
                     ]
                 ),

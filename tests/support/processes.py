@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from workflows import search_attributes
+from taskservice import search_attributes
 
 ROOT = Path(__file__).resolve().parents[2]
 SEARCH_ATTRIBUTES = tuple(key.name for key in search_attributes.ALL)

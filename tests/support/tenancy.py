@@ -22,10 +22,10 @@ import httpx
 import jwt
 from temporalio.client import Client, WorkflowExecution
 
+from taskservice import search_attributes as sa
 from tests.support.stack import ADMIN_KEY, API_KEYS, JWT_SECRET, OTHER_KEYS, OTHER_TENANT, Replica
 from tests.support.streams import graphql_subscription, subscription_errors
 from tests.support.tasks import wait_status
-from workflows import search_attributes as sa
 
 PROJECT = "shared_project"
 TASKS = 'WorkflowType = "TaskWorkflow"'

@@ -12,4 +12,14 @@ OWNER = SearchAttributeKey.for_keyword("TaskOwner")
 # The JWT user (`sub`) who created it, when a user did.
 USER = SearchAttributeKey.for_keyword("TaskUser")
 
-ALL = (PROJECT_ID, TASK_TYPE, TASK_STATUS, OWNER, USER)
+# The tenant's project, `tenant/project` (a project ID has no `/`, so the last one splits it): a listing of
+# one project is one exact match, where `ProjectId` and `TaskOwner` together let a visibility store without
+# statistics (the dev server's SQLite) walk every task of the tenant.
+SCOPE = SearchAttributeKey.for_keyword("TaskScope")
+
+ALL = (PROJECT_ID, TASK_TYPE, TASK_STATUS, OWNER, USER, SCOPE)
+
+
+def scope(tenant: str, project_id: str) -> str:
+    """The `TaskScope` value of a tenant's project."""
+    return f"{tenant}/{project_id}"
