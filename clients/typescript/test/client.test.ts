@@ -139,6 +139,11 @@ describe("listing and batches", () => {
     assert.equal(batch.failed, 1);
     assert.equal(batch.results[1]?.error?.error, "validation_error");
     const ids = batch.results.flatMap((r) => (r.task ? [r.task.task_id] : []));
+    // Listings read Temporal's visibility, which records a start a moment after the submit answered.
+    for (let tries = 0; (await tasks.getProjectTasksPage(project, 1)).pagination.total < 3; tries++) {
+      assert.ok(tries < 100, "the batch's tasks are listed within 10 s");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     const pages = [];
     for await (const page of tasks.listProjectTasks(project, { pageSize: 2 })) pages.push(page);
     assert.equal(pages.length, 2);
