@@ -110,16 +110,23 @@ class TaskListing:
         # earliest of them started, no unread execution (closed earlier still) can have started later.
         if floor is None or len(first) < count or (last_closed is not None and last_closed <= floor):
             return newest_first(first)[:count]
-        since = await self._narrow_floor(query, count, floor - timedelta(milliseconds=1))
+        floor -= timedelta(milliseconds=1)
+        counted: dict[datetime, int] = {}
+        await self._count_since(query, [floor], counted)
+        if counted[floor] == len(first):
+            # No other execution started from the floor on: the rows read are the whole window.
+            return newest_first(first)
+        since = await self._narrow_floor(query, count, floor, counted)
         window = [e async for e in self._visibility.executions(query.started_between(since), LIST_PAGE_SIZE)]
         return newest_first(window)[:count]
 
-    async def _narrow_floor(self, query: TaskQuery, count: int, floor: datetime) -> datetime:
-        """A later start time from which at least `count` executions still match, found by counting."""
+    async def _narrow_floor(
+        self, query: TaskQuery, count: int, floor: datetime, counted: dict[datetime, int]
+    ) -> datetime:
+        """A later start time from which at least `count` executions still match, found by counting
+        (`counted` holds the count from `floor` on)."""
         enough = 2 * count + WINDOW_SLACK
         ceiling = datetime.now(UTC) + timedelta(seconds=1)
-        counted: dict[datetime, int] = {}
-        await self._count_since(query, [floor], counted)
         held = counted[floor]
         for _ in range(NARROW_ROUNDS):
             if held <= enough:
