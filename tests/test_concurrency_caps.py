@@ -69,13 +69,15 @@ async def _limiter_memo(client: Client, group: str) -> dict[str, object]:
 async def test_excess_tasks_wait_queued_and_run_one_at_a_time(
     capped_api: httpx.AsyncClient, temporal_client: Client
 ) -> None:
-    ids = [await _prompt(capped_api, f"cap {i} [[sleep=1.5]]", "p_cap") for i in range(3)]
+    # Long enough that the third request reaches the limiter while the first still runs, even on a loaded
+    # machine (at 1.5 s a CI run saw the first finish before the limiter counted two waiting).
+    ids = [await _prompt(capped_api, f"cap {i} [[sleep=4]]", "p_cap") for i in range(3)]
     await wait_status(capped_api, ids[0], "processing")
     waiting = (await capped_api.get(f"/api/v1/tasks/{ids[2]}/status")).json()
     assert waiting["status"] == "queued"
     assert waiting["current_step"].startswith("waiting_for_slot: the 'total' concurrency limit")
     # The last task's request reaches the limiter a moment after its own memo says it waits.
-    for _ in range(50):
+    for _ in range(100):
         limiter = await _limiter_memo(temporal_client, "total")
         if limiter["waiting"] == 2:
             break
