@@ -185,9 +185,12 @@ async def test_many_waiting_clients_share_one_long_poll(stack: Stack) -> None:
             spent = _frontend_requests(stack, ISOLATED_NAMESPACE) - before
             # 50 waiting requests: a few describes (one per recorded change, shared) and one long-poll per
             # history transaction of the task, not one per client. The API's own background reads
-            # (metrics and worker registry, every 10 s) are in the counts too.
+            # (metrics and worker registry, every 10 s) are in the counts too. Every history read the API
+            # makes waits for new events (`PollWorkflowExecutionHistory`); `GetWorkflowExecutionHistory` comes
+            # from workers fetching histories, here of work that earlier tests left in this shared namespace
+            # (a loaded CI run counted 8 of them beside the same 7 long-polls), so it is not counted here.
             assert spent["DescribeWorkflowExecution"] <= 8, spent
-            assert spent["PollWorkflowExecutionHistory"] + spent["GetWorkflowExecutionHistory"] <= 12, spent
+            assert spent["PollWorkflowExecutionHistory"] <= 12, spent
 
             # Beyond MAX_WAITS_PER_TENANT a status wait is refused (429), a submit answers without waiting.
             slow = await submit(api, LLM, {"prompt_template": "holds the waits [[sleep=15]]"})
