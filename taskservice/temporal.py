@@ -8,6 +8,7 @@ from temporalio.client import Client, Interceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
+from taskservice.payloads import DATA_CONVERTER
 from taskservice.settings import Settings
 
 
@@ -44,4 +45,5 @@ async def connect(
         tls=temporal_tls(settings),
         api_key=None if api_key is None else api_key.get_secret_value(),
         interceptors=interceptors,
+        data_converter=DATA_CONVERTER,
     )

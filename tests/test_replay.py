@@ -2,7 +2,8 @@
 
 Two sources: histories checked in under tests/data/histories/ (one per outcome, recorded by the workflow code
 of their day: every later change to the workflows must keep replaying them, with `workflow.patched` where it
-changes commands), and every history the test session itself has produced so far.
+changes commands), and every history the test session itself has produced so far. They replay with the
+workers' data converter, in Temporal's sandbox.
 
 Regenerate the checked-in ones only when a change is meant to break old histories (nothing deployed yet):
 `.venv/bin/python -m pytest -m record_histories tests/test_replay.py`.
@@ -19,6 +20,7 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
+from taskservice.payloads import DATA_CONVERTER
 from tests.support.tasks import submit, wait_status
 from tests.support.webhook_receiver import WebhookReceiver
 from workflows.task import TaskWorkflow
@@ -44,7 +46,7 @@ def _checked_in() -> list[WorkflowHistory]:
 async def test_checked_in_histories_still_replay() -> None:
     histories = _checked_in()
     assert {h.workflow_id for h in histories} == OUTCOMES
-    results = await Replayer(workflows=[TaskWorkflow]).replay_workflows(
+    results = await Replayer(workflows=[TaskWorkflow], data_converter=DATA_CONVERTER).replay_workflows(
         _iterate(histories), raise_on_replay_failure=False
     )
     assert not results.replay_failures, results.replay_failures
@@ -69,7 +71,7 @@ async def test_this_sessions_histories_replay_deterministically(
     ):
         histories.append(await temporal_client.get_workflow_handle(execution.id).fetch_history())
     assert {ok, failed, slow} <= {h.workflow_id for h in histories}
-    results = await Replayer(workflows=[TaskWorkflow]).replay_workflows(
+    results = await Replayer(workflows=[TaskWorkflow], data_converter=DATA_CONVERTER).replay_workflows(
         _iterate(histories), raise_on_replay_failure=False
     )
     assert not results.replay_failures, results.replay_failures

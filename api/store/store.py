@@ -19,7 +19,6 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.converter import value_to_type
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -38,6 +37,7 @@ from api.store.projection import (
 from api.store.queues import QueueStates
 from taskservice import search_attributes as sa
 from taskservice.contracts import MetricsState, RetryRecorded, TaskStatus, TaskWorkflowInput, WorkerReport
+from taskservice.payloads import decode
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE
 from taskservice.record import METRICS_MEMO, WORKERS_MEMO, MemoKey, TaskMemo, TaskOutcome
 from taskservice.visibility import TaskQuery
@@ -266,15 +266,11 @@ class TaskStore:
 
     async def metrics_state(self) -> MetricsState:
         memo = await self._bookkeeping_memo(METRICS_WORKFLOW_ID)
-        state: MetricsState = value_to_type(MetricsState, memo.get(METRICS_MEMO) or {})
-        return state
+        return decode(MetricsState, memo.get(METRICS_MEMO) or {})
 
     async def worker_reports(self) -> list[WorkerReport]:
         memo = await self._bookkeeping_memo(WORKER_REGISTRY_WORKFLOW_ID)
-        reports: dict[str, WorkerReport] = value_to_type(
-            dict[str, WorkerReport], memo.get(WORKERS_MEMO) or {}
-        )
-        return list(reports.values())
+        return list(decode(dict[str, WorkerReport], memo.get(WORKERS_MEMO) or {}).values())
 
     async def _bookkeeping_memo(self, workflow_id: str) -> Mapping[str, Any]:
         try:
