@@ -112,7 +112,9 @@ class Settings(ModelSettings):
     )
     max_request_bytes: int = Field(1024 * 1024, description="Largest request body accepted (413 above).")
     max_concurrent_per_project: int = Field(
-        50, description="Unfinished tasks allowed per project (a project is a name within a tenant)."
+        50,
+        description="Unfinished tasks allowed per project (a project is a name within a tenant); counted in "
+        "Temporal at most about once a second per project and API replica, at the cap before each refusal.",
     )
     tenant_weights: str | None = Field(
         None, description="`tenant=weight` pairs: a tenant's share of each queue under load (default 1)."

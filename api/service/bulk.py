@@ -115,7 +115,7 @@ class BulkService:
         async def retry(view: TaskView) -> None:
             try:
                 self._quotas.spend(caller, Quota.SUBMIT)
-                await self._tasks.check_project_capacity(view.tenant, view.project_id)
+                await self._tasks.capacity.admit(view.tenant, view.project_id)
                 result.task_ids.append((await self._tasks.retry_visible(caller, view)).task_id)
             except ServiceError as err:
                 result.errors[view.task_id] = err.message

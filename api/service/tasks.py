@@ -16,6 +16,7 @@ from api.errors import (
 )
 from api.schemas import SubmitTaskRequest
 from api.service import submission
+from api.service.capacity import ProjectCapacity
 from api.service.quotas import Quota, Quotas, StreamSlot
 from api.service.scope import scope_of
 from api.service.waiting import MAX_WAIT_S, wait_for
@@ -85,6 +86,7 @@ class TaskService:
         self.store = store
         self.settings = settings
         self.quotas = quotas
+        self.capacity = ProjectCapacity(store, settings.max_concurrent_per_project)
         self._metrics = metrics
 
     # --- submit ------------------------------------------------------------------------------------
@@ -149,7 +151,7 @@ class TaskService:
             existing = await self._find(task_id)
             if existing is not None:
                 return _replay(existing, record, spec)
-        await self.check_project_capacity(record.tenant, record.project_id)
+        await self.capacity.admit(record.tenant, record.project_id)
         task_input = submission.workflow_input(task_id, spec, record, self.settings)
         view, created = await self.store.start(task_input)
         if not created:
@@ -164,15 +166,6 @@ class TaskService:
             return await self.store.get(task_id)
         except TaskNotFound:
             return None
-
-    async def check_project_capacity(self, tenant: str, project_id: str) -> None:
-        """Unfinished tasks per project: a project is a name within its tenant."""
-        limit = self.settings.max_concurrent_per_project
-        running = await self.store.count(TaskQuery(tenant=tenant, project_id=project_id, running=True))
-        if running >= limit:
-            raise RateLimited(
-                f"Project {project_id} already has {running} unfinished tasks (limit {limit})", retry_after=30
-            )
 
     async def _queue_position(self, spec: TaskSpec) -> int:
         """An estimate of where the task stands: the tasks waiting on its queue, then itself.
