@@ -49,7 +49,6 @@ class TaskProgress:
         self._step = "starting"
         self._stop = threading.Event()
         self._stop_reason = ""
-        self.heartbeat_sent = False
 
     def report(self, progress: float, step: str) -> None:
         """Record progress (0..1, never moving backwards) and a human-readable step."""
@@ -107,17 +106,14 @@ def permanent_error(message: str, error_type: str = "InvalidInput") -> Applicati
 
 
 async def _heartbeat_forever(progress: TaskProgress, task: TaskActivityInput) -> None:
-    """Heartbeat the latest progress every HEARTBEAT_EVERY_S, the first one after that long: an attempt that
-    ends sooner costs Temporal no heartbeat (its status reads `starting` without one, as the first would)."""
     announced = -1.0
     while True:
         snapshot = progress.snapshot()
+        activity.heartbeat(snapshot)
         if task.progress_updates and snapshot["progress"] - announced >= PROGRESS_EVENT_STEP:
             announced = snapshot["progress"]
             await _announce_progress(snapshot)
         await asyncio.sleep(HEARTBEAT_EVERY_S)
-        activity.heartbeat(progress.snapshot())
-        progress.heartbeat_sent = True
 
 
 async def _announce_progress(snapshot: dict[str, Any]) -> None:
@@ -144,8 +140,7 @@ async def run_task(
         async with asyncio.timeout(task.soft_timeout_s):
             result = await work(data, progress)
         progress.report(1.0, "done")
-        if progress.heartbeat_sent:  # the last word of an attempt that has heartbeated
-            activity.heartbeat(progress.snapshot())
+        activity.heartbeat(progress.snapshot())
         return result
     except TimeoutError:
         progress.request_stop("soft_timeout")
