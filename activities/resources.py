@@ -7,10 +7,10 @@ from types import TracebackType
 
 import httpx
 
-from activities.fetch import InputFetcher
-from activities.payload_cms import PayloadCMS
-from activities.publish import MediaPublisher
-from activities.storage import MediaStorage, build_storage
+from activities.io.fetch import InputFetcher
+from activities.io.payload_cms import PayloadCMS
+from activities.io.publish import MediaPublisher
+from activities.io.storage import MediaStorage, build_storage
 from taskservice.settings import Settings
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import jwt
 
-from api.caller import DEFAULT_TENANT, Caller, Role
-from api.errors import AuthenticationFailed
+from api.domain.caller import DEFAULT_TENANT, Caller, Role
+from api.domain.errors import AuthenticationFailed
 from taskservice.settings import Settings
 
 DIGEST_PREFIX = "sha256:"

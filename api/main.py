@@ -14,8 +14,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-from api.body_limit import BodyLimit
-from api.errors import (
+from api.domain.errors import (
     ServiceError,
     ValidationFailed,
     error_body,
@@ -23,13 +22,14 @@ from api.errors import (
     from_temporal,
     status_and_code,
 )
+from api.domain.validation import details_from_errors
 from api.graphql.schema import graphql_router
-from api.openapi import install_openapi, operation_id
-from api.route_errors import route_error_body
-from api.routes import admin, batch, health, media, projects, queues, statistics, streams, tasks, workers
+from api.rest.body_limit import BodyLimit
+from api.rest.openapi import install_openapi, operation_id
+from api.rest.route_errors import route_error_body
+from api.rest.routes import admin, batch, health, media, projects, queues, statistics, streams, tasks, workers
 from api.runtime import Services
-from api.socketio_server import mount_socketio
-from api.validation import details_from_errors
+from api.socketio.server import mount_socketio
 from taskservice.settings import Settings
 from taskservice.tracing import Tracing, instrument_httpx, scrub_server_span
 

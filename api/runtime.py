@@ -12,7 +12,7 @@ from temporalio.client import Client, Interceptor
 from temporalio.service import RPCError
 
 from api.auth import Authenticator
-from api.errors import ServiceUnavailable
+from api.domain.errors import ServiceUnavailable
 from api.service.admin import AdminService
 from api.service.bulk import BulkService
 from api.service.insights import InsightService

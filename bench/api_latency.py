@@ -32,8 +32,8 @@ from collections.abc import Awaitable, Callable
 import httpx
 from temporalio.client import Client
 
-from api.caller import DEFAULT_TENANT, Caller
-from api.schemas import SubmitTaskRequest
+from api.domain.caller import DEFAULT_TENANT, Caller
+from api.rest.schemas import SubmitTaskRequest
 from api.service.quotas import Quotas
 from api.service.tasks import TaskService
 from api.store.projection import TaskView

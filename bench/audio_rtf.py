@@ -28,10 +28,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from activities import audio_io  # noqa: E402
-from activities.audio import AudioActivities  # noqa: E402
-from activities.audio_prosody import split_sentences  # noqa: E402
-from activities.audio_tts import CoquiEngine, EspeakEngine, SpeechRequest  # noqa: E402
+from activities.audio import files as audio_io  # noqa: E402
+from activities.audio.activities import AudioActivities  # noqa: E402
+from activities.audio.prosody import split_sentences  # noqa: E402
+from activities.audio.tts import CoquiEngine, EspeakEngine, SpeechRequest  # noqa: E402
 from activities.resources import WorkerResources  # noqa: E402
 from taskservice.contracts import TaskActivityInput  # noqa: E402
 from taskservice.settings import Settings  # noqa: E402

@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO))
 
 from temporalio.testing import ActivityEnvironment  # noqa: E402
 
-from activities.media import MediaActivities  # noqa: E402
-from activities.media_tools import StepEvent  # noqa: E402
+from activities.media.activities import MediaActivities  # noqa: E402
+from activities.media.tools import StepEvent  # noqa: E402
 from activities.resources import WorkerResources  # noqa: E402
 from bench import random_pipelines  # noqa: E402
 from taskservice.contracts import TaskActivityInput  # noqa: E402
@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=None, help="seconds (480 GPU, 1200 CPU)")
     args = parser.parse_args()
 
-    from activities.media_models import resolve_device
+    from activities.media.models import resolve_device
 
     started = time.monotonic()
     device = resolve_device(args.device)

@@ -50,10 +50,10 @@ QUEUE_HARD_TIMEOUT_S = {
 SOFT_TIMEOUT_SHARE = 0.9
 
 # The classes that hold the activities, imported by workers only (the API never imports torch).
-MEDIA_ACTIVITIES = "activities.media:MediaActivities"
-AUDIO_ACTIVITIES = "activities.audio:AudioActivities"
-LLM_ACTIVITIES = "activities.llm:LLMActivities"
-VISION_ACTIVITIES = "activities.vision:VisionActivities"
+MEDIA_ACTIVITIES = "activities.media.activities:MediaActivities"
+AUDIO_ACTIVITIES = "activities.audio.activities:AudioActivities"
+LLM_ACTIVITIES = "activities.llm.activities:LLMActivities"
+VISION_ACTIVITIES = "activities.media.vision:VisionActivities"
 
 
 @dataclass(frozen=True)

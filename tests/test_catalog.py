@@ -104,7 +104,7 @@ async def test_worker_refuses_an_entry_without_activity(resources: WorkerResourc
         description="An entry naming a class its module does not define.",
         input_model=TestPromptData,
         queue=Queue.DEFAULT,
-        activity_class="activities.llm:PromptActivities",
+        activity_class="activities.llm.activities:PromptActivities",
         estimated_duration_s=10,
         activity="test_prompt",
     )

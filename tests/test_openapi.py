@@ -24,8 +24,8 @@ from openapi_spec_validator import validate
 from pydantic import SecretStr
 
 from api.main import create_app
-from api.openapi import variant_name
-from api.schemas import SubmitTaskRequest
+from api.rest.openapi import variant_name
+from api.rest.schemas import SubmitTaskRequest
 from api.service import submission
 from taskservice.catalog import CATALOG
 from taskservice.settings import Settings

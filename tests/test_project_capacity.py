@@ -11,7 +11,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.errors import RateLimited
+from api.domain.errors import RateLimited
 from api.service.capacity import ProjectCapacity
 from api.store.store import TaskStore, metered
 from tests.support.tasks import submit, wait_status

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from api.graphql.schema import schema
 from api.runtime import Services
-from api.socketio_server import TaskEventServer
+from api.socketio.server import TaskEventServer
 from taskservice.settings import Settings
 from tests.support.stack import API_KEYS
 from tests.support.streams import graphql_subscription, socketio_client

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from activities.webhooks import sign
+from activities.io.webhooks import sign
 from taskservice.credential_formats import decode_webhook_secret
 from tests.support.stack import API_KEYS, WEBHOOK_SECRET, Stack
 from tests.support.tasks import submit, wait_status

@@ -22,7 +22,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.webhooks import MAX_RESPONSE_BYTES, WebhookActivities
+from activities.io.webhooks import MAX_RESPONSE_BYTES, WebhookActivities
 from taskservice.contracts import WebhookDelivery
 from taskservice.netguard import pinned_request
 from taskservice.settings import Settings

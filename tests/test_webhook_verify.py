@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from activities.webhooks import sign
+from activities.io.webhooks import sign
 from taskservice_client.webhooks import WebhookVerificationError, verify, webhook_keys
 from taskservice_client.webhooks_fastapi import VerifiedWebhook, webhook_verifier
 from tests.support.stack import WEBHOOK_SECRET

@@ -92,7 +92,7 @@ async def test_failure_webhook_payload(api: httpx.AsyncClient, webhook_receiver:
     assert body["task_id"] == task_id
     assert body["error"].startswith("UpstreamClientError: LLM endpoint rejected the request (HTTP 400)")
     assert body["traceback"].startswith("Traceback (most recent call last):")
-    assert "activities/llm.py" in body["traceback"]
+    assert "activities/llm/activities.py" in body["traceback"]
     assert body["failed_at"].endswith("Z")
     assert body["metadata"] == {"userId": "u"}
     _verify(hook)

@@ -19,8 +19,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.bookkeeping import BookkeepingActivities, ensure_limiter_running
+from activities.io.webhooks import WebhookActivities
 from activities.resources import WorkerResources
-from activities.webhooks import WebhookActivities
 from taskservice.catalog import CONCURRENCY_GROUPS, QUEUE_HARD_TIMEOUT_S, specs_for_queue
 from taskservice.contracts import WorkerReport
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE, Queue

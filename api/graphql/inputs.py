@@ -9,11 +9,11 @@ import strawberry
 from pydantic import ValidationError
 from strawberry.scalars import JSON
 
-from api.errors import ValidationFailed
+from api.domain.errors import ValidationFailed
+from api.domain.validation import pydantic_details
 from api.graphql.types import AITaskPriority, AITaskStatus
-from api.schemas import SubmitTaskRequest
+from api.rest.schemas import SubmitTaskRequest
 from api.service.tasks import TaskFilter
-from api.validation import pydantic_details
 
 MAX_PAGE_SIZE = 100
 DEFAULT_STATISTICS_WINDOW_H = 24.0

@@ -14,8 +14,8 @@ from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
 from temporalio.service import RPCError
 
-from api.caller import Caller
-from api.errors import AuthenticationFailed, ServiceError, error_body, from_temporal, status_and_code
+from api.domain.caller import Caller
+from api.domain.errors import AuthenticationFailed, ServiceError, error_body, from_temporal, status_and_code
 from api.graphql import inputs as parse
 from api.graphql.inputs import AITaskFilter, CreateAITaskInput, PaginationInput, TaskStatisticsFilter
 from api.graphql.types import (

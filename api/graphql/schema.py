@@ -22,8 +22,8 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.types import ExecutionContext
 from strawberry.types.unset import UnsetType
 
-from api.caller import Caller
-from api.errors import AuthenticationFailed, ServiceError, status_and_code
+from api.domain.caller import Caller
+from api.domain.errors import AuthenticationFailed, ServiceError, status_and_code
 from api.graphql.resolvers import (
     GraphQLContext,
     resolve_ai_task,

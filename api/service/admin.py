@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from api.caller import Caller
-from api.errors import Forbidden
+from api.domain.caller import Caller
+from api.domain.errors import Forbidden
 from api.service.tasks import TaskService
 from taskservice.contracts import TaskStatus
 from taskservice.visibility import TaskQuery

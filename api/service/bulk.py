@@ -11,15 +11,15 @@ from typing import TypeVar
 from pydantic import ValidationError
 from temporalio.service import RPCError
 
-from api.caller import Caller
-from api.errors import ServiceError, ValidationFailed, from_temporal
-from api.schemas import SubmitTaskRequest
+from api.domain.caller import Caller
+from api.domain.errors import ServiceError, ValidationFailed, from_temporal
+from api.domain.validation import pydantic_details
+from api.rest.schemas import SubmitTaskRequest
 from api.service import submission
 from api.service.quotas import Quota
 from api.service.tasks import Submitted, TaskFilter, TaskService
 from api.store.projection import TaskView
 from api.store.store import metered
-from api.validation import pydantic_details
 from taskservice.contracts import TaskStatus
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from api.errors import RateLimited
+from api.domain.errors import RateLimited
 from api.store.store import TaskStore
 from taskservice.visibility import TaskQuery
 

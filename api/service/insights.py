@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from api.caller import Caller
-from api.errors import ValidationFailed
+from api.domain.caller import Caller
+from api.domain.errors import ValidationFailed
 from api.service import submission
 from api.service.alerts import (
     Alert,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from api.caller import Caller
-from api.errors import RateLimited
+from api.domain.caller import Caller
+from api.domain.errors import RateLimited
 from taskservice.settings import Settings
 
 T = TypeVar("T")

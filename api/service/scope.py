@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api.caller import Caller, Role
+from api.domain.caller import Caller, Role
 from api.store.projection import TaskView
 from taskservice.visibility import TaskQuery
 

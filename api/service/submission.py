@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from api.errors import PayloadTooLarge, ValidationFailed
-from api.schemas import SubmitTaskRequest
-from api.validation import pydantic_details
+from api.domain.errors import PayloadTooLarge, ValidationFailed
+from api.domain.validation import pydantic_details
+from api.rest.schemas import SubmitTaskRequest
 from taskservice.catalog import CATALOG, TaskSpec
 from taskservice.contracts import ConcurrencySlot, TaskWorkflowInput
 from taskservice.record import TaskRecord

@@ -6,15 +6,15 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from api.caller import Caller, Role
-from api.errors import (
+from api.domain.caller import Caller, Role
+from api.domain.errors import (
     IdempotencyConflict,
     InvalidState,
     RateLimited,
     TaskNotFound,
     ValidationFailed,
 )
-from api.schemas import SubmitTaskRequest
+from api.rest.schemas import SubmitTaskRequest
 from api.service import submission
 from api.service.capacity import ProjectCapacity
 from api.service.quotas import Quota, Quotas, StreamSlot

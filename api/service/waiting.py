@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from api.errors import TaskNotFound
+from api.domain.errors import TaskNotFound
 from api.service.scope import Scope
 from api.store.projection import TaskView
 from api.store.store import TaskStore, is_task_id

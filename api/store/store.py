@@ -22,7 +22,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import TaskNotFound
+from api.domain.errors import TaskNotFound
 from api.store.changes import TaskWatches, wait_closed
 from api.store.listing import TaskListing
 from api.store.projection import (

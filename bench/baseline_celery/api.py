@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api.schemas import SubmitTaskRequest, SubmitTaskResponse, TaskStatusResponse
+from api.rest.schemas import SubmitTaskRequest, SubmitTaskResponse, TaskStatusResponse
 from bench.baseline_celery.config import BaselineConfig, task_key
 from bench.baseline_celery.tasks import CONFIG, test_prompt
 from taskservice.contracts import TaskStatus

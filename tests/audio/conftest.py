@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.audio import AudioActivities
+from activities.audio.activities import AudioActivities
 from tests.support.audio import audio_settings
 from tests.support.worker_resources import opened
 

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from activities import audio_dsp as dsp
-from activities import audio_io
-from activities.audio_ambience import AMBIENCE_TYPES, generate_ambience
+from activities.audio import dsp
+from activities.audio import files as audio_io
+from activities.audio.ambience import AMBIENCE_TYPES, generate_ambience
 from activities.runtime import TaskInterrupted
 from tests.support.audio import tone
 

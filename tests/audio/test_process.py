@@ -11,9 +11,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import audio_dsp as dsp
-from activities import audio_io
-from activities.audio import AudioActivities
+from activities.audio import dsp
+from activities.audio import files as audio_io
+from activities.audio.activities import AudioActivities
 from tests.support.audio import band_envelope_db, frame_rms_db, run_activity, serve_audio, task_input, tone
 from tests.support.file_server import StaticFileServer
 

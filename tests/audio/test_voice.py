@@ -13,8 +13,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import audio_dsp as dsp
-from activities.audio import AudioActivities
+from activities.audio import dsp
+from activities.audio.activities import AudioActivities
 from tests.support.audio import frame_rms_db, median_f0, run_activity, serve_audio, task_input, tone
 from tests.support.file_server import StaticFileServer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.media import MediaActivities
+from activities.media.activities import MediaActivities
 from tests.support.file_server import StaticFileServer
 from tests.support.media import StepRecorder, make_settings, png_bytes
 from tests.support.worker_resources import opened

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from temporalio.exceptions import ApplicationError
 
+from activities.media.vision import VisionActivities
 from activities.runtime import TaskInterrupted, TaskProgress
-from activities.vision import VisionActivities
 from taskservice.settings import Settings
 from tests.support.file_server import StaticFileServer
 from tests.support.media import (

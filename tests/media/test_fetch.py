@@ -14,7 +14,7 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.fetch import InputFetcher, InputFetchError, pinned_request
+from activities.io.fetch import InputFetcher, InputFetchError, pinned_request
 from taskservice.settings import Settings
 from tests.support.file_server import StaticFileServer
 from tests.support.media import png_bytes

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from temporalio.exceptions import ApplicationError
 
-from activities.media import MediaActivities
+from activities.media.activities import MediaActivities
 from taskservice.settings import Settings
 from tests.support.file_server import StaticFileServer
 from tests.support.media import (

@@ -19,9 +19,9 @@ from PIL import Image
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import media_batch
-from activities.media import MediaActivities
-from activities.media_tools import StepEvent
+from activities.media import batch as media_batch
+from activities.media.activities import MediaActivities
+from activities.media.tools import StepEvent
 from tests.support.media import StepRecorder, activity_env, assert_progress, make_settings, task_input
 from tests.support.worker_resources import opened
 

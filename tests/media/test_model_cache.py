@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from activities.media_models import ModelCache
+from activities.media.models import ModelCache
 
 
 def test_concurrent_requests_load_once(tiny_models: dict[str, Path]) -> None:

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.media import MediaActivities
-from activities.payload_cms import PayloadCMS, PayloadCMSError
+from activities.io.payload_cms import PayloadCMS, PayloadCMSError
+from activities.media.activities import MediaActivities
 from taskservice.settings import Settings
 from tests.support.file_server import StaticFileServer
 from tests.support.media import activity_env, json_body, make_settings, task_input

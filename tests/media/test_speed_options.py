@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from activities.media import MediaActivities
-from activities.media_device import DeviceGate, SpeedOptions, prepare_call
+from activities.media.activities import MediaActivities
+from activities.media.device import DeviceGate, SpeedOptions, prepare_call
 from activities.runtime import TaskInterrupted
 from tests.support.media import activity_env, make_settings, task_input
 from tests.support.worker_resources import opened

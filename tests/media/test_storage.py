@@ -12,8 +12,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
-from activities.media import MediaActivities
-from activities.storage import LocalStorage, S3Storage, build_storage, media_key
+from activities.io.storage import LocalStorage, S3Storage, build_storage, media_key
+from activities.media.activities import MediaActivities
 from tests.support.media import activity_env, assert_signed_media_url, make_settings, task_input
 from tests.support.worker_resources import opened
 

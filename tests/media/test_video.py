@@ -12,8 +12,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from activities.media import MediaActivities
-from activities.media_video import resample_frames, split_clips
+from activities.media.activities import MediaActivities
+from activities.media.video import resample_frames, split_clips
 from tests.support.file_server import StaticFileServer
 from tests.support.media import (
     StepRecorder,

@@ -15,8 +15,8 @@ import numpy as np
 import soundfile as sf
 from temporalio.testing import ActivityEnvironment
 
-from activities import audio_io
-from activities.audio import AudioActivities
+from activities.audio import files as audio_io
+from activities.audio.activities import AudioActivities
 from taskservice.contracts import TaskActivityInput
 from taskservice.settings import Settings
 from tests.support.file_server import StaticFileServer

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 from PIL import Image
 from temporalio.testing import ActivityEnvironment
 
-from activities.media_tools import StepEvent
+from activities.media.tools import StepEvent
 from taskservice.contracts import TaskActivityInput
 from taskservice.media_urls import media_signer
 from taskservice.settings import Settings

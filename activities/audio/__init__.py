@@ -1,0 +1,1 @@
+"""Speech, voice effects, ambience and mixing (cpu_intensive)."""

@@ -1,0 +1,1 @@
+"""What tasks read from and write to the outside: fetched inputs, stored results, Payload CMS, webhooks."""

@@ -1,0 +1,1 @@
+"""Prompt tests, evaluations and translations through an OpenAI-compatible endpoint."""

@@ -1,0 +1,1 @@
+"""Images, videos, animations and captions on diffusers/transformers pipelines (gpu_medium, gpu_heavy)."""

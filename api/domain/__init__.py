@@ -1,0 +1,1 @@
+"""What every surface and the service share: the caller, domain errors, commands."""

@@ -1,0 +1,1 @@
+"""The REST surface: routes, request/response schemas, rendering, OpenAPI, header parsing."""

@@ -1,0 +1,1 @@
+"""The Socket.IO surface (seed 003's events)."""
