@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from taskservice.contracts import FinishedTally, LimiterState, ScanTally, ScanWindow, TaskStatus
+from taskservice.contracts import FinishedTally, LimiterState, ScanTally, ScanWindow
 from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
 from taskservice.record import TaskMemo
 from taskservice.visibility import CLOSED_AS_STATUS, TaskQuery
@@ -53,7 +53,7 @@ class BookkeepingActivities:
                 continue
             outcome = memo.outcome
             if outcome is not None:
-                status = TaskStatus(outcome.status)
+                status = outcome.status
             elif execution.status in CLOSED_AS_STATUS:
                 status = CLOSED_AS_STATUS[execution.status]
             else:

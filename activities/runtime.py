@@ -1,7 +1,9 @@
 """What every task activity shares: progress heartbeats, cancellation, the soft time limit.
 
-Long work reports `progress`/`step` through `TaskProgress`; a background loop heartbeats the latest value
-(Temporal throttles what is sent), which is also how cancellation reaches the activity. Blocking work runs
+`run_task` runs one attempt and returns what its workflow reads (`TaskAttemptResult`: the result and the
+attempt's start, also announced to the workflow: `activities.attempt`). Long work reports `progress`/`step`
+through `TaskProgress`; a background loop heartbeats the latest value (`TaskProgressUpdate`; Temporal
+throttles what is sent), which is also how cancellation reaches the activity. Blocking work runs
 in a thread via `TaskProgress.run_blocking`, and checks `TaskProgress.should_stop` at safe points (a
 denoising step, a sentence) so a cancel or the soft time limit stops it promptly.
 """
@@ -21,7 +23,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from taskservice.contracts import TaskActivityInput, TaskProgressUpdate
+from activities.attempt import AttemptAnnouncement, workflow_handle
+from taskservice.contracts import TaskActivityInput, TaskAttemptResult, TaskProgressUpdate
+from workflows.task import TaskWorkflow
 
 if TYPE_CHECKING:
     from activities.resources import WorkerResources
@@ -56,9 +60,10 @@ class TaskProgress:
             self._progress = max(self._progress, min(1.0, max(0.0, progress)))
             self._step = step
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> TaskProgressUpdate:
+        """The progress as the attempt heartbeats it."""
         with self._lock:
-            return {"progress": round(self._progress, 4), "step": self._step}
+            return TaskProgressUpdate(progress=round(self._progress, 4), step=self._step)
 
     @property
     def should_stop(self) -> bool:
@@ -110,29 +115,46 @@ async def _heartbeat_forever(progress: TaskProgress, task: TaskActivityInput) ->
     while True:
         snapshot = progress.snapshot()
         activity.heartbeat(snapshot)
-        if task.progress_updates and snapshot["progress"] - announced >= PROGRESS_EVENT_STEP:
-            announced = snapshot["progress"]
+        if task.progress_updates and snapshot.progress - announced >= PROGRESS_EVENT_STEP:
+            announced = snapshot.progress
             await _announce_progress(snapshot)
         await asyncio.sleep(HEARTBEAT_EVERY_S)
 
 
-async def _announce_progress(snapshot: dict[str, Any]) -> None:
+async def _announce_progress(update: TaskProgressUpdate) -> None:
     """Tell the workflow (which sends the `progress` webhook); never let it break the task."""
-    info = activity.info()
+    handle = workflow_handle()
+    if handle is None:
+        return
     try:
-        await (
-            activity.client()
-            .get_workflow_handle(info.workflow_id or "")
-            .signal("task_progress", TaskProgressUpdate(progress=snapshot["progress"], step=snapshot["step"]))
-        )
+        await handle.signal(TaskWorkflow.task_progress, update)
     except RPCError as err:
         activity.logger.warning("Progress update not delivered", extra={"error": str(err)})
 
 
 async def run_task(
-    task: TaskActivityInput, model: type[M], work: Callable[[M, TaskProgress], Awaitable[T]]
-) -> T:
-    """Run one task attempt: its inputs parsed as `model`, `work` under heartbeats and the soft time limit."""
+    task: TaskActivityInput,
+    model: type[M],
+    work: Callable[[M, TaskProgress], Awaitable[dict[str, Any]]],
+) -> TaskAttemptResult:
+    """Run one task attempt, announced to its workflow: its inputs parsed as `model`, `work` under heartbeats
+    and the soft time limit. An attempt that fails is announced before it ends (its start is recorded with
+    its failure)."""
+    announcement = await AttemptAnnouncement.begin(task)
+    try:
+        return announcement.result(await _run_work(task, model, work))
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        await announcement.now()
+        raise
+    finally:
+        announcement.drop()
+
+
+async def _run_work(
+    task: TaskActivityInput, model: type[M], work: Callable[[M, TaskProgress], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
     data = parse_task_data(model, task)
     progress = TaskProgress()
     heartbeats = asyncio.create_task(_heartbeat_forever(progress, task))

@@ -113,7 +113,7 @@ async def bench_activities(tmp: Path, model: Path, repeats: int) -> dict[str, fl
             )
             if i:  # the first run loads the model
                 times.append(time.perf_counter() - start)
-            duration = result["metadata"]["duration"]
+            duration = result.result["metadata"]["duration"]
         out[f"generate_character_voice[{label}] RTF (whole task)"] = min(times) / duration
         await acts.aclose()
         await resources.aclose()
@@ -137,7 +137,7 @@ async def bench_activities(tmp: Path, model: Path, repeats: int) -> dict[str, fl
             acts.process_audio, TaskActivityInput(f"bench-mix-{i}", "bench", "process_audio", mix, 600)
         )
         times.append(time.perf_counter() - start)
-        minutes = result["metadata"]["duration"] / 60
+        minutes = result.result["metadata"]["duration"] / 60
     out["process_audio s per minute of audio (2 tracks, denoise+eq+compress+normalize, mp3)"] = (
         min(times) / minutes
     )

@@ -7,24 +7,11 @@ data converter unchanged and can grow new optional fields without breaking runni
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+# TaskStatus is declared with the outcome it is part of; importable from here as ever.
 from taskservice.record import TaskRecord
-
-
-class TaskStatus(StrEnum):
-    """The seed's status values; also the `TaskStatus` search attribute."""
-
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+from taskservice.record import TaskStatus as TaskStatus
 
 
 @dataclass
@@ -75,9 +62,14 @@ class ConcurrencySlot:
     limit: int
 
 
+# The signal a limiter workflow grants a slot with (the group's name), sent to the holder by its workflow ID:
+# the task workflow's handler is declared with this name.
+SLOT_GRANTED_SIGNAL = "slot_granted"
+
+
 @dataclass
 class SlotRequest:
-    """A task asking a limiter workflow for a slot; granted by the `slot_granted` signal."""
+    """A task asking a limiter workflow for a slot; granted by the `SLOT_GRANTED_SIGNAL` signal."""
 
     holder_id: str
     limit: int
@@ -112,6 +104,9 @@ class TaskActivityInput:
 
 @dataclass
 class TaskProgressUpdate:
+    """How far an attempt is (0..1) and what it does: its heartbeat details (read back by the API's task
+    view) and the payload of the `task_progress` signal."""
+
     progress: float
     step: str
 
@@ -127,20 +122,64 @@ class TaskStarted:
 
 @dataclass
 class TaskAttemptResult:
-    """What a task's activity attempt returns to its workflow (the worker wraps the task's own result): the
-    result, and the attempt's start, which the workflow records if no `task_started` signal told it."""
+    """What a task's activity attempt returns to its workflow (`activities.runtime.run_task` builds it): the
+    task's result, and the attempt's start, which the workflow records if no `task_started` signal told it."""
 
     result: dict[str, Any]
     started_at: str
     attempt: int
 
 
+# The fields each kind of webhook carries besides the task's identity, status and metadata: seed 001's
+# success and failure payloads, the same shape for a cancelled task, and the `started` and `progress` events
+# (webhook_events_filter) of a task still processing.
+WEBHOOK_FIELDS: dict[str, tuple[str, ...]] = {
+    TaskStatus.COMPLETED: ("result", "processing_time", "completed_at"),
+    TaskStatus.FAILED: ("error", "traceback", "failed_at"),
+    TaskStatus.CANCELLED: ("error", "cancelled_at"),
+    "started": ("event", "started_at", "progress"),
+    "progress": ("event", "progress", "current_step"),
+}
+
+
+@dataclass
+class WebhookPayload:
+    """What a webhook tells, written by the task workflow; its body (`body`) holds only the fields of its kind
+    (`WEBHOOK_FIELDS`)."""
+
+    task_id: str
+    project_id: str
+    task_type: str
+    status: TaskStatus
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # `started` or `progress` for the events of a task still processing; None for the final webhook.
+    event: str | None = None
+    result: dict[str, Any] | None = None
+    processing_time: float | None = None
+    completed_at: str | None = None
+    # The seed's one-string error (`Type: message`).
+    error: str | None = None
+    traceback: str | None = None
+    failed_at: str | None = None
+    cancelled_at: str | None = None
+    started_at: str | None = None
+    progress: float | None = None
+    current_step: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        kind = WEBHOOK_FIELDS[self.event or self.status]
+        names = ("task_id", "project_id", "task_type", "status", *kind, "metadata")
+        return {name: getattr(self, name) for name in names}
+
+
 @dataclass
 class WebhookDelivery:
+    """One webhook to send: the input of the `deliver_webhook` activity."""
+
     url: str
     webhook_id: str
     event: str
-    payload: dict[str, Any]
+    payload: WebhookPayload
     task_id: str
     project_id: str
     task_type: str

@@ -23,12 +23,17 @@ _SECRETS = re.compile(
 )
 
 
-# Library notices known to be harmless here, by the logger that emits them (what the message contains).
+# Library notices known to be harmless here, by the logger that emits them (what the message contains). Each
+# was checked to need no action from the operator; everything else these loggers say still reaches the log.
 KNOWN_NOTICES = {
-    # transformers 5 without torchvision falls back to the PIL image processors: exactly what the captioner
-    # and the diffusers pipelines' feature extractors use here (torchvision is not a dependency).
+    # transformers 5 without torchvision: "`CLIPImageProcessor` requires torchvision (not installed); falling
+    # back to `CLIPImageProcessorPil`" (and the same for other processors). The PIL processors give the same
+    # inputs to the captioner and the diffusers pipelines' feature extractors; torchvision is deliberately
+    # not a dependency.
     "transformers.utils.import_utils": ("requires torchvision (not installed); falling back to",),
-    # ModelScope text-to-video is in diffusers' deprecated set, and diffusers names no successor for it.
+    # "The TextToVideoSDPipeline has been deprecated and will not receive bug fixes or feature updates after
+    # Diffusers version 0.33.1.": diffusers 0.42 names no successor for ModelScope-style text-to-video
+    # checkpoints (nor for VideoToVideoSDPipeline), so VIDEO_MODEL keeps loading them with it.
     "diffusers.pipelines.pipeline_utils": (
         "TextToVideoSDPipeline has been deprecated",
         "VideoToVideoSDPipeline has been deprecated",
@@ -49,7 +54,8 @@ class DropKnownNotices(logging.Filter):
 
 
 def silence_known_notices() -> None:
-    """Attach the filters (once) to the loggers by name: the libraries need not be imported for it."""
+    """Attach the filters (once) to the loggers by name: the libraries need not be imported for it (their
+    loggers are plain stdlib loggers), so `configure_logging` does it for every process."""
     for name, fragments in KNOWN_NOTICES.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropKnownNotices) for f in logger.filters):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from enum import StrEnum
 
 
@@ -25,3 +27,9 @@ WORKER_REGISTRY_WORKFLOW_ID = "task-service-workers"
 def limiter_workflow_id(group: str) -> str:
     """The workflow that hands out the cluster-wide slots of one concurrency group."""
     return f"task-service-limit-{group}"
+
+
+def worker_identity(queue: str) -> str:
+    """This process's identity as a worker of `queue` (`gpu_medium@host:pid`): its Temporal worker identity,
+    and the `worker` its task attempts announce."""
+    return f"{queue}@{socket.gethostname()}:{os.getpid()}"

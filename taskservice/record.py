@@ -36,6 +36,20 @@ class MemoKey(StrEnum):
     RESULT_IN_HISTORY = "result_in_history"
 
 
+class TaskStatus(StrEnum):
+    """The seed's status values; also the `TaskStatus` search attribute."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
 @dataclass
 class TaskRecord:
     """What the task is, as submitted: the workflow's input and its memo carry this same object."""
@@ -65,7 +79,8 @@ class TaskOutcome:
     """How a task ended. `error` is the message; `error_type` the failure's type, when it had one."""
 
     task_id: str
-    status: str
+    # Recorded as its value ("completed", ...): the same JSON as when it was declared a `str`.
+    status: TaskStatus
     result: dict[str, Any] | None = None
     error: str | None = None
     error_type: str | None = None

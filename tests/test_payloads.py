@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowHistory
 from temporalio.converter import PayloadConverter
 
 from taskservice.contracts import (
@@ -16,12 +19,16 @@ from taskservice.contracts import (
     TaskActivityInput,
     TaskAttemptResult,
     TaskPlan,
+    TaskProgressUpdate,
+    TaskStarted,
     TaskWorkflowInput,
+    WebhookDelivery,
+    WebhookPayload,
     WorkerRegistryState,
     WorkerReport,
 )
 from taskservice.payloads import DATA_CONVERTER, decode
-from taskservice.record import TaskMemo, TaskOutcome, TaskRecord
+from taskservice.record import TaskMemo, TaskOutcome, TaskRecord, TaskStatus
 
 OURS = DATA_CONVERTER.payload_converter
 SDK = PayloadConverter.default
@@ -61,7 +68,23 @@ VALUES: list[object] = [
     ),
     MetricsState(),
     TaskMemo(
-        task=RECORD, attempt=1, outcome=TaskOutcome("t-1", "failed", error="boom", error_type="Invalid")
+        task=RECORD,
+        attempt=1,
+        outcome=TaskOutcome("t-1", TaskStatus.FAILED, error="boom", error_type="Invalid"),
+    ),
+    TaskOutcome("t-1", TaskStatus.COMPLETED, result={"url": "s3://b/k.png"}, processing_time=1.5),
+    TaskProgressUpdate(progress=0.35, step="denoising 7/20"),
+    TaskStarted(attempt=2, started_at="2026-12-02T10:00:02Z", worker="gpu_medium@host:42"),
+    WebhookDelivery(
+        url="http://receiver/hook",
+        webhook_id="msg_t-1_failed",
+        event="failed",
+        payload=WebhookPayload(
+            "t-1", "film-1", "generate_image", TaskStatus.FAILED, {"scene": 4}, error="Invalid: boom"
+        ),
+        task_id="t-1",
+        project_id="film-1",
+        task_type="generate_image",
     ),
 ]
 
@@ -108,4 +131,68 @@ def test_what_the_sdk_refuses_is_refused(fields: dict[str, Any]) -> None:
 
 def test_unknown_keys_are_skipped_as_the_sdk_skips_them() -> None:
     written = {"task_id": "t", "status": "completed", "added_later": {"x": 1}}
-    assert decode(TaskOutcome, written) == TaskOutcome("t", "completed")
+    assert decode(TaskOutcome, written) == TaskOutcome("t", TaskStatus.COMPLETED)
+
+
+def test_an_outcome_status_reads_back_as_the_enum() -> None:
+    """Recorded as the plain string it was when `TaskOutcome.status` was a `str`."""
+    payload = OURS.to_payload(TaskOutcome("t", TaskStatus.CANCELLED))
+    assert json.loads(payload.data)["status"] == "cancelled"
+    for converter in (OURS, SDK):
+        assert type(converter.from_payload(payload, TaskOutcome).status) is TaskStatus
+
+
+HISTORIES = Path(__file__).parent / "data" / "histories"
+
+
+def _recorded_deliveries() -> list[tuple[str, Any]]:
+    """Every `deliver_webhook` input the checked-in histories recorded (their payload was a plain dict)."""
+    found = []
+    for path in sorted(HISTORIES.glob("*.json")):
+        for event in WorkflowHistory.from_json(path.stem, path.read_text()).events:
+            scheduled = event.activity_task_scheduled_event_attributes
+            if event.HasField("activity_task_scheduled_event_attributes") and (
+                scheduled.activity_type.name == "deliver_webhook"
+            ):
+                found += [(path.stem, payload) for payload in scheduled.input.payloads]
+    return found
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(payload, id=f"{history}-{json.loads(payload.data)['event']}")
+        for history, payload in _recorded_deliveries()
+    ],
+)
+def test_recorded_webhook_deliveries_send_the_same_bytes(payload: Any) -> None:
+    """A delivery scheduled before the payload was typed (a retry picked up by a newer worker) decodes as a
+    `WebhookDelivery`, and its body is byte for byte what the older activity sent: `json.dumps` of the
+    dict as Temporal's JSON handed it over."""
+    from activities.io.webhooks import webhook_body
+
+    raw = json.loads(payload.data)["payload"]
+    before = json.dumps(raw, separators=(",", ":"), default=str).encode()
+    delivery = OURS.from_payload(payload, WebhookDelivery)
+    assert delivery == SDK.from_payload(payload, WebhookDelivery)
+    assert webhook_body(delivery.payload) == before
+    # ... and written today, it sends the same bytes again.
+    assert webhook_body(OURS.from_payload(OURS.to_payload(delivery), WebhookDelivery).payload) == before
+
+
+def test_the_recorded_histories_hold_every_kind_of_webhook() -> None:
+    events = {json.loads(payload.data)["event"].split("_")[0] for _, payload in _recorded_deliveries()}
+    assert events == {"started", "progress", "completed", "failed"}, events
+
+
+def test_a_cancelled_webhook_body() -> None:
+    from activities.io.webhooks import webhook_body
+
+    payload = WebhookPayload(
+        "t-1", "p", "generate_image", TaskStatus.CANCELLED, {"b": 1, "a": 2}, error="Task was cancelled"
+    )
+    payload.cancelled_at = "2026-12-02T10:00:02Z"
+    assert webhook_body(payload) == (
+        b'{"cancelled_at":"2026-12-02T10:00:02Z","error":"Task was cancelled","metadata":{"a":2,"b":1},'
+        b'"project_id":"p","status":"cancelled","task_id":"t-1","task_type":"generate_image"}'
+    )

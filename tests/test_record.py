@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from temporalio.converter import PayloadConverter
 
-from taskservice.record import TaskMemo, TaskOutcome, TaskRecord
+from taskservice.record import TaskMemo, TaskOutcome, TaskRecord, TaskStatus
 
 RECORD = TaskRecord(
     project_id="film-1",
@@ -40,8 +40,10 @@ def _as_memo(memo: TaskMemo) -> dict[str, Any]:
     "outcome",
     [
         None,
-        TaskOutcome(task_id="t-1", status="completed", result={"output": "text"}, processing_time=2.0),
-        TaskOutcome(task_id="t-1", status="failed", error="boom", error_type="ValueError"),
+        TaskOutcome(
+            task_id="t-1", status=TaskStatus.COMPLETED, result={"output": "text"}, processing_time=2.0
+        ),
+        TaskOutcome(task_id="t-1", status=TaskStatus.FAILED, error="boom", error_type="ValueError"),
     ],
 )
 def test_a_recorded_memo_reads_back_as_it_was_written(outcome: TaskOutcome | None) -> None:
@@ -50,6 +52,7 @@ def test_a_recorded_memo_reads_back_as_it_was_written(outcome: TaskOutcome | Non
     assert parsed == memo
     assert parsed is not None and isinstance(parsed.task, TaskRecord)
     assert outcome is None or isinstance(parsed.outcome, TaskOutcome)
+    assert outcome is None or (parsed.outcome is not None and type(parsed.outcome.status) is TaskStatus)
 
 
 def test_keys_it_does_not_know_are_skipped_and_other_workflows_are_not_tasks() -> None:

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.io.webhooks import MAX_RESPONSE_BYTES, WebhookActivities
-from taskservice.contracts import WebhookDelivery
+from taskservice.contracts import TaskStatus, WebhookDelivery, WebhookPayload
 from taskservice.netguard import pinned_request
 from taskservice.settings import Settings
 from tests.support.tls_certs import TestCA
@@ -42,7 +42,13 @@ def secret_of(key: bytes) -> str:
 def delivery(url: str) -> WebhookDelivery:
     return WebhookDelivery(
         url=url,
-        payload={"task_id": "t-1", "status": "completed", "result": {"output": "ok"}},
+        payload=WebhookPayload(
+            task_id="t-1",
+            project_id="webhook-delivery",
+            task_type="test_prompt",
+            status=TaskStatus.COMPLETED,
+            result={"output": "ok"},
+        ),
         webhook_id="msg_t-1_completed",
         task_id="t-1",
         project_id="webhook-delivery",

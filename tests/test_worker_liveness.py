@@ -99,7 +99,7 @@ async def test_registry_publishes_refreshes_together_and_changes_at_once(
     async with _registry(temporal_server) as handle:
         workers = [_worker(i, 10.0) for i in range(3)]
         for report in workers:
-            await handle.signal("report", report)
+            await handle.signal(WorkerRegistryWorkflow.report, report)
 
         async def all_known() -> bool:
             return len(await _published(handle)) == 3
@@ -110,7 +110,7 @@ async def test_registry_publishes_refreshes_together_and_changes_at_once(
         for done in range(1, 11):  # 30 refreshes within ~2 s
             for report in workers:
                 report.tasks_done = done
-                await handle.signal("report", report)
+                await handle.signal(WorkerRegistryWorkflow.report, report)
             await asyncio.sleep(0.2)
 
         async def refreshed() -> bool:
@@ -119,7 +119,7 @@ async def test_registry_publishes_refreshes_together_and_changes_at_once(
         await _until(refreshed, timeout=8)
         assert await _upserts(handle) - before <= 2
         workers[0].state = "draining"
-        await handle.signal("report", workers[0])
+        await handle.signal(WorkerRegistryWorkflow.report, workers[0])
 
         async def draining() -> bool:
             return (await _published(handle))[workers[0].identity].state == "draining"
@@ -136,7 +136,7 @@ async def test_a_live_worker_never_reads_as_gone_between_publishes(
         deadline = time.monotonic() + 6
         checked = 0
         while time.monotonic() < deadline:
-            await handle.signal("report", worker)
+            await handle.signal(WorkerRegistryWorkflow.report, worker)
             for _ in range(4):
                 await asyncio.sleep(0.25)
                 published = (await _published(handle)).get(worker.identity)

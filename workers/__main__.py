@@ -28,10 +28,8 @@ def main() -> None:
     if args.child or args.no_supervisor:
         # Only the worker itself imports Temporal's SDK and the activities; the supervisor stays small.
         from workers.handover import Handover
-        from workers.library_logs import silence_known_library_warnings
         from workers.runner import run_worker
 
-        silence_known_library_warnings()
         tracing = configure_tracing(f"worker-{queue.value}")
         code = asyncio.run(run_worker(settings, queue, handover=Handover(args.handover_fd), tracing=tracing))
         if tracing is not None:

@@ -32,7 +32,7 @@ from workers.handover import RECYCLE_EXIT_CODE, DrainNotice, Handover
 from workers.lifecycle import TaskLifecycleInterceptor, WorkerState
 from workers.recycling import overlap_recycle
 from workers.registry import QueueActivities, build_queue_activities
-from workflows.bookkeeping import TaskMetricsWorkflow, WorkerRegistryWorkflow
+from workflows.bookkeeping import REPORT_SIGNAL, TaskMetricsWorkflow, WorkerRegistryWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
 from workflows.task import TaskWorkflow
 
@@ -133,7 +133,7 @@ async def _report(client: Client, state: WorkerState, activities: QueueActivitie
             None,
             id=WORKER_REGISTRY_WORKFLOW_ID,
             task_queue=WORKFLOW_QUEUE,
-            start_signal="report",
+            start_signal=REPORT_SIGNAL,
             start_signal_args=[report],
         )
     except RPCError as err:
@@ -168,7 +168,7 @@ def _workers(
         task_queue=queue.value,
         activities=activities.functions,
         max_concurrent_activities=settings.worker_concurrency(queue),
-        interceptors=[TaskLifecycleInterceptor(client, state, task_types, metrics)],
+        interceptors=[TaskLifecycleInterceptor(state, task_types, metrics)],
         # Draining lets running tasks finish; the hard timeout bounds them anyway.
         graceful_shutdown_timeout=timedelta(seconds=QUEUE_HARD_TIMEOUT_S[queue]),
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -180,10 +180,9 @@ def _workers(
         task_queue=WORKFLOW_QUEUE,
         workflows=[TaskWorkflow, TaskMetricsWorkflow, WorkerRegistryWorkflow, ConcurrencyLimiterWorkflow],
         activities=[
-            *WebhookActivities(settings, resources.http).activities(),
+            *WebhookActivities(settings, resources.http, metrics=metrics).activities(),
             *BookkeepingActivities(client).activities(),
         ],
-        interceptors=[TaskLifecycleInterceptor(client, state, set(), metrics)],
         graceful_shutdown_timeout=timedelta(seconds=45),
         identity=state.identity,
         workflow_runner=(

@@ -13,18 +13,17 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.bookkeeping import BookkeepingActivities
     from taskservice.contracts import (
         MetricsState,
         RetryRecorded,
-        ScanTally,
         ScanWindow,
         WorkerRegistryState,
         WorkerReport,
     )
     from taskservice.record import METRICS_MEMO, WORKERS_MEMO
+    from workflows.history import history_is_long
 
-# Continue-as-new before the history gets long; state is carried over whole.
-HISTORY_LIMIT = 4000
 # How often finished tasks are counted, and how far behind now: a task's visibility record is written
 # shortly after it closes, so the newest seconds are left to the next scan.
 SCAN_EVERY = timedelta(seconds=2)
@@ -44,8 +43,9 @@ PUBLISH_REFRESHES_EVERY = timedelta(seconds=5)
 PUBLISH_PROGRESS_EVERY = timedelta(seconds=10)
 
 
-def history_is_long() -> bool:
-    return workflow.info().get_current_history_length() > HISTORY_LIMIT
+# The registry's report signal, by name: workers send their first report with signal-with-start, which takes
+# a signal's name only.
+REPORT_SIGNAL = "report"
 
 
 @workflow.defn(name="TaskMetricsWorkflow")
@@ -91,10 +91,9 @@ class TaskMetricsWorkflow:
         until = workflow.now() - VISIBILITY_LAG
         if until <= datetime.fromisoformat(self._state.counted_until):
             return
-        tally = await workflow.execute_local_activity(
-            "scan_finished_tasks",
+        tally = await workflow.execute_local_activity_method(
+            BookkeepingActivities.scan_finished_tasks,
             ScanWindow(since=self._state.counted_until, until=until.isoformat()),
-            result_type=ScanTally,
             start_to_close_timeout=timedelta(minutes=5),
         )
         self._state.add_scan(tally)
@@ -155,7 +154,7 @@ class WorkerRegistryWorkflow:
         except TimeoutError:
             pass
 
-    @workflow.signal
+    @workflow.signal(name=REPORT_SIGNAL)
     def report(self, report: WorkerReport) -> None:
         # Server-side time of arrival: workers' clocks may drift, the API compares against this.
         report.last_seen = workflow.now().isoformat()

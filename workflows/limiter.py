@@ -2,8 +2,8 @@
 
 Temporal bounds concurrency per worker, not per activity type across the cluster, so a task of a capped
 group asks its group's limiter for a slot (`acquire` signal) and starts its activity only once the limiter
-answers with `slot_granted`; until then it stays `queued`. It releases the slot when it finishes, fails or
-is cancelled. Waiting tasks are served by priority, then in arrival order. A holder that vanished without
+answers (`SLOT_GRANTED_SIGNAL`); until then it stays `queued`. It releases the slot when it finishes, fails
+or is cancelled. Waiting tasks are served by priority, then in arrival order. A holder that vanished without
 releasing (terminated by an operator) loses its slot when its lease, the longest the task could run, ends.
 """
 
@@ -15,8 +15,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from taskservice.contracts import LimiterState, SlotRequest
-    from workflows.bookkeeping import history_is_long
+    from taskservice.contracts import SLOT_GRANTED_SIGNAL, LimiterState, SlotRequest
+    from workflows.history import history_is_long
 
 # The memo lists at most this many holders (the counts are always exact).
 MEMO_HOLDERS = 50
@@ -77,7 +77,8 @@ class ConcurrencyLimiterWorkflow:
             until = workflow.now() + timedelta(seconds=request.lease_s)
             s.holders[request.holder_id] = until.isoformat()
             try:
-                await workflow.get_external_workflow_handle(request.holder_id).signal("slot_granted", s.group)
+                holder = workflow.get_external_workflow_handle(request.holder_id)
+                await holder.signal(SLOT_GRANTED_SIGNAL, s.group)
             except (ApplicationError, FailureError):
                 # The task closed while it waited (its release is on the way or was lost): free the slot.
                 s.holders.pop(request.holder_id, None)

@@ -13,8 +13,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.bookkeeping import BookkeepingActivities
     from taskservice import search_attributes as sa
     from taskservice.contracts import (
+        SLOT_GRANTED_SIGNAL,
         ConcurrencySlot,
         SlotRequest,
         TaskActivityInput,
@@ -28,7 +30,8 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
     from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
     from taskservice.timefmt import iso_z
-    from workflows.webhook import deliver_event_webhook, deliver_webhook
+    from workflows.limiter import ConcurrencyLimiterWorkflow
+    from workflows.webhook import deliver_progress_webhook, deliver_started_webhook, deliver_webhook
 
 
 # Not sandboxed: building a sandbox for every new task cost ~10 ms of worker CPU per task (a third of the
@@ -144,28 +147,28 @@ class TaskWorkflow:
         )
         limiter = workflow.get_external_workflow_handle(limiter_workflow_id(slot.group))
         try:
-            await limiter.signal("acquire", request)
+            await limiter.signal(ConcurrencyLimiterWorkflow.acquire, request)
         except (ApplicationError, FailureError):
             # The limiter is gone (an operator terminated it): start it again, then ask.
-            await workflow.execute_activity(
-                "ensure_limiter",
+            await workflow.execute_activity_method(
+                BookkeepingActivities.ensure_limiter,
                 slot.group,
                 task_queue=WORKFLOW_QUEUE,
                 start_to_close_timeout=timedelta(seconds=30),
             )
-            await limiter.signal("acquire", request)
+            await limiter.signal(ConcurrencyLimiterWorkflow.acquire, request)
 
     async def _release_slots(self) -> None:
         for group in reversed(self._requested_slots):
             try:
                 await workflow.get_external_workflow_handle(limiter_workflow_id(group)).signal(
-                    "release", self._task.task_id
+                    ConcurrencyLimiterWorkflow.release, self._task.task_id
                 )
             except (ApplicationError, FailureError):
                 workflow.logger.warning("Concurrency limiter not reachable", extra={"group": group})
         self._requested_slots.clear()
 
-    @workflow.signal(name="slot_granted")
+    @workflow.signal(name=SLOT_GRANTED_SIGNAL)
     def slot_granted(self, group: str) -> None:
         self._granted_slots.add(group)
 
@@ -186,19 +189,13 @@ class TaskWorkflow:
             workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(TaskStatus.PROCESSING.value)])
         workflow.upsert_memo(memo)
         if first and _sends(self._task.task, "start"):
-            await deliver_event_webhook(
-                self._task, "started", {"started_at": started.started_at, "progress": 0.0}
-            )
+            await deliver_started_webhook(self._task, started.started_at)
 
     @workflow.signal(name="task_progress")
     async def task_progress(self, update: TaskProgressUpdate) -> None:
         if _sends(self._task.task, "progress"):
             self._progress_events += 1
-            await deliver_event_webhook(
-                self._task,
-                f"progress_{self._progress_events}",
-                {"progress": update.progress, "current_step": update.step},
-            )
+            await deliver_progress_webhook(self._task, self._progress_events, update)
 
     async def _finish(
         self, status: TaskStatus, *, result: dict[str, Any] | None = None, failure: _Failure | None = None
@@ -214,7 +211,7 @@ class TaskWorkflow:
             processing_time = round((now - datetime.fromisoformat(started_at)).total_seconds(), 3)
         outcome = TaskOutcome(
             task_id=task.task_id,
-            status=status.value,
+            status=status,
             result=result,
             error=failure.message if failure else None,
             error_type=failure.type if failure else None,

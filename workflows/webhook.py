@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from taskservice.contracts import WEBHOOK_ATTEMPTS, TaskStatus, TaskWorkflowInput, WebhookDelivery
+    from activities.io.webhooks import WebhookActivities
+    from taskservice.contracts import (
+        WEBHOOK_ATTEMPTS,
+        TaskProgressUpdate,
+        TaskStatus,
+        TaskWorkflowInput,
+        WebhookDelivery,
+        WebhookPayload,
+    )
     from taskservice.queues import WORKFLOW_QUEUE
     from taskservice.record import TaskOutcome, error_text
 
@@ -26,27 +33,17 @@ WEBHOOK_RETRY = RetryPolicy(
 )
 
 
-def webhook_payload(task: TaskWorkflowInput, outcome: TaskOutcome, traceback: str | None) -> dict[str, Any]:
+def webhook_payload(task: TaskWorkflowInput, outcome: TaskOutcome, traceback: str | None) -> WebhookPayload:
     """The seed's success/failure payloads, and the same shape for a cancelled task."""
-    record = task.task
-    payload: dict[str, Any] = {
-        "task_id": task.task_id,
-        "project_id": record.project_id,
-        "task_type": record.task_type,
-        "status": outcome.status,
-    }
+    payload = _payload(task, outcome.status)
     error = error_text(outcome.error, outcome.error_type)
     if outcome.status == TaskStatus.COMPLETED:
-        payload |= {
-            "result": outcome.result,
-            "processing_time": outcome.processing_time,
-            "completed_at": outcome.completed_at,
-        }
+        payload.result, payload.processing_time = outcome.result, outcome.processing_time
+        payload.completed_at = outcome.completed_at
     elif outcome.status == TaskStatus.FAILED:
-        payload |= {"error": error, "traceback": traceback, "failed_at": outcome.completed_at}
+        payload.error, payload.traceback, payload.failed_at = error, traceback, outcome.completed_at
     else:
-        payload |= {"error": error, "cancelled_at": outcome.completed_at}
-    payload["metadata"] = record.metadata
+        payload.error, payload.cancelled_at = error, outcome.completed_at
     return payload
 
 
@@ -55,22 +52,33 @@ async def deliver_webhook(task: TaskWorkflowInput, outcome: TaskOutcome, traceba
     await _deliver(task, outcome.status, webhook_payload(task, outcome, traceback))
 
 
-async def deliver_event_webhook(task: TaskWorkflowInput, event: str, fields: dict[str, Any]) -> None:
-    """A `started` or `progress_<n>` event (webhook_events_filter), same signing and retries."""
+async def deliver_started_webhook(task: TaskWorkflowInput, started_at: str) -> None:
+    """The `started` event (webhook_events_filter), same signing and retries."""
+    payload = _payload(task, TaskStatus.PROCESSING, event="started")
+    payload.started_at, payload.progress = started_at, 0.0
+    await _deliver(task, "started", payload)
+
+
+async def deliver_progress_webhook(task: TaskWorkflowInput, number: int, update: TaskProgressUpdate) -> None:
+    """The task's `number`th `progress` event."""
+    payload = _payload(task, TaskStatus.PROCESSING, event="progress")
+    payload.progress, payload.current_step = update.progress, update.step
+    await _deliver(task, f"progress_{number}", payload)
+
+
+def _payload(task: TaskWorkflowInput, status: TaskStatus, event: str | None = None) -> WebhookPayload:
     record = task.task
-    payload = {
-        "task_id": task.task_id,
-        "project_id": record.project_id,
-        "task_type": record.task_type,
-        "status": "processing",
-        "event": event.split("_", 1)[0],
-        **fields,
-        "metadata": record.metadata,
-    }
-    await _deliver(task, event, payload)
+    return WebhookPayload(
+        task_id=task.task_id,
+        project_id=record.project_id,
+        task_type=record.task_type,
+        status=status,
+        metadata=record.metadata,
+        event=event,
+    )
 
 
-async def _deliver(task: TaskWorkflowInput, event: str, payload: dict[str, Any]) -> None:
+async def _deliver(task: TaskWorkflowInput, event: str, payload: WebhookPayload) -> None:
     record = task.task
     assert record.callback_url is not None
     delivery = WebhookDelivery(
@@ -83,8 +91,8 @@ async def _deliver(task: TaskWorkflowInput, event: str, payload: dict[str, Any])
         task_type=record.task_type,
     )
     try:
-        await workflow.execute_activity(
-            "deliver_webhook",
+        await workflow.execute_activity_method(
+            WebhookActivities.deliver_webhook,
             delivery,
             task_queue=WORKFLOW_QUEUE,
             start_to_close_timeout=WEBHOOK_ATTEMPT_TIMEOUT,

@@ -9,7 +9,6 @@ step at a time, with a cancel check between steps. Result metadata is read back 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from temporalio import activity
 
@@ -18,7 +17,7 @@ from activities.audio.tts import SpeechEngines
 from activities.audio.voice import CharacterVoice
 from activities.resources import WorkerResources
 from activities.runtime import TaskActivities, run_task
-from taskservice.contracts import TaskActivityInput
+from taskservice.contracts import TaskActivityInput, TaskAttemptResult
 from taskservice.task_data import GenerateCharacterVoiceData, ProcessAudioData
 
 
@@ -38,9 +37,9 @@ class AudioActivities(TaskActivities):
         self._engines.close()
 
     @activity.defn
-    async def generate_character_voice(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def generate_character_voice(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, GenerateCharacterVoiceData, functools.partial(self._voice.run, task))
 
     @activity.defn
-    async def process_audio(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def process_audio(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, ProcessAudioData, functools.partial(self._mix.run, task))

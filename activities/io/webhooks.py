@@ -25,7 +25,7 @@ from opentelemetry import trace
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from taskservice.contracts import WEBHOOK_ATTEMPTS, WebhookDelivery
+from taskservice.contracts import WEBHOOK_ATTEMPTS, WebhookDelivery, WebhookPayload
 from taskservice.netguard import (
     CheckedURL,
     Resolver,
@@ -36,6 +36,7 @@ from taskservice.netguard import (
     system_resolver,
 )
 from taskservice.settings import Settings
+from taskservice.telemetry import WorkerMetrics
 from taskservice.tracing import span
 
 log = logging.getLogger("taskservice.webhooks")
@@ -53,14 +54,28 @@ def sign(keys: Sequence[bytes], webhook_id: str, timestamp: int, body: bytes) ->
     return " ".join("v1," + base64.b64encode(mac).decode() for mac in macs)
 
 
+def webhook_body(payload: WebhookPayload) -> bytes:
+    """The JSON a receiver gets: compact, keys sorted at every level (as ever: the payload used to reach this
+    activity as a dict through Temporal's JSON, which sorts keys)."""
+    return json.dumps(payload.body(), separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
 class WebhookActivities:
+    """The `deliver_webhook` activity; with `metrics`, each attempt counts as delivered or failed."""
+
     def __init__(
-        self, settings: Settings, client: httpx.AsyncClient, resolver: Resolver = system_resolver
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        resolver: Resolver = system_resolver,
+        *,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
         self._resolver = resolver
         self._signing_keys = settings.webhook_signing_keys()
+        self._metrics = metrics
 
     def activities(self) -> Sequence[Callable[..., Any]]:
         return [self.deliver_webhook]
@@ -76,9 +91,18 @@ class WebhookActivities:
             "attempt": attempt,
             "webhook_event": delivery.event,
         }
-        # One span per attempt (an attempt is one execution of this activity); a failed one ends in error.
-        with span("webhook.deliver", webhook_event=delivery.event, attempt=attempt, task_id=delivery.task_id):
-            return await self._attempt(delivery, fields)
+        outcome = "failed"
+        try:
+            # One span per attempt (an attempt is one execution of this activity); a failed one ends in error.
+            with span(
+                "webhook.deliver", webhook_event=delivery.event, attempt=attempt, task_id=delivery.task_id
+            ):
+                status = await self._attempt(delivery, fields)
+            outcome = "delivered"
+            return status
+        finally:
+            if self._metrics is not None:
+                self._metrics.webhooks.labels(outcome).inc()
 
     async def _attempt(self, delivery: WebhookDelivery, fields: dict[str, Any]) -> int:
         try:
@@ -105,7 +129,7 @@ class WebhookActivities:
         raise _failed(f"webhook answered HTTP {status}{redirect}", "WebhookFailed")
 
     def _request(self, target: CheckedURL, delivery: WebhookDelivery) -> httpx.Request:
-        body = json.dumps(delivery.payload, separators=(",", ":"), default=str).encode()
+        body = webhook_body(delivery.payload)
         timestamp = int(time.time())
         headers = {
             "content-type": "application/json",

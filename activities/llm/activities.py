@@ -23,7 +23,7 @@ from activities.llm.prompts import (
 )
 from activities.resources import WorkerResources
 from activities.runtime import TaskActivities, TaskProgress, run_task
-from taskservice.contracts import TaskActivityInput
+from taskservice.contracts import TaskActivityInput, TaskAttemptResult
 from taskservice.task_data import (
     AutomatedGatherCreationData,
     EvaluateDepartmentData,
@@ -44,23 +44,23 @@ class LLMActivities(TaskActivities):
         await self._chat.aclose()
 
     @activity.defn
-    async def test_prompt(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def test_prompt(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, TestPromptData, self._test_prompt)
 
     @activity.defn
-    async def run_llm_inference(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def run_llm_inference(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, RunLLMInferenceData, self._inference)
 
     @activity.defn
-    async def translate_dialogue(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def translate_dialogue(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, TranslateDialogueData, self._translate)
 
     @activity.defn
-    async def evaluate_department(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def evaluate_department(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, EvaluateDepartmentData, self._evaluate)
 
     @activity.defn
-    async def automated_gather_creation(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def automated_gather_creation(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, AutomatedGatherCreationData, self._gather)
 
     async def _test_prompt(self, data: TestPromptData, progress: TaskProgress) -> dict[str, Any]:

@@ -29,7 +29,6 @@ Sizes, frame counts and durations in the result are read back from the written f
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from temporalio import activity
 
@@ -40,7 +39,7 @@ from activities.media.image import generate_image
 from activities.media.tools import MediaTools, StepObserver
 from activities.resources import WorkerResources
 from activities.runtime import TaskActivities, run_task
-from taskservice.contracts import TaskActivityInput
+from taskservice.contracts import TaskActivityInput, TaskAttemptResult
 from taskservice.task_data import GenerateImageData, GenerateVideoData, RenderAnimationData
 
 
@@ -73,13 +72,13 @@ class MediaActivities(TaskActivities):
         }
 
     @activity.defn
-    async def generate_image(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def generate_image(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, GenerateImageData, functools.partial(generate_image, self._tools, task))
 
     @activity.defn
-    async def generate_video(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def generate_video(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, GenerateVideoData, functools.partial(generate_clip, self._tools, task))
 
     @activity.defn
-    async def render_animation(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def render_animation(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, RenderAnimationData, functools.partial(generate_clip, self._tools, task))

@@ -35,7 +35,7 @@ from temporalio import activity
 from activities.io.fetch import IMAGE_TYPES, decode_image
 from activities.resources import WorkerResources
 from activities.runtime import TaskActivities, TaskInterrupted, TaskProgress, permanent_error, run_task
-from taskservice.contracts import TaskActivityInput
+from taskservice.contracts import TaskActivityInput, TaskAttemptResult
 from taskservice.netguard import redact_url
 from taskservice.task_data import RunImageToTextInferenceData
 
@@ -230,7 +230,7 @@ class VisionActivities(TaskActivities):
         self.warm_models = self.models
 
     @activity.defn
-    async def run_image_to_text_inference(self, task: TaskActivityInput) -> dict[str, Any]:
+    async def run_image_to_text_inference(self, task: TaskActivityInput) -> TaskAttemptResult:
         return await run_task(task, RunImageToTextInferenceData, functools.partial(self._caption_task, task))
 
     async def _caption_task(

@@ -14,7 +14,7 @@ from temporalio.converter import PayloadConverter
 
 from taskservice import search_attributes as sa
 from taskservice.catalog import CATALOG
-from taskservice.contracts import TaskStatus
+from taskservice.contracts import TaskProgressUpdate, TaskStatus
 from taskservice.priority import TaskPriority
 from taskservice.record import TaskMemo, TaskRecord, error_text
 from taskservice.timefmt import iso_z, parse_iso
@@ -125,7 +125,7 @@ def base_view(execution: WorkflowExecution, memo: TaskMemo) -> TaskView:
     view.waiting_for_slot = memo.waiting_for_slot
     outcome = memo.outcome
     if outcome is not None:
-        view.status = TaskStatus(outcome.status)
+        view.status = outcome.status
         view.result = outcome.result
         view.error, view.error_type = outcome.error, outcome.error_type
         view.completed_at = parse_iso(outcome.completed_at)
@@ -163,10 +163,8 @@ def apply_activity(view: TaskView, activity: PendingActivityInfo, converter: Pay
     if ran or activity.attempt > 1:
         view.status = TaskStatus.PROCESSING
     if ran and activity.HasField("heartbeat_details"):
-        details = converter.from_payloads(list(activity.heartbeat_details.payloads))
-        beat = details[0] if details and isinstance(details[0], dict) else {}
-        view.progress = float(beat.get("progress", 0.0))
-        view.current_step = str(beat.get("step", "processing"))
+        beat = _last_heartbeat(activity, converter)
+        view.progress, view.current_step = beat.progress, beat.step
         view.updated_at = activity.last_heartbeat_time.ToDatetime(tzinfo=UTC)
     elif started:
         view.current_step = "starting"
@@ -176,6 +174,14 @@ def apply_activity(view: TaskView, activity: PendingActivityInfo, converter: Pay
         view.current_step = CANCELLING_STEP
     if view.started_at is None and ran and activity.HasField("last_started_time"):
         view.started_at = activity.last_started_time.ToDatetime(tzinfo=UTC)
+
+
+def _last_heartbeat(activity: PendingActivityInfo, converter: PayloadConverter) -> TaskProgressUpdate:
+    """What the attempt last heartbeated (`activities.runtime` writes it)."""
+    payloads = activity.heartbeat_details.payloads
+    if not payloads:
+        return TaskProgressUpdate(progress=0.0, step="processing")
+    return converter.from_payload(payloads[0], TaskProgressUpdate)
 
 
 def _retrying_step(activity: PendingActivityInfo) -> str:

@@ -41,6 +41,7 @@ from taskservice.payloads import decode
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE
 from taskservice.record import METRICS_MEMO, WORKERS_MEMO, MemoKey, TaskMemo, TaskOutcome
 from taskservice.visibility import TaskQuery
+from workflows.bookkeeping import TaskMetricsWorkflow
 from workflows.task import TaskWorkflow, task_priority
 
 # How long a cancel waits for the workflow to close before answering.
@@ -162,7 +163,8 @@ class TaskStore:
 
     async def record_retry(self, retry: RetryRecorded) -> None:
         try:
-            await self.client.get_workflow_handle(METRICS_WORKFLOW_ID).signal("record_retry", retry)
+            metrics = self.client.get_workflow_handle_for(TaskMetricsWorkflow.run, METRICS_WORKFLOW_ID)
+            await metrics.signal(TaskMetricsWorkflow.record_retry, retry)
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise

@@ -9,11 +9,11 @@ import numpy as np
 import pyloudnorm
 import pytest
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.audio import dsp
 from activities.audio import files as audio_io
 from activities.audio.activities import AudioActivities
+from tests.support.attempts import TaskActivityEnvironment
 from tests.support.audio import band_envelope_db, frame_rms_db, run_activity, serve_audio, task_input, tone
 from tests.support.file_server import StaticFileServer
 
@@ -219,7 +219,7 @@ async def test_bad_tracks_are_invalid_input(
     espeak_acts: AudioActivities, file_server: StaticFileServer, make_url: Any
 ) -> None:
     with pytest.raises(ApplicationError) as info:
-        await ActivityEnvironment().run(
+        await TaskActivityEnvironment().run(
             espeak_acts.process_audio,
             task_input("process_audio", {"tracks": [{"url": make_url(file_server)}], "output_format": "wav"}),
         )
@@ -237,5 +237,5 @@ async def test_bad_trim_and_bad_task_data(
     ]
     for data in cases:
         with pytest.raises(ApplicationError) as info:
-            await ActivityEnvironment().run(espeak_acts.process_audio, task_input("process_audio", data))
+            await TaskActivityEnvironment().run(espeak_acts.process_audio, task_input("process_audio", data))
         assert info.value.type == "InvalidInput" and info.value.non_retryable

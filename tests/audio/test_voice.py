@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.audio import dsp
 from activities.audio.activities import AudioActivities
+from tests.support.attempts import TaskActivityEnvironment, heartbeat_fields
 from tests.support.audio import frame_rms_db, median_f0, run_activity, serve_audio, task_input, tone
 from tests.support.file_server import StaticFileServer
 
@@ -159,7 +159,7 @@ async def test_bad_profile_is_invalid_input(
 ) -> None:
     url = file_server.add_json(document)
     with pytest.raises(ApplicationError) as info:
-        await ActivityEnvironment().run(
+        await TaskActivityEnvironment().run(
             espeak_acts.generate_character_voice,
             task_input("generate_character_voice", voice_data(character_voice_profile=url)),
         )
@@ -175,7 +175,7 @@ async def test_profile_not_json_or_missing(
         file_server.base_url + "/missing/profile.json",
     ):
         with pytest.raises(ApplicationError) as info:
-            await ActivityEnvironment().run(
+            await TaskActivityEnvironment().run(
                 espeak_acts.generate_character_voice,
                 task_input("generate_character_voice", voice_data(character_voice_profile=url)),
             )
@@ -184,7 +184,7 @@ async def test_profile_not_json_or_missing(
 
 async def test_invalid_task_data(espeak_acts: AudioActivities) -> None:
     with pytest.raises(ApplicationError) as info:
-        await ActivityEnvironment().run(
+        await TaskActivityEnvironment().run(
             espeak_acts.generate_character_voice,
             task_input("generate_character_voice", voice_data(emotion="bored")),
         )
@@ -196,7 +196,7 @@ async def test_coqui_engine_without_model_is_configuration_error(
 ) -> None:
     url = file_server.add_json({"engine": "coqui"})
     with pytest.raises(ApplicationError) as info:
-        await ActivityEnvironment().run(
+        await TaskActivityEnvironment().run(
             espeak_acts.generate_character_voice,
             task_input("generate_character_voice", voice_data(character_voice_profile=url)),
         )
@@ -218,13 +218,13 @@ async def test_long_text_is_synthesized_in_reported_steps(espeak_acts: AudioActi
 
 
 async def test_cancel_stops_between_sentences(espeak_acts: AudioActivities) -> None:
-    env = ActivityEnvironment()
+    env = TaskActivityEnvironment()
     steps: list[str] = []
     cancelled_at: list[float] = []
 
     def on_heartbeat(*details: Any) -> None:
-        steps.append(details[0]["step"])
-        if details[0]["step"].startswith("synthesizing") and not cancelled_at:
+        steps.append(heartbeat_fields(details[0])["step"])
+        if steps[-1].startswith("synthesizing") and not cancelled_at:
             cancelled_at.append(time.monotonic())
             env.cancel()
 
@@ -272,7 +272,7 @@ async def test_coqui_profile_for_another_model(
 ) -> None:
     url = file_server.add_json({"engine": "coqui", "model": "tts_models/en/ljspeech/vits"})
     with pytest.raises(ApplicationError) as info:
-        await ActivityEnvironment().run(
+        await TaskActivityEnvironment().run(
             coqui_acts.generate_character_voice,
             task_input("generate_character_voice", voice_data(character_voice_profile=url)),
         )

@@ -19,6 +19,7 @@ from activities.audio import files as audio_io
 from activities.audio.activities import AudioActivities
 from taskservice.contracts import TaskActivityInput
 from taskservice.settings import Settings
+from tests.support.attempts import TaskActivityEnvironment, heartbeat_fields
 from tests.support.file_server import StaticFileServer
 
 _task_numbers = itertools.count(1)
@@ -67,13 +68,13 @@ async def run_activity(
     *,
     on_heartbeat: Callable[[ActivityEnvironment, dict[str, Any]], None] | None = None,
 ) -> Run:
-    env = ActivityEnvironment()
+    env = TaskActivityEnvironment()
     beats: list[dict[str, Any]] = []
 
     def record(*details: Any) -> None:
-        beats.append(details[0])
+        beats.append(heartbeat_fields(details[0]))
         if on_heartbeat is not None:
-            on_heartbeat(env, details[0])
+            on_heartbeat(env, beats[-1])
 
     env.on_heartbeat = record
     fn = acts.generate_character_voice if task_type == "generate_character_voice" else acts.process_audio

@@ -18,6 +18,7 @@ from activities.media.tools import StepEvent
 from taskservice.contracts import TaskActivityInput
 from taskservice.media_urls import media_signer
 from taskservice.settings import Settings
+from tests.support.attempts import TaskActivityEnvironment, heartbeat_fields
 
 
 def png_bytes(size: tuple[int, int], color: tuple[int, int, int]) -> bytes:
@@ -84,9 +85,9 @@ class Run:
 
 
 def activity_env() -> Run:
-    env = ActivityEnvironment()
+    env = TaskActivityEnvironment()
     heartbeats: list[dict[str, Any]] = []
-    env.on_heartbeat = lambda *details: heartbeats.append(details[0])
+    env.on_heartbeat = lambda *details: heartbeats.append(heartbeat_fields(details[0]))
     return Run(env, heartbeats)
 
 
