@@ -173,7 +173,7 @@ async def test_queued_waiting_for_a_slot_and_cancelled(
     summaries = await history_summaries(desk.temporal, holder)
     assert (
         "activity_task_scheduled_event_attributes",
-        "generate_image on gpu_medium: 64×64, 2 steps, seed 7",
+        "generate_image on gpu_medium: 64×64, 2 steps, seed 7, standard quality",
     ) in summaries
 
 
@@ -326,4 +326,3 @@ async def test_recipes_read_a_failed_tasks_outcome_and_reset_it(desk: Console) -
     assert status["result"]
     seen = await desk.shown(task_id, lambda s: "Completed" in s.current)
     assert "(attempt 2 of 4)" in seen.current
-    await cli(desk.address, CONSOLE_NAMESPACE, "workflow", "describe", "-w", task_id)
