@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from taskservice.contracts import RetrySpec, TaskPlan, TaskWorkflowInput
 from taskservice.record import TaskOutcome, TaskRecord
-from tests.support.console import Shown, cli, history_summaries, recipes, shown, shown_when
+from tests.support.console import Shown, history_summaries, recipes, shown, shown_when
 from tests.support.processes import temporal_binary
 from tests.support.stack import API_KEYS, CONSOLE_NAMESPACE, Replica, Stack
 from tests.support.tasks import submit, wait_status
