@@ -1,8 +1,8 @@
 """The Temporal Web UI as an operator sees it, in a real headless Chromium: the task list filtered by the
 README's saved-view filter, and one task's page with its summary, details and current step.
 
-Needs Debian's `chromium` (`.ci/run` installs it) and Playwright's Python client (dev extras); Playwright's own
-browser downloads are never used. Screenshots are kept under the test's tmp dir (the paths are printed).
+Needs Debian's `chromium` (`.ci/run` installs it) and Playwright's Python client (dev extras); Playwright's
+own browser downloads are never used. Screenshots are kept under the test's tmp dir (the paths are printed).
 """
 
 from __future__ import annotations

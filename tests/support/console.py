@@ -73,7 +73,7 @@ async def history_summaries(client: Client, workflow_id: str) -> list[tuple[str,
     """(event type, summary) of every event of the history that carries a summary."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     converter = client.data_converter.payload_converter
-    found = []
+    found: list[tuple[str, str]] = []
     for event in history.events:
         if event.HasField("user_metadata") and event.user_metadata.HasField("summary"):
             summary = converter.from_payload(event.user_metadata.summary, str)
