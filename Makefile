@@ -32,11 +32,15 @@ ts-types: install $(TS_DEPS)
 	$(PY) scripts/openapi_document.py $(TS)/build/openapi.json
 	npm run --prefix $(TS) generate
 
-# espeak-ng is the embedded speech engine; ffmpeg comes from imageio-ffmpeg, so it is not needed here.
+# espeak-ng is the embedded speech engine; ffmpeg comes from imageio-ffmpeg, so it is not needed here. Chromium
+# is the browser of tests/test_temporal_ui.py.
 system-deps:
 	@command -v espeak-ng >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
 		else echo "espeak-ng is missing: sudo apt-get install espeak-ng" >&2; exit 1; fi; }
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium (the Web UI test's browser) is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 # Tiny randomly initialised models (no downloads) used by `make dev` and the tests.
 models: install

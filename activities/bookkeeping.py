@@ -14,6 +14,7 @@ from taskservice.contracts import FinishedTally, LimiterState, ScanTally, ScanWi
 from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
 from taskservice.record import TaskMemo
 from taskservice.visibility import CLOSED_AS_STATUS, TaskQuery
+from workflows import console
 from workflows.limiter import ConcurrencyLimiterWorkflow
 
 
@@ -25,6 +26,8 @@ async def ensure_limiter_running(client: Client, group: str) -> None:
         id=limiter_workflow_id(group),
         task_queue=WORKFLOW_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=console.limiter_summary(group),
+        static_details=console.limiter_details(group),
     )
 
 

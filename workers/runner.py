@@ -32,6 +32,7 @@ from workers.handover import RECYCLE_EXIT_CODE, DrainNotice, Handover
 from workers.lifecycle import TaskLifecycleInterceptor, WorkerState
 from workers.recycling import overlap_recycle
 from workers.registry import QueueActivities, build_queue_activities
+from workflows import console
 from workflows.bookkeeping import REPORT_SIGNAL, TaskMetricsWorkflow, WorkerRegistryWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
 from workflows.task import TaskWorkflow
@@ -63,6 +64,8 @@ async def ensure_bookkeeping(client: Client) -> None:
             id=workflow_id,
             task_queue=WORKFLOW_QUEUE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=console.SERVICE_WORKFLOWS[workflow_id][0],
+            static_details=console.SERVICE_WORKFLOWS[workflow_id][1],
         )
     for group in CONCURRENCY_GROUPS:
         await ensure_limiter_running(client, group)
@@ -135,6 +138,8 @@ async def _report(client: Client, state: WorkerState, activities: QueueActivitie
             task_queue=WORKFLOW_QUEUE,
             start_signal=REPORT_SIGNAL,
             start_signal_args=[report],
+            static_summary=console.SERVICE_WORKFLOWS[WORKER_REGISTRY_WORKFLOW_ID][0],
+            static_details=console.SERVICE_WORKFLOWS[WORKER_REGISTRY_WORKFLOW_ID][1],
         )
     except RPCError as err:
         log.warning("Worker report failed", extra={"error": str(err)})

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         WorkerReport,
     )
     from taskservice.record import METRICS_MEMO, WORKERS_MEMO
+    from workflows import console
     from workflows.history import history_is_long
 
 # How often finished tasks are counted, and how far behind now: a task's visibility record is written
@@ -73,7 +74,7 @@ class TaskMetricsWorkflow:
             if wait_s > 0:
                 try:
                     # A retry recorded by the API is published at once, scans keep their pace.
-                    await workflow.wait_condition(lambda: self._dirty, timeout=wait_s)
+                    await workflow.wait_condition(lambda: self._dirty, timeout=wait_s, timeout_summary="scan")
                 except TimeoutError:
                     pass
             if workflow.now() >= next_scan:
@@ -110,6 +111,7 @@ class TaskMetricsWorkflow:
 
     def _publish(self) -> None:
         workflow.upsert_memo({METRICS_MEMO: asdict(self._state)})
+        workflow.set_current_details(console.metrics_state(self._state))
         if self._state.counted_until is not None:
             self._published_until = datetime.fromisoformat(self._state.counted_until)
 
@@ -166,6 +168,7 @@ class WorkerRegistryWorkflow:
     def _publish(self) -> None:
         self._forget_long_gone()
         workflow.upsert_memo({WORKERS_MEMO: {k: asdict(w) for k, w in self._state.workers.items()}})
+        workflow.set_current_details(console.registry_state(list(self._state.workers.values())))
         self._published_at = workflow.now()
 
     def _forget_long_gone(self) -> None:

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from taskservice.contracts import SLOT_GRANTED_SIGNAL, LimiterState, SlotRequest
+    from workflows import console
     from workflows.history import history_is_long
 
 # The memo lists at most this many holders (the counts are always exact).
@@ -42,7 +43,9 @@ class ConcurrencyLimiterWorkflow:
                 workflow.continue_as_new(self._state)
             self._dirty = False
             try:
-                await workflow.wait_condition(lambda: self._dirty, timeout=self._next_expiry())
+                await workflow.wait_condition(
+                    lambda: self._dirty, timeout=self._next_expiry(), timeout_summary="the next lease expiry"
+                )
             except TimeoutError:
                 pass
 
@@ -101,6 +104,8 @@ class ConcurrencyLimiterWorkflow:
 
     def _publish(self) -> None:
         s = self._state
+        line = sorted(s.waiting, key=lambda w: w.priority_key)  # the order _grant serves them in
+        workflow.set_current_details(console.limiter_state(s.group, s.limit, list(s.holders), line))
         summary: dict[str, object] = {
             "group": s.group,
             "limit": s.limit,

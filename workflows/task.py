@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
     from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
     from taskservice.timefmt import iso_z
+    from workflows import console
     from workflows.limiter import ConcurrencyLimiterWorkflow
     from workflows.webhook import deliver_progress_webhook, deliver_started_webhook, deliver_webhook
 
@@ -41,6 +42,9 @@ with workflow.unsafe.imports_passed_through():
 class TaskWorkflow:
     def __init__(self) -> None:
         self._started: TaskStarted | None = None
+        # The latest attempt announced and its latest progress: what the UI's current details say.
+        self._attempt: TaskStarted | None = None
+        self._progress: TaskProgressUpdate | None = None
         # The attempt that produced the result, as its worker returned it (recorded if not announced).
         self._ran: TaskAttemptResult | None = None
         self._outcome_recorded = False
@@ -52,6 +56,7 @@ class TaskWorkflow:
     @workflow.run
     async def run(self, task: TaskWorkflowInput) -> TaskOutcome:
         self._task = task
+        workflow.set_current_details(console.queued(task))
         try:
             await self._acquire_slots(task)
             self._ran = await self._run_activity(task)
@@ -95,6 +100,7 @@ class TaskWorkflow:
             # Priority orders each queue; within a priority, tenants get their fair share of it.
             priority=task_priority(task),
             result_type=TaskAttemptResult,
+            summary=console.activity_summary(task),
         )
         remaining = self._deadline_remaining()
         if remaining is not None:
@@ -118,10 +124,12 @@ class TaskWorkflow:
         for slot in task.concurrency:
             await self._acquire_slot(task, slot)
         workflow.upsert_memo({MemoKey.WAITING_FOR_SLOT: None})
+        workflow.set_current_details(console.queued(task))
 
     async def _acquire_slot(self, task: TaskWorkflowInput, slot: ConcurrencySlot) -> None:
         self._requested_slots.append(slot.group)
         workflow.upsert_memo({MemoKey.WAITING_FOR_SLOT: slot.group})
+        workflow.set_current_details(console.waiting_for_slot(task, slot))
         # Asked from a task of its own: a cancel that lands while a signal is in flight is absorbed by the
         # SDK once the signal is sent, and must reach the wait below instead.
         asking = asyncio.create_task(self._request_slot(task, slot))
@@ -131,6 +139,7 @@ class TaskWorkflow:
                     slot.group in self._granted_slots or (asking.done() and asking.exception() is not None)
                 ),
                 timeout=self._deadline_remaining(),
+                timeout_summary="the task's deadline",
             )
         except TimeoutError:
             self._deadline_exceeded = True
@@ -155,6 +164,7 @@ class TaskWorkflow:
                 slot.group,
                 task_queue=WORKFLOW_QUEUE,
                 start_to_close_timeout=timedelta(seconds=30),
+                summary=f"start the {slot.group} limiter again",
             )
             await limiter.signal(ConcurrencyLimiterWorkflow.acquire, request)
 
@@ -183,6 +193,8 @@ class TaskWorkflow:
             return
         first = self._started is None
         self._started = self._started or started
+        self._attempt, self._progress = started, None
+        workflow.set_current_details(console.processing(self._task, started.attempt, started.worker, None))
         memo: dict[str, Any] = {MemoKey.ATTEMPT: started.attempt}
         if first:
             memo[MemoKey.STARTED_AT] = started.started_at
@@ -193,6 +205,10 @@ class TaskWorkflow:
 
     @workflow.signal(name="task_progress")
     async def task_progress(self, update: TaskProgressUpdate) -> None:
+        if not self._outcome_recorded and self._attempt is not None:
+            self._progress = update
+            ran = self._attempt
+            workflow.set_current_details(console.processing(self._task, ran.attempt, ran.worker, update))
         if _sends(self._task.task, "progress"):
             self._progress_events += 1
             await deliver_progress_webhook(self._task, self._progress_events, update)
@@ -228,6 +244,8 @@ class TaskWorkflow:
         if self._started is None and self._ran is not None:  # an attempt that ended before it was announced
             memo |= {MemoKey.ATTEMPT: self._ran.attempt, MemoKey.STARTED_AT: self._ran.started_at}
         self._outcome_recorded = True
+        last = self._ran or self._attempt
+        workflow.set_current_details(console.finished(task, outcome, last.attempt if last else None))
         workflow.upsert_memo(memo)
         workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(status.value)])
         await self._release_slots()

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from taskservice.queues import WORKFLOW_QUEUE
     from taskservice.record import TaskOutcome, error_text
+    from workflows import console
 
 
 # Per attempt: the 30 s HTTP timeout plus a margin for connecting and signing.
@@ -97,6 +98,7 @@ async def _deliver(task: TaskWorkflowInput, event: str, payload: WebhookPayload)
             task_queue=WORKFLOW_QUEUE,
             start_to_close_timeout=WEBHOOK_ATTEMPT_TIMEOUT,
             retry_policy=WEBHOOK_RETRY,
+            summary=console.webhook_summary(task, event),
         )
     except ActivityError:
         # The last attempt logged `Failed to send webhook after all retries` (or `Webhook refused`) with

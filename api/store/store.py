@@ -41,6 +41,7 @@ from taskservice.payloads import decode
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE
 from taskservice.record import METRICS_MEMO, WORKERS_MEMO, MemoKey, TaskMemo, TaskOutcome
 from taskservice.visibility import TaskQuery
+from workflows import console
 from workflows.bookkeeping import TaskMetricsWorkflow
 from workflows.task import TaskWorkflow, task_priority
 
@@ -122,6 +123,8 @@ class TaskStore:
                     ]
                 ),
                 priority=task_priority(task),
+                static_summary=console.task_summary(task),
+                static_details=console.task_details(task),
                 # One task per ID for the whole retention window, even after it closed.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

@@ -41,18 +41,25 @@ class TemporalDevServer:
     workdir: Path
     namespaces: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
+    # The Web UI's port; None runs the server headless (every test but the browser test).
+    ui_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def ui_url(self) -> str:
+        assert self.ui_port is not None, "started headless"
+        return f"http://127.0.0.1:{self.ui_port}"
+
     def start(self) -> TemporalDevServer:
         args = [
             temporal_binary(),
             "server",
             "start-dev",
-            "--headless",
+            *(["--headless"] if self.ui_port is None else ["--ui-port", str(self.ui_port)]),
             "--ip",
             "127.0.0.1",
             "--port",

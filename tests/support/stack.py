@@ -37,7 +37,16 @@ COUNTING_NAMESPACE = "counting"
 TENANCY_NAMESPACE = "tenancy"
 # The tracing test's own API and worker, which export their spans to the test's OTLP receiver.
 TRACING_NAMESPACE = "traces"
-NAMESPACES = (ISOLATED_NAMESPACE, EMPTY_NAMESPACE, COUNTING_NAMESPACE, TENANCY_NAMESPACE, TRACING_NAMESPACE)
+# The console tests' own (tests/test_console.py): a default-queue worker only, one image slot.
+CONSOLE_NAMESPACE = "console"
+NAMESPACES = (
+    ISOLATED_NAMESPACE,
+    EMPTY_NAMESPACE,
+    COUNTING_NAMESPACE,
+    TENANCY_NAMESPACE,
+    TRACING_NAMESPACE,
+    CONSOLE_NAMESPACE,
+)
 WORKER_QUEUES = ["default", "cpu_intensive", "gpu_medium", "gpu_heavy"]
 
 
