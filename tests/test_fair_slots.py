@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 from taskservice.contracts import LimiterState, SlotRequest
 from taskservice.queues import limiter_workflow_id
 from tests.support.processes import ServiceProcess
-from tests.support.stack import API_KEYS, ISOLATED_NAMESPACE, OTHER_KEYS, Stack
+from tests.support.stack import API_KEYS, ISOLATED_NAMESPACE, OTHER_KEYS, Stack, wait_for_pollers
 from tests.support.tasks import wait_status
 from workflows import fair_slots
 
@@ -71,6 +71,7 @@ async def orchestrator(stack: Stack) -> AsyncIterator[ServiceProcess]:
     """A worker of the default queue in a namespace of this module's: it runs the workflows (limiters
     included); the image worker comes and goes per test."""
     worker = stack.spawn("worker-fair-slots", ["workers", "default"], TEMPORAL_NAMESPACE=ISOLATED_NAMESPACE)
+    await wait_for_pollers(stack.temporal.address, ISOLATED_NAMESPACE, ["default"])
     yield worker
     worker.stop()
 
@@ -84,10 +85,12 @@ async def _limiter(temporal: Client, group: str) -> dict[str, int]:
     return {key: int(line.get(key, 0)) for key in ("running", "waiting")}
 
 
-async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 90) -> None:
+async def _until(
+    what: str | Callable[[], str], check: Callable[[], Awaitable[bool]], timeout: float = 90
+) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, what() if callable(what) else what
         await asyncio.sleep(0.2)
 
 
@@ -118,10 +121,13 @@ async def test_another_tenant_takes_the_next_image_slot(stack: Stack, orchestrat
             assert batch.json()["created"] == 12, batch.text
             a_ids = [r["task"]["task_id"] for r in batch.json()["results"]]
 
-            async def a_waits() -> bool:
-                return await _limiter(temporal, "image") == {"running": 3, "waiting": 9}
+            line: dict[str, int] = {}
 
-            await _until("A's 12 tasks never all reached the image limiter", a_waits)
+            async def a_waits() -> bool:
+                line.update(await _limiter(temporal, "image"))
+                return line == {"running": 3, "waiting": 9}
+
+            await _until(lambda: f"A's 12 tasks never all reached the image limiter: {line}", a_waits)
             submitted = await tenant_b.post("/api/v1/tasks/submit", json=item)
             b_id = submitted.json()["task_id"]
 
