@@ -11,6 +11,7 @@ could run, ends.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -94,8 +95,10 @@ class ConcurrencyLimiterWorkflow:
             deferred = fair_slots.overflow(s) if fair else []
             if not deferred:
                 break
-            for request in deferred:
-                await self._tell(request.holder_id, "slot_deferred", SlotDeferred(s.group))
+            # Sent together: one workflow task for a whole batch's overflow.
+            await asyncio.gather(
+                *(self._tell(r.holder_id, "slot_deferred", SlotDeferred(s.group)) for r in deferred)
+            )
         if fair:
             fair_slots.forget_idle(s)
 
