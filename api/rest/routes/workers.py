@@ -57,5 +57,5 @@ async def workers_stats(caller: CallerDep, insights: InsightServiceDep) -> Worke
         "image_batches": float(sum(w.image_batches for w in workers)),
         "image_batched_tasks": float(sum(w.image_batched_tasks for w in workers)),
     }
-    listed = [w for w in workers if fleet.internals_shown]
+    listed = workers if fleet.internals_shown else []
     return WorkersStatsResponse(workers=listed, totals=totals, timestamp=datetime.now(UTC))
