@@ -77,7 +77,8 @@ class ConcurrencySlot:
 
 @dataclass
 class SlotRequest:
-    """A task asking a limiter workflow for a slot; granted by the `slot_granted` signal."""
+    """A task asking a limiter workflow for a slot; answered by the `slot_granted` signal, or by
+    `slot_deferred` (ask again later)."""
 
     holder_id: str
     limit: int
