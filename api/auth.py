@@ -21,6 +21,7 @@ import jwt
 
 from api.domain.caller import DEFAULT_TENANT, Caller, Role
 from api.domain.errors import AuthenticationFailed
+from taskservice.credential_formats import TENANT_NAME
 from taskservice.settings import Settings
 
 DIGEST_PREFIX = "sha256:"
@@ -101,6 +102,11 @@ class Authenticator:
         tenant = claims.get(settings.jwt_tenant_claim) or settings.jwt_default_tenant
         if not isinstance(tenant, str):
             raise AuthenticationFailed("Invalid or expired token")
+        if not TENANT_NAME.fullmatch(tenant):
+            # A tenant name is letters, digits and _.- like any configured one: `org/team` would make
+            # `tenant/project` scopes ambiguous.
+            claim = settings.jwt_tenant_claim
+            raise AuthenticationFailed(f"The token's `{claim}` claim is not a tenant name")
         role = {"admin": Role.OPERATOR, "service": Role.TENANT}.get(str(claims.get("role")), Role.USER)
         return Caller(tenant=tenant, role=role, subject=str(claims["sub"]))
 

@@ -16,7 +16,7 @@ from taskservice.devtools.fake_llm import FakeOpenAIServer
 from tests.support.processes import ServiceProcess, TemporalDevServer, free_port, wait_http_ok
 from tests.support.stack import base_env, wait_for_pollers
 
-API_KEY = "bench-key"
+API_KEY = "bench-key-0123456789"
 
 
 @dataclass

@@ -65,18 +65,33 @@ class ConcurrencySlot:
 # The signal a limiter workflow grants a slot with (the group's name), sent to the holder by its workflow ID:
 # the task workflow's handler is declared with this name.
 SLOT_GRANTED_SIGNAL = "slot_granted"
+# The signal a limiter tells a waiting task to ask again later with (its tenant has enough waiting there).
+SLOT_DEFERRED_SIGNAL = "slot_deferred"
 
 
 @dataclass
 class SlotRequest:
-    """A task asking a limiter workflow for a slot; granted by the `SLOT_GRANTED_SIGNAL` signal."""
+    """A task asking a limiter workflow for a slot; answered by the `SLOT_GRANTED_SIGNAL` signal, or by
+    `SLOT_DEFERRED_SIGNAL` (ask again later)."""
 
     holder_id: str
     limit: int
-    # Temporal priority key of the task: lower is served first, then arrival order.
+    # Temporal priority key of the task: lower is served first; within a priority, tenants take turns.
     priority_key: int = 3
     # The slot is reclaimed after this long even if the holder never releases it (terminated by hand).
     lease_s: float = 3600.0
+    # The task's tenant and its weight (TENANT_WEIGHTS, as its fairness key's): a tenant of weight 2 takes
+    # two turns for another's one. Requests sent before fair slots existed are all of tenant "".
+    tenant: str = ""
+    weight: float = 1.0
+
+
+@dataclass
+class SlotDeferred:
+    """The limiter's answer to a request it does not keep in line (its tenant has enough waiting there
+    already): the task asks again later, so the limiter's state stays bounded whatever the backlog."""
+
+    group: str
 
 
 @dataclass
@@ -86,6 +101,11 @@ class LimiterState:
     # holder task_id -> ISO time its lease ends.
     holders: dict[str, str] = field(default_factory=dict)
     waiting: list[SlotRequest] = field(default_factory=list)
+    # Weighted round robin (workflows/fair_slots.py): each tenant's next turn, in turns of virtual time, the
+    # turn last served, and the tenant of each holder. Absent from a state written before fair slots.
+    turns: dict[str, float] = field(default_factory=dict)
+    clock: float = 0.0
+    holder_tenants: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -8,11 +8,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 
 from pydantic import SecretStr
 
+# Every name under which the service accepts a credential (headers, query parameters, connection_init and
+# Socket.IO auth fields; compared case-insensitively): the log scrubber redacts the value after each of them.
+CREDENTIAL_PARAMETERS = ("x-api-key", "api_key", "apikey", "api-key", "authorization", "token")
+
 TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# API and admin keys shorter than this are refused at start.
+MIN_API_KEY_LENGTH = 16
 
 
 def tenant_key(source: str, number: int, item: str) -> tuple[str, str]:
@@ -24,6 +31,12 @@ def tenant_key(source: str, number: int, item: str) -> tuple[str, str]:
     if key.startswith("sha256:") and not _DIGEST.fullmatch(key.lower()):
         raise ValueError(f"{source} entry {number}: a sha256: key must be 64 hex digits")
     return tenant, key.lower() if key.startswith("sha256:") else key
+
+
+def require_key_length(variable: str, keys: Iterable[str]) -> None:
+    """ValueError naming the variable (never the key) if one of its keys is shorter than the minimum."""
+    if any(len(key) < MIN_API_KEY_LENGTH for key in keys):
+        raise ValueError(f"{variable}: every key must be at least {MIN_API_KEY_LENGTH} characters long")
 
 
 WEBHOOK_SECRET_PREFIX = "whsec_"

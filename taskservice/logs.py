@@ -15,12 +15,19 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
-# Belt and braces: never let a presigned URL signature or an API key header reach a log line.
+from taskservice.credential_formats import CREDENTIAL_PARAMETERS
+
+# Belt and braces: never let a presigned URL's signature, a credential the service accepts (under any of its
+# names: `?api_key=`, `apiKey: …`, `"Authorization": "Bearer …"`) or a webhook secret reach a log line.
+_NAMES = "|".join(
+    re.escape(name).replace("_", "[-_]?").replace("\\-", "[-_]?")
+    for name in (*CREDENTIAL_PARAMETERS, "access_token", "x-amz-signature", "x-amz-credential", "signature")
+)
 _SECRETS = re.compile(
-    r"(X-Amz-Signature=|X-Amz-Credential=|Signature=|api_key=|token=|x-api-key[\"']?\s*[:=]\s*[\"']?|whsec_)"
-    r"[^&\s\"',]+",
+    rf"((?<![\w-])(?:{_NAMES})[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?|\bbearer\s+|whsec_)[^&\s\"',;]+",
     re.IGNORECASE,
 )
+_CREDENTIAL_KEY = re.compile(f"(?:{_NAMES})", re.IGNORECASE)
 
 
 # Library notices known to be harmless here, by the logger that emits them (what the message contains). Each
@@ -68,7 +75,9 @@ def scrub(text: str) -> str:
 
 def _scrub_values(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event.items():
-        if isinstance(value, str):
+        if _CREDENTIAL_KEY.fullmatch(key) and value is not None:
+            event[key] = "[redacted]"  # a field named like a credential, whatever its value
+        elif isinstance(value, str):
             event[key] = scrub(value)
     return event
 

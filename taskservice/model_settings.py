@@ -1,4 +1,5 @@
-"""The settings of the models a worker runs and how it runs them: part of Settings, declared apart."""
+"""The settings of the models a worker runs and how it runs them (the LLM's included, and what a task may ask
+of it): part of Settings, declared apart."""
 
 from __future__ import annotations
 
@@ -57,3 +58,29 @@ class ModelSettings(BaseSettings):
         "the GPU when used: for GPUs smaller than the model.",
     )
     tts_model: str | None = Field(None, description="Coqui TTS model name or local path; espeak-ng if unset.")
+    llm_model: str = Field("gpt-4o-mini", description="Chat model used by the LLM task types.")
+    llm_timeout_s: float = Field(60.0, description="Timeout of one chat completion request, seconds.")
+    llm_allowed_models: str | None = Field(
+        None,
+        description="Models a task may name in `model`, comma-separated; LLM_MODEL always may be named. "
+        "Unset: LLM_MODEL only.",
+    )
+    llm_max_tokens: int = Field(
+        4096, ge=1, description="Largest `max_tokens` an LLM task may ask for (default of each type's cap)."
+    )
+    llm_max_tokens_run_llm_inference: int | None = Field(
+        None, ge=1, description="Largest `max_tokens` of run_llm_inference; unset: LLM_MAX_TOKENS."
+    )
+    llm_max_tokens_test_prompt: int | None = Field(
+        None, ge=1, description="Largest `max_tokens` of test_prompt; unset: LLM_MAX_TOKENS."
+    )
+
+    def llm_models(self) -> list[str]:
+        """The models a task may name: LLM_MODEL, then LLM_ALLOWED_MODELS."""
+        listed = [m.strip() for m in (self.llm_allowed_models or "").split(",") if m.strip()]
+        return list(dict.fromkeys([self.llm_model, *listed]))
+
+    def llm_max_tokens_of(self, task_type: str) -> int:
+        """The `max_tokens` cap of an LLM task type (LLM_MAX_TOKENS_<TYPE>, else LLM_MAX_TOKENS)."""
+        cap = getattr(self, f"llm_max_tokens_{task_type}", None)
+        return int(self.llm_max_tokens if cap is None else cap)

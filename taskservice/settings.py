@@ -12,6 +12,7 @@ from taskservice.credential_formats import (
     TENANT_NAME,
     comma_separated,
     decode_webhook_secret,
+    require_key_length,
     tenant_key,
 )
 from taskservice.model_settings import ModelSettings
@@ -72,15 +73,15 @@ class Settings(ModelSettings):
         "X-API-Key; `exp` is required.",
     )
     jwt_tenant_claim: str = Field("tenant", description="JWT claim that names the caller's tenant.")
-    jwt_default_tenant: str = Field("default", description="Tenant of a JWT without the tenant claim.")
+    jwt_default_tenant: str = Field(
+        "default", description="Tenant of a JWT without the tenant claim (letters, digits, _.-)."
+    )
     jwt_issuer: str | None = Field(None, description="Required `iss` of JWTs, when set.")
     jwt_audience: str | None = Field(None, description="Required `aud` of JWTs, when set.")
     openai_base_url: str | None = Field(
         None, description="OpenAI-compatible endpoint for the LLM task types."
     )
     openai_api_key: SecretStr | None = Field(None, description="Key for OPENAI_BASE_URL.")
-    llm_model: str = Field("gpt-4o-mini", description="Chat model used by the LLM task types.")
-    llm_timeout_s: float = Field(60.0, description="Timeout of one chat completion request, seconds.")
     task_retry_initial_interval: float = Field(
         60.0, description="First retry delay in seconds; doubles per attempt, 4 attempts in all."
     )
@@ -268,12 +269,22 @@ class Settings(ModelSettings):
     def _credentials_are_well_formed(self) -> Settings:
         self.tenant_keys()  # raises on a malformed entry
         self.weights()
+        if not TENANT_NAME.fullmatch(self.jwt_default_tenant):
+            raise ValueError("JWT_DEFAULT_TENANT must be a tenant name (letters, digits, _.-; at most 64)")
+        self._keys_are_long_enough()
         if (
             self.jwt_secret is not None
             and len(self.jwt_secret.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES
         ):
             raise ValueError(f"JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long")
         return self
+
+    def _keys_are_long_enough(self) -> None:
+        plain = [k for _, k in self.tenant_keys() if not k.startswith("sha256:")]  # a digest holds no key
+        admin = comma_separated(self.admin_api_key) if self.admin_api_key else []
+        require_key_length("API_KEY or CELERY_TASK_API_KEY", self.accepted_api_keys())
+        require_key_length("API_KEYS or API_KEYS_FILE", plain)
+        require_key_length("ADMIN_API_KEY", admin)
 
     def tenant_keys(self) -> list[tuple[str, str]]:
         """(tenant, key or `sha256:<hex>`) from API_KEYS and API_KEYS_FILE; ValueError on a bad entry."""

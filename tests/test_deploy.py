@@ -125,7 +125,25 @@ def test_nothing_unauthenticated_is_published() -> None:
             assert "ports" not in service and "expose" not in service, name
     for name, service in SERVICES.items():
         for interface, port in _published(service):
-            assert interface == "127.0.0.1" or name in {"api", "minio"}, (name, port)
+            assert interface == "127.0.0.1" or name == "api", (name, port)
+
+
+def test_minio_is_internal_and_our_services_hold_a_bucket_user_not_its_root() -> None:
+    assert _published(SERVICES["minio"]) == [("127.0.0.1", "9000"), ("127.0.0.1", "9001")]
+    for name, service in OUR_SERVICES.items():
+        env = service["environment"]
+        assert not any("MINIO_ROOT" in str(value) for value in env.values()), name
+        assert (
+            "MINIO_APP_USER" in env["AWS_ACCESS_KEY_ID"]
+            and "MINIO_APP_PASSWORD" in env["AWS_SECRET_ACCESS_KEY"]
+        )
+    init = SERVICES["minio-init"]
+    script = init["command"][0]
+    assert 'mc admin user add local "$${MINIO_APP_USER}"' in script
+    assert "mc admin policy attach local task-service-bucket" in script
+    # The policy names the one bucket's objects and listing, nothing else (no `s3:*`, no `admin:`).
+    assert '"Resource":["arn:aws:s3:::%s/*"]' in script and "s3:*" not in script and "admin:" not in script
+    assert set(init["environment"]) >= {"MINIO_APP_USER", "MINIO_APP_PASSWORD", "S3_BUCKET"}
 
 
 def test_worker_metrics_bind_locally_unless_compose_opens_them_to_its_network() -> None:

@@ -7,7 +7,11 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 
+from api.domain.errors import ValidationFailed
+from api.service.submission import check_llm_options
+from taskservice.settings import Settings
 from tests.support.stack import Stack
 from tests.support.tasks import submit, wait_status
 
@@ -180,3 +184,34 @@ async def test_translate_dialogue_needs_lines_and_a_language(api: httpx.AsyncCli
     )
     assert response.status_code == 400
     assert {"task_data.lines", "task_data.target_language"} <= set(response.json()["details"])
+
+
+async def test_only_allowed_models_and_capped_max_tokens_are_accepted(api: httpx.AsyncClient) -> None:
+    """The stack allows LLM_MODEL (fake-model-1) only, and LLM_MAX_TOKENS' default cap of 4096."""
+    chat = {"prompt": "hello"}
+    body = {"project_id": "p_llm_limits", "task_type": "run_llm_inference"}
+    refused = await api.post(
+        "/api/v1/tasks/submit",
+        json={**body, "task_data": {**chat, "model": "gpt-expensive", "max_tokens": 4097}},
+    )
+    assert refused.status_code == 400 and refused.json()["error"] == "validation_error", refused.text
+    details = refused.json()["details"]
+    assert "'gpt-expensive' is not allowed; allowed: fake-model-1" in details["task_data.model"]
+    assert "at most 4096 tokens" in details["task_data.max_tokens"]
+    task_id = await submit(api, "run_llm_inference", {**chat, "model": "fake-model-1", "max_tokens": 4096})
+    assert (await wait_status(api, task_id))["status"] == "completed"
+
+
+def test_allowed_models_and_per_type_caps_come_from_settings() -> None:
+    settings = Settings(
+        llm_model="fake-model-1",
+        llm_allowed_models="fake-model-2, fake-model-3",
+        llm_max_tokens=1000,
+        llm_max_tokens_test_prompt=100,
+    )
+    assert settings.llm_models() == ["fake-model-1", "fake-model-2", "fake-model-3"]
+    check_llm_options("run_llm_inference", {"model": "fake-model-3", "max_tokens": 1000}, settings)
+    check_llm_options("test_prompt", {"max_tokens": 100}, settings)
+    with pytest.raises(ValidationFailed) as refused:
+        check_llm_options("test_prompt", {"model": "other", "max_tokens": 101}, settings)
+    assert set(refused.value.extra["details"]) == {"task_data.model", "task_data.max_tokens"}

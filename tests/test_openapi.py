@@ -37,7 +37,7 @@ SCHEMES = [{"APIKeyHeader": []}, {"HTTPBearer": []}]
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
-    return create_app(Settings(api_key=SecretStr("k"), data_dir=tmp_path_factory.mktemp("data")))
+    return create_app(Settings(api_key=SecretStr("k" * 16), data_dir=tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from temporalio.worker import Replayer
 from taskservice.payloads import DATA_CONVERTER
 from tests.support.tasks import submit, wait_status
 from tests.support.webhook_receiver import WebhookReceiver
+from workflows.limiter import ConcurrencyLimiterWorkflow
 from workflows.task import TaskWorkflow
 
 HISTORIES = Path(__file__).parent / "data" / "histories"
@@ -52,6 +53,18 @@ async def test_checked_in_histories_still_replay() -> None:
     assert not results.replay_failures, results.replay_failures
 
 
+async def test_a_limiter_history_recorded_before_fair_slots_still_replays() -> None:
+    """Recorded by the limiter of aa9c63a (arrival order within a priority, requests without a tenant): six
+    holders asking at priority keys 3, 3, 4, 2, 3, 1 for one slot. Today's limiter keeps that history's order
+    (the `fair-slots` patch) and decodes its state."""
+    path = HISTORIES / "limiter" / "limiter_before_fair_slots.json"
+    history = WorkflowHistory.from_json("limiter-before-fair-slots", path.read_text())
+    result = await Replayer(
+        workflows=[ConcurrencyLimiterWorkflow], data_converter=DATA_CONVERTER
+    ).replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
 async def test_this_sessions_histories_replay_deterministically(
     api: httpx.AsyncClient, temporal_client: Client
 ) -> None:
@@ -71,9 +84,13 @@ async def test_this_sessions_histories_replay_deterministically(
     ):
         histories.append(await temporal_client.get_workflow_handle(execution.id).fetch_history())
     assert {ok, failed, slow} <= {h.workflow_id for h in histories}
-    results = await Replayer(workflows=[TaskWorkflow], data_converter=DATA_CONVERTER).replay_workflows(
-        _iterate(histories), raise_on_replay_failure=False
-    )
+    # The concurrency limiters this session ran (they never close: their histories so far).
+    async for execution in temporal_client.list_workflows('WorkflowType = "ConcurrencyLimiterWorkflow"'):
+        handle = temporal_client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        histories.append(await handle.fetch_history())
+    results = await Replayer(
+        workflows=[TaskWorkflow, ConcurrencyLimiterWorkflow], data_converter=DATA_CONVERTER
+    ).replay_workflows(_iterate(histories), raise_on_replay_failure=False)
     assert not results.replay_failures, results.replay_failures
 
 

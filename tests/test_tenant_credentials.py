@@ -1,6 +1,6 @@
-"""Credentials of tenants, checked by real API processes: JWTs need `exp` (and `iss`/`aud` where set), a
-short JWT_SECRET or a malformed API_KEYS entry stops the process at start without printing the secret, and
-API_KEYS_FILE may hold a key as its SHA-256 digest."""
+"""Credentials of tenants, checked by real API processes: JWTs need `exp` (and `iss`/`aud` where set) and name
+a valid tenant, a short JWT_SECRET, a short API or admin key or a malformed API_KEYS entry stops the process
+at start without printing the secret, and API_KEYS_FILE may hold a key as its SHA-256 digest."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from pydantic import SecretStr, ValidationError
 
+from taskservice.credential_formats import MIN_API_KEY_LENGTH
+from taskservice.settings import Settings
 from tests.support.processes import ROOT
 from tests.support.stack import API_KEYS, JWT_SECRET, OTHER_KEYS, Stack
 from tests.support.tasks import submit, wait_status
@@ -45,7 +48,7 @@ def _refused_start(tmp_path: Path, **env: str) -> str:
             "TEMPORAL_ADDRESS": "127.0.0.1:9",  # never reached: the process stops before connecting
             "DATA_DIR": str(tmp_path),
             "API_PORT": "9",
-            "API_KEY": "start-check-key",
+            "API_KEY": "start-check-key-0123",
             **env,
         },
         capture_output=True,
@@ -122,24 +125,30 @@ async def test_jwt_secret_of_32_bytes_is_enough(stack: Stack) -> None:
 async def test_api_keys_file_with_a_digest_entry(stack: Stack, tmp_path: Path) -> None:
     """`beta=sha256:<hex>` accepts the key whose digest it is (and not the digest itself); the file's tenants
     are tenants like any other: a task of beta is beta's, with either of its keys, and no one else's."""
-    digest = hashlib.sha256(b"beta-key-1").hexdigest()
+    digest = hashlib.sha256(b"beta-tenant-key-1").hexdigest()
     keys_file = tmp_path / "api-keys"
     keys_file.write_text(
         f"# tenants of this deployment\nbeta=sha256:{digest.upper()}  # the digest only\n"
-        "gamma=gamma-key-1, beta=beta-key-2\n"
+        "gamma=gamma-tenant-key-1, beta=beta-tenant-key-2\n"
     )
     process, url = stack.start_api("api-keys-file", API_KEYS_FILE=str(keys_file))
     try:
         clients = {
             key: httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30)
-            for key in ("beta-key-1", "beta-key-2", "gamma-key-1", API_KEYS[0], OTHER_KEYS[0])
+            for key in (
+                "beta-tenant-key-1",
+                "beta-tenant-key-2",
+                "gamma-tenant-key-1",
+                API_KEYS[0],
+                OTHER_KEYS[0],
+            )
         }
-        for refused in (f"sha256:{digest}", digest, "beta-key-3"):
+        for refused in (f"sha256:{digest}", digest, "beta-tenant-key-3"):
             async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": refused}) as client:
                 assert (await client.get(PROBE)).status_code == 401, refused
-        task_id = await submit(clients["beta-key-1"], "test_prompt", {"prompt_template": "beta's own"})
-        assert (await wait_status(clients["beta-key-2"], task_id))["status"] == "completed"
-        for other in ("gamma-key-1", API_KEYS[0], OTHER_KEYS[0]):
+        task_id = await submit(clients["beta-tenant-key-1"], "test_prompt", {"prompt_template": "beta's own"})
+        assert (await wait_status(clients["beta-tenant-key-2"], task_id))["status"] == "completed"
+        for other in ("gamma-tenant-key-1", API_KEYS[0], OTHER_KEYS[0]):
             response = await clients[other].get(f"/api/v1/tasks/{task_id}/status")
             assert response.status_code == 404 and response.json()["error"] == "task_not_found", other
         for client in clients.values():
@@ -150,7 +159,10 @@ async def test_api_keys_file_with_a_digest_entry(stack: Stack, tmp_path: Path) -
 
 MALFORMED_KEYS = {
     "no tenant": ({"API_KEYS": "acme-s3cret-without-tenant"}, "API_KEYS entry 1 must be tenant=key"),
-    "bad tenant name": ({"API_KEYS": "ok=k-one,bad tenant!=s3cret-bad-tenant"}, "API_KEYS entry 2 must be"),
+    "bad tenant name": (
+        {"API_KEYS": "ok=k-one-long-enough,bad tenant!=s3cret-bad-tenant"},
+        "API_KEYS entry 2 must be",
+    ),
     "empty key": ({"API_KEYS": "acme="}, "API_KEYS entry 1 must be tenant=key"),
     "short digest": (
         {"API_KEYS": "acme=sha256:abc123s3cret"},
@@ -175,3 +187,46 @@ def test_malformed_or_missing_api_keys_file_stops_the_api(tmp_path: Path) -> Non
     assert "API_KEYS_FILE entry 2 must be tenant=key" in output and "file-s3cret" not in output
     missing = _refused_start(tmp_path, API_KEYS_FILE=str(tmp_path / "nowhere"))
     assert "API_KEYS_FILE cannot be read" in missing
+
+
+# --- tenant names and key lengths --------------------------------------------------------------------------
+
+
+async def test_a_jwt_must_name_a_valid_tenant(stack: Stack) -> None:
+    """A tenant named `org/team` would make the `tenant/project` scope ambiguous: such a token is refused."""
+    later = int(time.time()) + 300
+    assert await _status_with(stack.api_url, _jwt(sub="u1", exp=later, tenant="org-team.eu_1")) == 200
+    for bad in ("org/team", "../acme", "has space", "x" * 65, "-leading-dash"):
+        assert await _status_with(stack.api_url, _jwt(sub="u1", exp=later, tenant=bad)) == 401, bad
+
+
+def test_jwt_default_tenant_must_be_a_tenant_name() -> None:
+    with pytest.raises(ValidationError, match="JWT_DEFAULT_TENANT must be a tenant name"):
+        Settings(jwt_default_tenant="org/team")
+
+
+SHORT = "short-s3cret-key"[: MIN_API_KEY_LENGTH - 1]
+SHORT_KEYS = {
+    "API_KEY or CELERY_TASK_API_KEY": {"api_key": SecretStr(f"{API_KEYS[0]},{SHORT}")},
+    "API_KEY or CELERY_TASK_API_KEY ": {"celery_task_api_key": SecretStr(SHORT)},
+    "API_KEYS or API_KEYS_FILE": {"api_keys": SecretStr(f"acme={SHORT}")},
+    "ADMIN_API_KEY": {"admin_api_key": SecretStr(SHORT)},
+}
+
+
+@pytest.mark.parametrize("variable", SHORT_KEYS)
+def test_short_api_and_admin_keys_are_refused(variable: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(**SHORT_KEYS[variable])
+    message = str(refused.value)
+    assert f"{variable.strip()}: every key must be at least {MIN_API_KEY_LENGTH} characters long" in message
+    assert SHORT not in message
+
+
+def test_a_short_key_stops_the_api_and_a_digest_entry_is_not_measured(tmp_path: Path) -> None:
+    keys_file = tmp_path / "api-keys"
+    keys_file.write_text(f"beta=sha256:{hashlib.sha256(b'x').hexdigest()}\ngamma={SHORT}\n")
+    output = _refused_start(tmp_path, API_KEYS_FILE=str(keys_file))
+    assert "API_KEYS or API_KEYS_FILE: every key must be at least" in output and SHORT not in output
+    keys_file.write_text(f"beta=sha256:{hashlib.sha256(b'x').hexdigest()}\n")
+    assert Settings(api_keys_file=keys_file).tenant_keys()[0][0] == "beta"

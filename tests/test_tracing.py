@@ -58,7 +58,7 @@ def test_without_otel_variables_nothing_is_installed(tmp_path: Path) -> None:
     threads = set(threading.enumerate())
     assert configure_tracing("api", {"OTEL_SERVICE_NAME": "api"}) is None
     assert not isinstance(trace.get_tracer_provider(), SdkTracerProvider)
-    app = create_app(Settings(api_key=SecretStr("k"), data_dir=tmp_path))
+    app = create_app(Settings(api_key=SecretStr("k" * 16), data_dir=tmp_path))
     assert app.state.services.temporal_interceptors == ()
     assert not [m for m in app.user_middleware if "opentelemetry" in m.cls.__module__]
     assert set(threading.enumerate()) == threads

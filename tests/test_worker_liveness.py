@@ -24,6 +24,7 @@ from api.service.insights import worker_is_alive
 from taskservice.contracts import WorkerReport
 from taskservice.record import WORKERS_MEMO
 from tests.support.processes import TemporalDevServer
+from tests.support.stack import ADMIN_KEY
 from workflows.bookkeeping import WorkerRegistryWorkflow
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -43,8 +44,9 @@ def test_a_worker_is_alive_while_it_reports() -> None:
 
 async def test_both_health_endpoints_count_the_same_live_workers(api: httpx.AsyncClient) -> None:
     # A worker may be replaced between the two reads (recycling): compare a few times.
+    admin = {"X-API-Key": ADMIN_KEY}  # the workers themselves are listed to operators only
     for _ in range(10):
-        workers = (await api.get("/api/v1/workers/health")).json()
+        workers = (await api.get("/api/v1/workers/health", headers=admin)).json()
         health = (await api.get("/api/v1/health")).json()
         if health["worker_count"] == workers["alive"]:
             break
@@ -145,3 +147,30 @@ async def test_a_live_worker_never_reads_as_gone_between_publishes(
                     assert worker_is_alive(published, datetime.now(UTC), 1.0), published.last_seen
         assert checked >= 15
         assert await _upserts(handle) < 10  # one per report at most
+
+
+async def test_worker_and_queue_internals_are_shown_to_operators_only(api: httpx.AsyncClient) -> None:
+    """Hosts, pids, models, pollers: a tenant sees the counts and totals, an operator each worker."""
+    admin = {"X-API-Key": ADMIN_KEY}
+    tenant_health = (await api.get("/api/v1/workers/health")).json()
+    admin_health = (await api.get("/api/v1/workers/health", headers=admin)).json()
+    assert (
+        tenant_health["workers"] == [] and tenant_health["alive"] > 0 and tenant_health["by_queue"]["default"]
+    )
+    assert admin_health["workers"] and {"host", "pid", "identity", "loaded_models"} <= set(
+        admin_health["workers"][0]
+    )
+    tenant_stats = (await api.get("/api/v1/workers/stats")).json()
+    admin_stats = (await api.get("/api/v1/workers/stats", headers=admin)).json()
+    assert tenant_stats["workers"] == [] and tenant_stats["totals"]["rss_mb"] > 0
+    assert admin_stats["workers"] and admin_stats["totals"]["concurrency"] > 0
+    tenant_queues = {q["queue"]: q for q in (await api.get("/api/v1/queues")).json()["queues"]}
+    admin_queues = {q["queue"]: q for q in (await api.get("/api/v1/queues", headers=admin)).json()["queues"]}
+    assert tenant_queues["default"]["pollers"] == [] and tenant_queues["default"]["worker_count"] >= 1
+    assert len(admin_queues["default"]["pollers"]) == admin_queues["default"]["worker_count"] >= 1
+    query = "{ taskQueueStatus { workerCount queues { name pollers workerCount } } }"
+    graphql = (await api.post("/graphql", json={"query": query})).json()["data"]["taskQueueStatus"]
+    assert graphql["workerCount"] >= 4 and all(q["pollers"] == [] for q in graphql["queues"])
+    everything = str([tenant_health, tenant_stats, tenant_queues, graphql])
+    for worker in admin_health["workers"]:
+        assert worker["identity"] not in everything and worker["host"] not in everything

@@ -295,17 +295,22 @@ def limiter_details(group: str) -> str:
     )
 
 
-def limiter_state(group: str, limit: int, holders: list[str], waiting: list[SlotRequest]) -> str:
+def limiter_state(
+    group: str, limit: int, holders: list[str], waiting: list[SlotRequest], waiting_count: int
+) -> str:
     """`video slots: 2 of 2 held, 7 waiting`, then the holders and the line (first ten of each)."""
-    lines = [f"**{group} slots: {len(holders)} of {limit} held, {len(waiting)} waiting**"]
+    lines = [f"**{group} slots: {len(holders)} of {limit} held, {waiting_count} waiting**"]
     if holders:
         lines += ["", "Held by: " + ", ".join(_code(h) for h in sorted(holders)[:10])]
     if waiting:
         lines += ["", "Waiting, in the order they will be served:", ""]
         for place, request in enumerate(waiting[:10], start=1):
-            lines.append(f"{place}. {_code(request.holder_id)} (priority key {request.priority_key})")
-        if len(waiting) > 10:
-            lines.append(f"… and {len(waiting) - 10} more")
+            lines.append(
+                f"{place}. {_code(request.holder_id)} (tenant {_code(request.tenant)}, "
+                f"priority key {request.priority_key})"
+            )
+        if waiting_count > 10:
+            lines.append(f"… and {waiting_count - 10} more")
     return "\n".join(lines)
 
 

@@ -2,25 +2,36 @@
 
 Temporal bounds concurrency per worker, not per activity type across the cluster, so a task of a capped
 group asks its group's limiter for a slot (`acquire` signal) and starts its activity only once the limiter
-answers (`SLOT_GRANTED_SIGNAL`); until then it stays `queued`. It releases the slot when it finishes, fails
-or is cancelled. Waiting tasks are served by priority, then in arrival order. A holder that vanished without
-releasing (terminated by an operator) loses its slot when its lease, the longest the task could run, ends.
+answers with `SLOT_GRANTED_SIGNAL`; until then it stays `queued`. It releases the slot when it finishes,
+fails or is cancelled. Waiting tasks are served by priority, then tenant by tenant in weighted turns (see
+workflows/fair_slots.py; histories begun before the `fair-slots` patch keep arrival order). A holder that
+vanished without releasing (terminated by an operator) loses its slot when its lease, the longest the task
+could run, ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from taskservice.contracts import SLOT_GRANTED_SIGNAL, LimiterState, SlotRequest
-    from workflows import console
+    from taskservice.contracts import (
+        SLOT_DEFERRED_SIGNAL,
+        SLOT_GRANTED_SIGNAL,
+        LimiterState,
+        SlotDeferred,
+        SlotRequest,
+    )
+    from workflows import console, fair_slots
     from workflows.history import history_is_long
 
 # The memo lists at most this many holders (the counts are always exact).
 MEMO_HOLDERS = 50
+# Tenants take turns within a priority, and each keeps a bounded line here (before: arrival order, unbounded).
+FAIR_SLOTS_PATCH = "fair-slots"
 
 
 @workflow.defn(name="ConcurrencyLimiterWorkflow")
@@ -37,7 +48,7 @@ class ConcurrencyLimiterWorkflow:
             self._expire_leases()
             await self._grant()
             self._publish()
-            # Holders and the waiting line are carried over whole.
+            # Holders, the (bounded) waiting lines and the tenants' turns are carried over whole.
             if history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._state)
@@ -58,6 +69,7 @@ class ConcurrencyLimiterWorkflow:
             s.holders.pop(request.holder_id)
         s.waiting = [w for w in s.waiting if w.holder_id != request.holder_id]
         s.waiting.append(request)
+        fair_slots.join(s, request)
         self._dirty = True
 
     @workflow.signal
@@ -73,18 +85,38 @@ class ConcurrencyLimiterWorkflow:
 
     async def _grant(self) -> None:
         s = self._state
-        while s.waiting and len(s.holders) < s.limit:
-            # min() keeps the first of equals: arrival order within a priority.
-            request = min(s.waiting, key=lambda w: w.priority_key)
-            s.waiting.remove(request)
-            until = workflow.now() + timedelta(seconds=request.lease_s)
-            s.holders[request.holder_id] = until.isoformat()
-            try:
-                holder = workflow.get_external_workflow_handle(request.holder_id)
-                await holder.signal(SLOT_GRANTED_SIGNAL, s.group)
-            except (ApplicationError, FailureError):
-                # The task closed while it waited (its release is on the way or was lost): free the slot.
-                s.holders.pop(request.holder_id, None)
+        fair = workflow.patched(FAIR_SLOTS_PATCH)
+        while True:
+            while s.waiting and len(s.holders) < s.limit:
+                if fair:
+                    request = fair_slots.take_next(s)
+                else:
+                    # min() keeps the first of equals: arrival order within a priority.
+                    request = min(s.waiting, key=lambda w: w.priority_key)
+                    s.waiting.remove(request)
+                until = workflow.now() + timedelta(seconds=request.lease_s)
+                s.holders[request.holder_id] = until.isoformat()
+                if not await self._tell(request.holder_id, SLOT_GRANTED_SIGNAL, s.group):
+                    # The task closed while it waited (its release is on the way or was lost): free the slot.
+                    s.holders.pop(request.holder_id, None)
+            # Signals handled while the deferrals were sent are served before the line is published.
+            deferred = fair_slots.overflow(s) if fair else []
+            if not deferred:
+                break
+            # Sent together: one workflow task for a whole batch's overflow.
+            await asyncio.gather(
+                *(self._tell(r.holder_id, SLOT_DEFERRED_SIGNAL, SlotDeferred(s.group)) for r in deferred)
+            )
+        if fair:
+            fair_slots.forget_idle(s)
+
+    async def _tell(self, task_id: str, signal: str, payload: object) -> bool:
+        """Signal a waiting task; False when it has closed."""
+        try:
+            await workflow.get_external_workflow_handle(task_id).signal(signal, payload)
+        except (ApplicationError, FailureError):
+            return False
+        return True
 
     def _expire_leases(self) -> None:
         now = workflow.now()
@@ -104,8 +136,11 @@ class ConcurrencyLimiterWorkflow:
 
     def _publish(self) -> None:
         s = self._state
-        line = sorted(s.waiting, key=lambda w: w.priority_key)  # the order _grant serves them in
-        workflow.set_current_details(console.limiter_state(s.group, s.limit, list(s.holders), line))
+        # The order _grant serves them in (only the first ten are shown); display only, so no patch check.
+        line = fair_slots.serving_order(s, 10)
+        workflow.set_current_details(
+            console.limiter_state(s.group, s.limit, list(s.holders), line, len(s.waiting))
+        )
         summary: dict[str, object] = {
             "group": s.group,
             "limit": s.limit,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,8 +17,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.bookkeeping import BookkeepingActivities
     from taskservice import search_attributes as sa
     from taskservice.contracts import (
+        SLOT_DEFERRED_SIGNAL,
         SLOT_GRANTED_SIGNAL,
         ConcurrencySlot,
+        SlotDeferred,
         SlotRequest,
         TaskActivityInput,
         TaskAttemptResult,
@@ -52,6 +55,7 @@ class TaskWorkflow:
         self._progress_events = 0
         self._requested_slots: list[str] = []
         self._granted_slots: set[str] = set()
+        self._deferred_slots: set[str] = set()
 
     @workflow.run
     async def run(self, task: TaskWorkflowInput) -> TaskOutcome:
@@ -130,22 +134,45 @@ class TaskWorkflow:
         self._requested_slots.append(slot.group)
         workflow.upsert_memo({MemoKey.WAITING_FOR_SLOT: slot.group})
         workflow.set_current_details(console.waiting_for_slot(task, slot))
+        deferrals = 0
+        while not await self._ask_for_slot(task, slot):
+            # Not kept in line (its tenant has enough waiting there): ask again later.
+            deferrals += 1
+            await self._wait_while_queued(lambda: False, _reask_delay_s(deferrals))
+
+    async def _ask_for_slot(self, task: TaskWorkflowInput, slot: ConcurrencySlot) -> bool:
+        """Ask the group's limiter once: True once it grants the slot, False if it says to ask later."""
+        self._deferred_slots.discard(slot.group)
         # Asked from a task of its own: a cancel that lands while a signal is in flight is absorbed by the
         # SDK once the signal is sent, and must reach the wait below instead.
         asking = asyncio.create_task(self._request_slot(task, slot))
-        try:
-            await workflow.wait_condition(
-                lambda: (
-                    slot.group in self._granted_slots or (asking.done() and asking.exception() is not None)
-                ),
-                timeout=self._deadline_remaining(),
-                timeout_summary="the task's deadline",
+        await self._wait_while_queued(
+            lambda: (
+                slot.group in self._granted_slots
+                or slot.group in self._deferred_slots
+                or (asking.done() and asking.exception() is not None)
             )
+        )
+        if slot.group in self._granted_slots:
+            return True
+        if slot.group not in self._deferred_slots:
+            asking.result()  # the limiter could not be asked: fail this workflow task (it is retried)
+        return False
+
+    async def _wait_while_queued(self, ready: Callable[[], bool], at_most: float | None = None) -> None:
+        """Wait until `ready` (or `at_most` seconds); the deadline passing first cancels the task."""
+        remaining = self._deadline_remaining()
+        if at_most is not None and (remaining is None or at_most < remaining):
+            try:
+                await workflow.wait_condition(ready, timeout=at_most, timeout_summary="ask the limiter again")
+            except TimeoutError:
+                pass
+            return
+        try:
+            await workflow.wait_condition(ready, timeout=remaining, timeout_summary="the task's deadline")
         except TimeoutError:
             self._deadline_exceeded = True
             raise asyncio.CancelledError() from None
-        if slot.group not in self._granted_slots:
-            asking.result()  # the limiter could not be asked: fail this workflow task (it is retried)
 
     async def _request_slot(self, task: TaskWorkflowInput, slot: ConcurrencySlot) -> None:
         request = SlotRequest(
@@ -153,6 +180,8 @@ class TaskWorkflow:
             limit=slot.limit,
             priority_key=TaskPriority.parse(task.task.priority).temporal_key,
             lease_s=_longest_run_s(task),
+            tenant=task.task.tenant,
+            weight=task.fairness_weight,
         )
         limiter = workflow.get_external_workflow_handle(limiter_workflow_id(slot.group))
         try:
@@ -181,6 +210,10 @@ class TaskWorkflow:
     @workflow.signal(name=SLOT_GRANTED_SIGNAL)
     def slot_granted(self, group: str) -> None:
         self._granted_slots.add(group)
+
+    @workflow.signal(name=SLOT_DEFERRED_SIGNAL)
+    def slot_deferred(self, deferred: SlotDeferred) -> None:
+        self._deferred_slots.add(deferred.group)
 
     def _cancel_reason(self) -> _Failure:
         if self._deadline_exceeded:
@@ -283,6 +316,11 @@ def _longest_run_s(task: TaskWorkflowInput) -> float:
     attempts = max(retry.maximum_attempts, 1)
     backoff = sum(retry.initial_interval_s * retry.backoff_coefficient**i for i in range(attempts - 1))
     return attempts * task.plan.hard_timeout_s + backoff + 300.0
+
+
+def _reask_delay_s(deferrals: int) -> float:
+    """How long a task the limiter did not keep in line waits before asking again: 5 s, doubling to 60 s."""
+    return float(min(5 * 2 ** (deferrals - 1), 60))
 
 
 def _failure(err: ActivityError) -> _Failure:

@@ -8,16 +8,26 @@ Auth as everywhere else: `X-API-Key` or `Authorization: Bearer <JWT>` (with JWT_
 WebSockets also `?api_key=` or the `connection_init` payload (`apiKey`, `X-API-Key`, `Authorization`,
 `token`, or those inside `headers`). Service errors become GraphQL errors whose `extensions` carry the REST
 error body: `code` (e.g. `task_not_found`), `status` (the HTTP status REST would answer), `details`, ...
+
+Every document is bounded before it runs (depth, aliases, tokens: a 5 000-alias query is refused while it
+is parsed); with ENVIRONMENT=production introspection and the GraphiQL page are off.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 from strawberry.fastapi import GraphQLRouter
 from strawberry.types import ExecutionContext
 from strawberry.types.unset import UnsetType
@@ -118,7 +128,26 @@ class _Schema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-schema = _Schema(query=Query, mutation=Mutation, subscription=Subscription)
+# The deepest document the schema needs is ~5 levels; a batch of MAX_BATCH inline tasks ~2 000 tokens.
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 5_000
+
+
+def build_schema(*, production: bool) -> strawberry.Schema:
+    """The schema with its limits; production also hides it from introspection."""
+    # Factories: strawberry builds fresh extensions per request.
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+    ]
+    if production:
+        extensions.append(DisableIntrospection)
+    return _Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+
+
+schema = build_schema(production=False)
 
 
 # --- the router --------------------------------------------------------------------------------------
@@ -143,7 +172,8 @@ class TaskGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
 
 
 def graphql_router(services: Services) -> GraphQLRouter[GraphQLContext, None]:
-    """The /graphql router (GraphiQL on GET from a browser; POST/GET queries; WebSocket subscriptions)."""
+    """The /graphql router (GraphiQL on GET from a browser outside production; POST/GET queries; WebSocket
+    subscriptions)."""
 
     async def get_context(connection: HTTPConnection) -> GraphQLContext:
         api_key = connection.headers.get("x-api-key") or connection.query_params.get("api_key")
@@ -165,9 +195,11 @@ def graphql_router(services: Services) -> GraphQLRouter[GraphQLContext, None]:
             raise error
         return GraphQLContext(services, caller, error)
 
+    production = services.settings.environment == "production"
     return TaskGraphQLRouter(
-        schema,
+        build_schema(production=production),
         path="/graphql",
+        graphql_ide=None if production else "graphiql",
         context_getter=get_context,
         # Credentials are explicit (key or token), never cookies, so any origin may open a socket.
         allowed_origins=("*",),

@@ -47,13 +47,11 @@ class QueueSummary:
     backlog: int
     queued: int
     processing: int
+    # The pollers' identities (host and pid): shown to operators only, the others see the count.
     pollers: list[str]
     configured_concurrency: int
     task_types: list[str]
-
-    @property
-    def worker_count(self) -> int:
-        return len(self.pollers)
+    worker_count: int = 0
 
     @property
     def capacity(self) -> int:
@@ -94,6 +92,19 @@ class WorkerStatus(WorkerReport):
     """A worker process's own report, and whether it still counts as alive (a gone one reads `gone`)."""
 
     alive: bool = False
+
+
+@dataclass
+class WorkerFleet:
+    """Every worker's status. Each one (identity, host, pid, models) is listed to operators only: a tenant
+    sees the counts and totals made of them, never the machines behind the service."""
+
+    statuses: list[WorkerStatus]
+    internals_shown: bool
+
+    @property
+    def listed(self) -> list[WorkerStatus]:
+        return self.statuses if self.internals_shown else []
 
 
 def percent(part: int, whole: int) -> float:
@@ -155,7 +166,7 @@ class InsightService:
         metrics = await self._metrics(caller)
         alerts = staleness_alerts(metrics) + failure_rate_alerts(metrics)
         alerts += await self._long_running_alerts(caller)
-        alerts += _memory_alerts(await self._workers())
+        alerts += _memory_alerts(await self._workers(), named=caller.is_admin)
         return metrics, alerts
 
     async def _long_running_alerts(self, caller: Caller) -> list[Alert]:
@@ -232,7 +243,8 @@ class InsightService:
                 backlog=states[queue.value].backlog,
                 queued=queued,
                 processing=running,
-                pollers=sorted(states[queue.value].pollers),
+                pollers=sorted(states[queue.value].pollers) if caller.is_admin else [],
+                worker_count=len(states[queue.value].pollers),
                 configured_concurrency=self.settings.worker_concurrency(queue),
                 task_types=[s.name for s in specs_for_queue(queue)],
             )
@@ -258,9 +270,9 @@ class InsightService:
                 yield overview
             await asyncio.sleep(interval)
 
-    async def workers(self, caller: Caller) -> list[WorkerStatus]:
+    async def workers(self, caller: Caller) -> WorkerFleet:
         self.quotas.spend(caller, Quota.READ)
-        return await self._workers()
+        return WorkerFleet(await self._workers(), internals_shown=caller.is_admin)
 
     async def worker_statuses(self) -> list[WorkerStatus]:
         """Every worker's report and whether it is alive (no rate limit: system health counts by it)."""
@@ -283,14 +295,16 @@ def _tenant_scope(caller: Caller) -> str | None:
     return scope_of(caller).tenant
 
 
-def _memory_alerts(workers: list[WorkerStatus]) -> list[Alert]:
+def _memory_alerts(workers: list[WorkerStatus], *, named: bool) -> list[Alert]:
+    """Workers using too much memory; named (identity: host and pid) to operators only."""
     return [
         Alert(
             severity="critical" if worker.rss_mb > WORKER_MEMORY_CRITICAL_MB else "warning",
-            message=f"Worker {worker.identity} using {worker.rss_mb / 1024:.2f} GB of memory",
+            message=f"Worker {worker.identity if named else 'of ' + worker.queue} using "
+            f"{worker.rss_mb / 1024:.2f} GB of memory",
             metric="worker_memory",
             value=round(worker.rss_mb / 1024, 3),
-            worker=worker.identity,
+            worker=worker.identity if named else None,
         )
         for worker in workers
         if worker.alive and worker.rss_mb > WORKER_MEMORY_WARNING_MB

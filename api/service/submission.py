@@ -51,6 +51,22 @@ def validate_task_data(spec: TaskSpec, task_data: dict[str, Any]) -> dict[str, A
     return model.model_dump(mode="json", exclude_none=True)
 
 
+def check_llm_options(task_type: str, task_data: dict[str, Any], settings: Settings) -> None:
+    """An LLM task names only an allowed model (LLM_MODEL, LLM_ALLOWED_MODELS) and asks for no more than its
+    type's `max_tokens` cap (LLM_MAX_TOKENS[_<TYPE>])."""
+    details: dict[str, str] = {}
+    model = task_data.get("model")
+    if model is not None and model not in settings.llm_models():
+        details["task_data.model"] = (
+            f"model '{model}' is not allowed; allowed: {', '.join(settings.llm_models())}"
+        )
+    cap = settings.llm_max_tokens_of(task_type)
+    if isinstance(task_data.get("max_tokens"), int) and task_data["max_tokens"] > cap:
+        details["task_data.max_tokens"] = f"at most {cap} tokens may be asked of a {task_type} task"
+    if details:
+        raise ValidationFailed(details)
+
+
 def parse_duration(text: str) -> float:
     """Seconds from `90`, `90s`, `1.5m`, `1h30m`, `500ms` (Replicate's Cancel-After forms)."""
     text = text.strip().lower()

@@ -127,6 +127,7 @@ class TaskService:
     ) -> Submitted:
         spec = submission.task_spec(body.task_type)
         task_data = submission.validate_task_data(spec, body.task_data)
+        submission.check_llm_options(body.task_type, task_data, self.settings)
         if body.callback_url is not None:
             await _check_callback(body.callback_url, self.settings)
         record = TaskRecord(

@@ -11,7 +11,7 @@ import httpx
 import psutil
 
 from tests.support.processes import ServiceProcess, child_pids, free_port
-from tests.support.stack import ISOLATED_NAMESPACE, Stack
+from tests.support.stack import ADMIN_KEY, ISOLATED_NAMESPACE, Stack
 from tests.support.tasks import submit, wait_status
 
 IMAGE = {"prompt": "a lighthouse", "resolution": "64x64", "num_inference_steps": 8}
@@ -34,7 +34,8 @@ def _sample(text: str, name: str) -> float:
 async def _worker_stats(client: httpx.AsyncClient, pid: int) -> dict[str, Any]:
     """The worker's entry in /api/v1/workers/stats, once it has reported after its last task."""
     await asyncio.sleep(1.0)  # five reports at 0.2 s
-    response = await client.get("/api/v1/workers/stats")
+    # Workers are listed to operators only.
+    response = await client.get("/api/v1/workers/stats", headers={"X-API-Key": ADMIN_KEY})
     assert response.status_code == 200, response.text
     [worker] = [w for w in response.json()["workers"] if w["pid"] == pid]
     return dict(worker)

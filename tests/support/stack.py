@@ -20,10 +20,11 @@ from taskservice.devtools.fake_llm import FakeOpenAIServer
 from tests.support.processes import ServiceProcess, TemporalDevServer, free_port, wait_http_ok
 
 # Tenant `default` (two keys: rotation) and a second tenant that must never see the first one's tasks.
-API_KEYS = ("test-key-1", "test-key-2")
+# Keys have at least MIN_API_KEY_LENGTH (16) characters, as the service requires at start.
+API_KEYS = ("test-tenant-key-1", "test-tenant-key-2")
 OTHER_TENANT = "acme"
-OTHER_KEYS = ("acme-key-1", "acme-key-2")
-ADMIN_KEY = "test-admin-key"
+OTHER_KEYS = ("acme-tenant-key-1", "acme-tenant-key-2")
+ADMIN_KEY = "test-admin-key-0123"
 JWT_SECRET = "task-service-test-jwt-secret-0123456789"
 LLM_KEY = "sk-test-llm-key"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"task-service-test-secret-32bytes").decode()

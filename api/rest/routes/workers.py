@@ -19,18 +19,19 @@ async def workers_health(caller: CallerDep, insights: InsightServiceDep) -> Work
     """Worker processes and whether each is alive (seed 004).
 
     Each worker's own report; a worker is alive while it reports or Temporal sees it poll (the same rule as
-    `worker_count` of `/api/v1/health`).
+    `worker_count` of `/api/v1/health`). `workers` lists each one (host, pid, models) to the admin key only;
+    tenants get the counts.
     """
-    workers = [WorkerInfo.model_validate(w, from_attributes=True) for w in await insights.workers(caller)]
-    alive = [w for w in workers if w.alive]
+    fleet = await insights.workers(caller)
+    alive = [w for w in fleet.statuses if w.alive]
     by_queue = {q.value: sum(w.queue == q.value for w in alive) for q in Queue}
     status = "healthy" if all(by_queue.values()) else "degraded" if alive else "unhealthy"
     return WorkersHealthResponse(
         status=status,
-        total=len(workers),
+        total=len(fleet.statuses),
         alive=len(alive),
         by_queue=by_queue,
-        workers=workers,
+        workers=[WorkerInfo.model_validate(w, from_attributes=True) for w in fleet.listed],
         timestamp=datetime.now(UTC),
     )
 
@@ -39,11 +40,11 @@ async def workers_health(caller: CallerDep, insights: InsightServiceDep) -> Work
 async def workers_stats(caller: CallerDep, insights: InsightServiceDep) -> WorkersStatsResponse:
     """Counters of the live workers, and their totals.
 
-    Tasks done and failed, RSS, GPU memory and concurrency of each live worker, summed in `totals`.
+    Tasks done and failed, RSS, GPU memory and concurrency of each live worker (listed to the admin key
+    only), summed in `totals`.
     """
-    workers = [
-        WorkerInfo.model_validate(w, from_attributes=True) for w in await insights.workers(caller) if w.alive
-    ]
+    fleet = await insights.workers(caller)
+    workers = [WorkerInfo.model_validate(w, from_attributes=True) for w in fleet.statuses if w.alive]
     totals = {
         "tasks_done": float(sum(w.tasks_done for w in workers)),
         "tasks_failed": float(sum(w.tasks_failed for w in workers)),
@@ -56,4 +57,5 @@ async def workers_stats(caller: CallerDep, insights: InsightServiceDep) -> Worke
         "image_batches": float(sum(w.image_batches for w in workers)),
         "image_batched_tasks": float(sum(w.image_batched_tasks for w in workers)),
     }
-    return WorkersStatsResponse(workers=workers, totals=totals, timestamp=datetime.now(UTC))
+    listed = workers if fleet.internals_shown else []
+    return WorkersStatsResponse(workers=listed, totals=totals, timestamp=datetime.now(UTC))

@@ -337,7 +337,7 @@ export interface paths {
         };
         /**
          * Worker processes and whether each is alive (seed 004)
-         * @description Each worker's own report; a worker is alive while it reports or Temporal sees it poll (the same rule as `worker_count` of `/api/v1/health`).
+         * @description Each worker's own report; a worker is alive while it reports or Temporal sees it poll (the same rule as `worker_count` of `/api/v1/health`). `workers` lists each one (host, pid, models) to the admin key only; tenants get the counts.
          */
         get: operations["workers_health"];
         put?: never;
@@ -357,7 +357,7 @@ export interface paths {
         };
         /**
          * Counters of the live workers, and their totals
-         * @description Tasks done and failed, RSS, GPU memory and concurrency of each live worker, summed in `totals`.
+         * @description Tasks done and failed, RSS, GPU memory and concurrency of each live worker (listed to the admin key only), summed in `totals`.
          */
         get: operations["workers_stats"];
         put?: never;
