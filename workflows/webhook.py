@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from taskservice.contracts import WEBHOOK_ATTEMPTS, TaskStatus, TaskWorkflowInput, WebhookDelivery
-    from taskservice.queues import WORKFLOW_QUEUE
+    from taskservice.queues import WEBHOOK_QUEUE
     from taskservice.record import TaskOutcome, error_text
 
 
@@ -81,16 +81,19 @@ async def _deliver(task: TaskWorkflowInput, event: str, payload: dict[str, Any])
         task_id=task.task_id,
         project_id=record.project_id,
         task_type=record.task_type,
+        tenant=record.tenant,
+        user=record.user,
     )
     try:
         await workflow.execute_activity(
             "deliver_webhook",
             delivery,
-            task_queue=WORKFLOW_QUEUE,
+            # Their own queue: a slow receiver holds a delivery slot, never the limiter's or bookkeeping's.
+            task_queue=WEBHOOK_QUEUE,
             start_to_close_timeout=WEBHOOK_ATTEMPT_TIMEOUT,
             retry_policy=WEBHOOK_RETRY,
         )
     except ActivityError:
         # The last attempt logged `Failed to send webhook after all retries` (or `Webhook refused`) with
-        # the callback URL: one error per delivery, not a second one from here.
+        # the callback URL, and recorded a final webhook for the tenant to read and send again.
         return
