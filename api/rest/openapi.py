@@ -33,6 +33,7 @@ from api.domain.errors import (
     ServiceUnavailable,
     TaskNotFound,
     ValidationFailed,
+    WebhookSigningOff,
 )
 from api.rest.schemas import ErrorResponse
 from taskservice.catalog import CATALOG, TaskSpec
@@ -102,6 +103,10 @@ ERROR_DOCS: dict[type[ServiceError], tuple[str, dict[str, Any]]] = {
     ServiceUnavailable: (
         "Temporal is unreachable or overloaded; retry after `Retry-After` seconds",
         {"message": "Temporal is unreachable or overloaded; try again shortly", "retry_after": 5},
+    ),
+    WebhookSigningOff: (
+        "webhooks are sent unsigned here (no `WEBHOOK_SECRET`): there is no tenant secret",
+        {"message": "Webhooks are not signed here (no WEBHOOK_SECRET): there is no secret to give"},
     ),
 }
 # Every authenticated operation: the credential, the tenant's rate limit, and Temporal's availability.
