@@ -12,14 +12,14 @@ import uuid
 
 import httpx
 
-from tests.support.stack import WEBHOOK_SECRET, Stack
+from tests.support.stack import TENANT_WEBHOOK_SECRET, Stack
 from tests.support.tasks import submit, wait_status
 from tests.support.webhook_receiver import ReceivedWebhook, WebhookReceiver
 
 
 def _verify(hook: ReceivedWebhook) -> None:
     """Verify as a Standard Webhooks receiver would."""
-    key = base64.b64decode(WEBHOOK_SECRET.removeprefix("whsec_"))
+    key = base64.b64decode(TENANT_WEBHOOK_SECRET.removeprefix("whsec_"))
     signed = f"{hook.headers['webhook-id']}.{hook.headers['webhook-timestamp']}.".encode() + hook.body_bytes
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     versions = dict(part.split(",", 1) for part in hook.headers["webhook-signature"].split())
