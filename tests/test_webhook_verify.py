@@ -72,22 +72,30 @@ async def test_a_stale_delivery_is_refused_whatever_its_signature(delivery: Rece
     now = int(time.time())
     stale = _resigned(delivery, [TENANT_WEBHOOK_SECRET], now - 301)
     assert _reason(stale, delivery.body_bytes, TENANT_WEBHOOK_SECRET) == "timestamp"
-    assert _reason(_resigned(delivery, [TENANT_WEBHOOK_SECRET], now + 301), delivery.body_bytes, TENANT_WEBHOOK_SECRET) == (
-        "timestamp"
-    )
+    assert _reason(
+        _resigned(delivery, [TENANT_WEBHOOK_SECRET], now + 301), delivery.body_bytes, TENANT_WEBHOOK_SECRET
+    ) == ("timestamp")
     # Inside the tolerance (and a tolerance of the receiver's choosing) it verifies.
-    assert verify(_resigned(delivery, [TENANT_WEBHOOK_SECRET], now - 290), delivery.body_bytes, TENANT_WEBHOOK_SECRET)
+    assert verify(
+        _resigned(delivery, [TENANT_WEBHOOK_SECRET], now - 290), delivery.body_bytes, TENANT_WEBHOOK_SECRET
+    )
     assert verify(stale, delivery.body_bytes, TENANT_WEBHOOK_SECRET, tolerance=600)
 
 
 async def test_during_a_rotation_either_secret_verifies(delivery: ReceivedWebhook) -> None:
     rotated = _resigned(delivery, [NEW_SECRET, TENANT_WEBHOOK_SECRET], int(time.time()))
     assert len(rotated["webhook-signature"].split()) == 2
-    for secret in (NEW_SECRET, TENANT_WEBHOOK_SECRET, f"{NEW_SECRET},{TENANT_WEBHOOK_SECRET}", [OTHER_SECRET, NEW_SECRET]):
+    for secret in (
+        NEW_SECRET,
+        TENANT_WEBHOOK_SECRET,
+        f"{NEW_SECRET},{TENANT_WEBHOOK_SECRET}",
+        [OTHER_SECRET, NEW_SECRET],
+    ):
         assert verify(rotated, delivery.body_bytes, secret)["status"] == "completed"
     # A receiver that already holds both verifies a delivery still signed with the old one only.
     assert (
-        verify(delivery.headers, delivery.body_bytes, [NEW_SECRET, TENANT_WEBHOOK_SECRET])["status"] == "completed"
+        verify(delivery.headers, delivery.body_bytes, [NEW_SECRET, TENANT_WEBHOOK_SECRET])["status"]
+        == "completed"
     )
     with pytest.raises(ValueError):
         verify(delivery.headers, delivery.body_bytes, "whsec_not base64!")
