@@ -3,8 +3,9 @@ and ``webhook-signature`` (``v1,<base64 HMAC-SHA256 of id.timestamp.body>``, spa
 during a rotation). Standard library only; a FastAPI dependency is in ``taskservice_client.webhooks_fastapi``.
 
 The secret is your tenant's own (``TaskServiceClient().webhook_secret()``, or
-``GET /api/v1/webhooks/secret``): each tenant's deliveries verify with its own secret only. After a rotation, give both secrets until the
-answer's ``previous_valid_until`` (``webhook_secret().secrets`` lists them).
+``GET /api/v1/webhooks/secret``): each tenant's deliveries verify with its own secret only. After a
+rotation, give both secrets until the answer's ``previous_valid_until`` (``webhook_secret().secrets`` lists
+them).
 
     payload = verify(request.headers, raw_body, os.environ["TASK_SERVICE_WEBHOOK_SECRET"])
 """
