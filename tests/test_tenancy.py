@@ -344,11 +344,15 @@ async def _webhook_secret(m: Match) -> None:
 
 
 async def _webhook_rotation(m: Match) -> None:
-    """A rotation changes the caller's tenant's secret only."""
+    """A rotation changes the caller's tenant's secret only, and a user token may not rotate at all."""
     before = (await m.owner.get("/api/v1/webhooks/secret")).json()
     rotated = await m.client.post("/api/v1/webhooks/secret/rotate")
-    assert rotated.status_code == 200, rotated.text
     after = (await m.owner.get("/api/v1/webhooks/secret")).json()
+    if m.world.parties[m.attacker].kind == Kind.USER:
+        assert rotated.status_code == 403 and rotated.json()["error"] == "forbidden", rotated.text
+        assert after == before
+        return
+    assert rotated.status_code == 200, rotated.text
     if m.world.parties[m.attacker].tenant != m.world.parties[m.victim].tenant:
         assert after == before
     else:

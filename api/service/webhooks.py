@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from api.domain.caller import Caller
-from api.domain.errors import InvalidState, WebhookSigningOff
+from api.domain.caller import Caller, Role
+from api.domain.errors import Forbidden, InvalidState, WebhookSigningOff
 from api.service.quotas import Quota
 from api.service.scope import scope_of
 from api.service.tasks import TaskService
@@ -37,7 +37,10 @@ class WebhookService:
         return self._secret_of(caller.tenant, await self.store.generation(caller.tenant))
 
     async def rotate(self, caller: Caller) -> TenantSecret:
+        """A new generation of the tenant's secret: every user's receivers change, so a user token may not."""
         self.tasks.quotas.spend(caller, Quota.READ)
+        if caller.role == Role.USER:
+            raise Forbidden("Rotating the webhook secret needs an API key or a `role: service` token")
         self._master_key()  # refused before anything changes
         state = await self.store.rotate(caller.tenant, self.settings.webhook_rotation_hours)
         return self._secret_of(caller.tenant, state)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from api.domain.errors import InvalidState, TaskNotFound, ValidationFailed, WebhookSigningOff
+from api.domain.errors import Forbidden, InvalidState, TaskNotFound, ValidationFailed, WebhookSigningOff
 from api.rest.deps import CallerDep, ServicesDep
 from api.rest.openapi import AUTHENTICATED, DocumentedRoute, error_responses
 from api.rest.params import TaskIdPath
@@ -77,10 +77,12 @@ async def get_webhook_secret(caller: CallerDep, webhooks: WebhookServiceDep) -> 
     return WebhookSecretResponse.of(await webhooks.secret(caller))
 
 
-@router.post("/api/v1/webhooks/secret/rotate", responses=error_responses(WebhookSigningOff, *AUTHENTICATED))
+@router.post(
+    "/api/v1/webhooks/secret/rotate", responses=error_responses(Forbidden, WebhookSigningOff, *AUTHENTICATED)
+)
 async def rotate_webhook_secret(caller: CallerDep, webhooks: WebhookServiceDep) -> WebhookSecretResponse:
     """A new secret for the caller's tenant; deliveries carry the old one's signature too for
-    WEBHOOK_ROTATION_HOURS."""
+    WEBHOOK_ROTATION_HOURS. Tenant-wide credentials only (an API key, a `role: service` token)."""
     return WebhookSecretResponse.of(await webhooks.rotate(caller))
 
 

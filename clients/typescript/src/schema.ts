@@ -198,9 +198,9 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * A new secret for the caller's tenant; deliveries carry the old one's signature too for WEBHOOK_ROTATION_HOURS
+         * A new secret for the caller's tenant; deliveries carry the old one's signature too for WEBHOOK_ROTATION_HOURS. Tenant-wide credentials only (an API key, a `role: service` token)
          * @description A new secret for the caller's tenant; deliveries carry the old one's signature too for
-         *     WEBHOOK_ROTATION_HOURS.
+         *     WEBHOOK_ROTATION_HOURS. Tenant-wide credentials only (an API key, a `role: service` token).
          */
         post: operations["rotate_webhook_secret"];
         delete?: never;
@@ -3681,6 +3681,15 @@ export interface operations {
             };
             /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
