@@ -9,12 +9,15 @@ import hmac
 import json
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
 from tests.support.stack import TENANT_WEBHOOK_SECRET, Stack
 from tests.support.tasks import submit, wait_status
 from tests.support.webhook_receiver import ReceivedWebhook, WebhookReceiver
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _verify(hook: ReceivedWebhook) -> None:
@@ -93,6 +96,9 @@ async def test_failure_webhook_payload(api: httpx.AsyncClient, webhook_receiver:
     assert body["error"].startswith("UpstreamClientError: LLM endpoint rejected the request (HTTP 400)")
     assert body["traceback"].startswith("Traceback (most recent call last):")
     assert "activities/llm/activities.py" in body["traceback"]
+    # Project modules by relative path, libraries relative to their install folder: no host path.
+    assert 'File "/' not in body["traceback"] and str(ROOT) not in body["traceback"]
+    assert 'File "activities/llm/activities.py"' in body["traceback"]
     assert body["failed_at"].endswith("Z")
     assert body["metadata"] == {"userId": "u"}
     _verify(hook)
