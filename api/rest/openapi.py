@@ -76,7 +76,8 @@ ERROR_DOCS: dict[type[ServiceError], tuple[str, dict[str, Any]]] = {
     ),
     AuthenticationFailed: ("no valid `X-API-Key` or Bearer token", {"message": "Invalid or missing API key"}),
     Forbidden: (
-        "this needs the admin key (`ADMIN_API_KEY`)",
+        "this needs the admin key (`ADMIN_API_KEY`), or for a webhook secret's rotation a tenant-wide "
+        "credential (an API key or a `role: service` token)",
         {"message": "This endpoint needs the admin key (ADMIN_API_KEY)"},
     ),
     TaskNotFound: ("no such task in the caller's tenant", {"message": "Task with ID 'abc123' not found"}),

@@ -3062,7 +3062,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`) */
+            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`), or for a webhook secret's rotation a tenant-wide credential (an API key or a `role: service` token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3688,7 +3688,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`) */
+            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`), or for a webhook secret's rotation a tenant-wide credential (an API key or a `role: service` token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4581,7 +4581,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`) */
+            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`), or for a webhook secret's rotation a tenant-wide credential (an API key or a `role: service` token) */
             403: {
                 headers: {
                     [name: string]: unknown;
