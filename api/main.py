@@ -27,7 +27,19 @@ from api.graphql.schema import graphql_router
 from api.rest.body_limit import BodyLimit
 from api.rest.openapi import install_openapi, operation_id
 from api.rest.route_errors import route_error_body
-from api.rest.routes import admin, batch, health, media, projects, queues, statistics, streams, tasks, workers
+from api.rest.routes import (
+    admin,
+    batch,
+    health,
+    media,
+    projects,
+    queues,
+    statistics,
+    streams,
+    tasks,
+    webhooks,
+    workers,
+)
 from api.runtime import Services
 from api.socketio.server import mount_socketio
 from taskservice.settings import Settings
@@ -58,6 +70,7 @@ dotted field path), `retry_after` (`rate_limited`, `service_unavailable`, also a
 OPENAPI_TAGS = [
     {"name": "tasks", "description": "Submit, read, cancel and retry tasks (seed 001; seed 002's views)."},
     {"name": "projects", "description": "A project's tasks."},
+    {"name": "webhooks", "description": "The tenant's webhook secret; failed deliveries, sent again."},
     {"name": "events", "description": "Live progress as Server-Sent Events."},
     {"name": "queues", "description": "Task queues: backlog and workers."},
     {"name": "workers", "description": "Worker processes as they report themselves."},
@@ -150,7 +163,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.state.services = services
     _install_http_metrics(app, services)
     _install_error_handlers(app)
-    for module in (health, tasks, batch, statistics, projects, queues, workers, admin, streams, media):
+    routers = (health, tasks, webhooks, batch, statistics, projects, queues, workers, admin, streams, media)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(graphql_router(services))  # seed 003's GraphQL API at /graphql
     mount_socketio(app, services)  # seed 003's Socket.IO events at /ws/ai-tasks and /socket.io

@@ -18,7 +18,9 @@ from api.service.bulk import BulkService
 from api.service.insights import InsightService
 from api.service.quotas import Quotas
 from api.service.tasks import TaskService
+from api.service.webhooks import WebhookService
 from api.store.store import TaskStore
+from api.store.webhooks import WebhookStore
 from taskservice.media_urls import MediaSigner, media_signer
 from taskservice.settings import Settings
 from taskservice.telemetry import ApiMetrics
@@ -92,6 +94,9 @@ class Services:
 
     def admin(self) -> AdminService:
         return AdminService(self.tasks())
+
+    def webhooks(self) -> WebhookService:
+        return WebhookService(self.tasks(), WebhookStore(self.store().client))
 
     async def _refresh_metrics_forever(self) -> None:
         """Keep the Prometheus gauges that come from Temporal (backlog, pollers, outcomes) fresh."""

@@ -80,6 +80,7 @@ if [ "$TEMPORAL_ADDRESS" = "localhost:$TEMPORAL_PORT" ]; then
         --search-attribute ProjectId=Keyword --search-attribute TaskType=Keyword \
         --search-attribute TaskStatus=Keyword --search-attribute TaskOwner=Keyword \
         --search-attribute TaskUser=Keyword --search-attribute TaskScope=Keyword \
+        --search-attribute WebhookStatus=Keyword \
         --log-level "${TEMPORAL_LOG_LEVEL:-error}" &
     server_pid=$!
     for _ in $(seq 1 100); do

@@ -203,6 +203,9 @@ class WebhookDelivery:
     task_id: str
     project_id: str
     task_type: str
+    # Whose delivery it is: signed with this tenant's secret, recorded in its scope if it fails.
+    tenant: str = "default"
+    user: str | None = None
 
 
 @dataclass

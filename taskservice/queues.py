@@ -19,6 +19,9 @@ class Queue(StrEnum):
 # Workflow tasks (orchestration, webhooks, bookkeeping) live on their own queue, polled by every
 # worker process, so a task can be cancelled or reported on even while its activity queue has no worker.
 WORKFLOW_QUEUE = "task-workflows"
+# Webhook deliveries have a queue (and activity slots) of their own, also polled by every worker process:
+# a slow receiver holds a delivery slot, never the limiter's or bookkeeping's activities.
+WEBHOOK_QUEUE = "task-webhooks"
 
 METRICS_WORKFLOW_ID = "task-service-metrics"
 WORKER_REGISTRY_WORKFLOW_ID = "task-service-workers"
@@ -33,3 +36,13 @@ def worker_identity(queue: str) -> str:
     """This process's identity as a worker of `queue` (`gpu_medium@host:pid`): its Temporal worker identity,
     and the `worker` its task attempts announce."""
     return f"{queue}@{socket.gethostname()}:{os.getpid()}"
+
+
+def webhook_secret_workflow_id(tenant: str) -> str:
+    """The workflow that holds a tenant's webhook secret generation (its rotations)."""
+    return f"task-service-webhook-secret-{tenant}"
+
+
+def webhook_record_workflow_id(task_id: str) -> str:
+    """The workflow that records a task's final webhook once its delivery failed (and sends it again)."""
+    return f"task-webhook-{task_id}"

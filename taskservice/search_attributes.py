@@ -17,7 +17,10 @@ USER = SearchAttributeKey.for_keyword("TaskUser")
 # statistics (the dev server's SQLite) walk every task of the tenant.
 SCOPE = SearchAttributeKey.for_keyword("TaskScope")
 
-ALL = (PROJECT_ID, TASK_TYPE, TASK_STATUS, OWNER, USER, SCOPE)
+# A recorded webhook delivery's state (`failed`, `retrying`, `delivered`), on WebhookRecordWorkflow only.
+WEBHOOK_STATUS = SearchAttributeKey.for_keyword("WebhookStatus")
+
+ALL = (PROJECT_ID, TASK_TYPE, TASK_STATUS, OWNER, USER, SCOPE, WEBHOOK_STATUS)
 
 
 def scope(tenant: str, project_id: str) -> str:

@@ -11,17 +11,17 @@ from pydantic_settings import SettingsConfigDict
 from taskservice.credential_formats import (
     TENANT_NAME,
     comma_separated,
-    decode_webhook_secret,
     require_key_length,
     tenant_key,
 )
 from taskservice.model_settings import ModelSettings
 from taskservice.queues import Queue
+from taskservice.webhook_settings import WebhookSettings
 
 MIN_JWT_SECRET_BYTES = 32
 
 
-class Settings(ModelSettings):
+class Settings(ModelSettings, WebhookSettings):
     """Every knob of the service; env names are part of the contract (see README)."""
 
     # Inputs stay out of validation errors: many of them are secrets, and the errors end up in logs.
@@ -85,15 +85,6 @@ class Settings(ModelSettings):
     task_retry_initial_interval: float = Field(
         60.0, description="First retry delay in seconds; doubles per attempt, 4 attempts in all."
     )
-    webhook_secret: SecretStr | None = Field(
-        None,
-        description="`whsec_` + base64 of 24–64 bytes; webhooks are then signed the Standard Webhooks way. "
-        "Comma-separated secrets (rotation) each add a `v1,` signature. Empty: unsigned.",
-    )
-    webhook_allow_private: bool = Field(
-        False, description="Allow callback URLs that resolve to private or loopback addresses."
-    )
-    webhook_timeout_s: float = Field(30.0, description="Timeout of one webhook delivery attempt, seconds.")
     task_retention_hours: int = Field(
         24, description="How long finished tasks (and idempotency keys) stay queryable."
     )
@@ -229,7 +220,7 @@ class Settings(ModelSettings):
     # Models (ids or local paths; `make dev` and tests use tiny local ones).
 
     @field_validator(
-        "webhook_secret", "temporal_tls", "temporal_tls_ca", "temporal_tls_cert", "temporal_tls_key",
+        "temporal_tls", "temporal_tls_ca", "temporal_tls_cert", "temporal_tls_key",
         "temporal_api_key", "api_keys", "api_keys_file", "jwt_secret", "jwt_issuer", "jwt_audience",
         "admin_api_key", "media_signing_key", "tenant_weights", mode="before",
     )  # fmt: skip
@@ -237,15 +228,6 @@ class Settings(ModelSettings):
     def _empty_means_unset(cls, value: Any) -> Any:
         # Compose passes `${VAR:-}`: an empty value is an unset one, never an empty key or the path ".".
         return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _webhook_secrets_are_well_formed(cls, value: SecretStr | None) -> SecretStr | None:
-        parts = [] if value is None else comma_separated(value)
-        for index, part in enumerate(parts):
-            where = "WEBHOOK_SECRET" if len(parts) == 1 else f"WEBHOOK_SECRET (secret {index + 1})"
-            decode_webhook_secret(part, where)
-        return value if parts else None
 
     @model_validator(mode="after")
     def _production_signs_media(self) -> Settings:
@@ -255,6 +237,15 @@ class Settings(ModelSettings):
             and not self.media_signing_key
         ):
             raise ValueError("ENVIRONMENT=production with STORAGE_BACKEND=local requires MEDIA_SIGNING_KEY")
+        return self
+
+    @model_validator(mode="after")
+    def _production_signs_webhooks(self) -> Settings:
+        if self.environment == "production" and self.webhook_secret is None and self.webhook_signing != "off":
+            raise ValueError(
+                "ENVIRONMENT=production requires WEBHOOK_SECRET "
+                "(or WEBHOOK_SIGNING=off to send webhooks unsigned)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -339,13 +330,6 @@ class Settings(ModelSettings):
         return self.temporal_api_key is not None or any(
             path is not None for path in (self.temporal_tls_ca, self.temporal_tls_cert, self.temporal_tls_key)
         )
-
-    def webhook_signing_keys(self) -> list[bytes]:
-        """HMAC keys of WEBHOOK_SECRET, in the order given (empty: deliveries are not signed)."""
-        if self.webhook_secret is None:
-            return []
-        parts = comma_separated(self.webhook_secret)
-        return [decode_webhook_secret(part, "WEBHOOK_SECRET") for part in parts]
 
     def accepted_api_keys(self) -> list[str]:
         """All valid keys: either variable may hold one key or a comma-separated list."""

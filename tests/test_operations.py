@@ -16,6 +16,7 @@ from tests.support.stack import (
     API_KEYS,
     ISOLATED_NAMESPACE,
     LLM_KEY,
+    TENANT_WEBHOOK_SECRET,
     WEBHOOK_SECRET,
     Replica,
     Stack,
@@ -110,7 +111,8 @@ async def test_logs_are_json_lines_with_task_context_and_no_secrets(
             if line.startswith("{"):
                 entry = json.loads(line)
                 assert {"event", "level", "timestamp", "service"} <= set(entry), (name, line)
-        for secret in (*API_KEYS, WEBHOOK_SECRET.removeprefix("whsec_"), LLM_KEY):
+        secrets = (WEBHOOK_SECRET, TENANT_WEBHOOK_SECRET)
+        for secret in (*API_KEYS, *(s.removeprefix("whsec_") for s in secrets), LLM_KEY):
             assert secret not in text, f"{secret!r} appears in the {name} log"
     task_lines = [
         json.loads(line)

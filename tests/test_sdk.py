@@ -33,7 +33,7 @@ from taskservice_client import (
     ValidationError,
     WaitTimeoutError,
 )
-from tests.support.stack import API_KEYS, Replica, Stack
+from tests.support.stack import API_KEYS, OTHER_KEYS, TENANT_WEBHOOK_SECRET, Replica, Stack
 from tests.support.tasks import settled_metrics
 
 
@@ -161,6 +161,22 @@ async def test_async_cancel_and_retry(stack: Stack) -> None:
         assert retried.original_task_id == submitted.task_id and retried.new_task_id != submitted.task_id
         # Same inputs: the retry is slow too; cancel it.
         await tasks.cancel(retried.new_task_id)
+
+
+def test_webhook_secret_is_the_tenants_own(client: TaskServiceClient) -> None:
+    secret = client.webhook_secret()
+    assert secret.tenant == "default" and secret.secret == TENANT_WEBHOOK_SECRET
+    assert secret.secrets == [TENANT_WEBHOOK_SECRET]
+
+
+async def test_async_webhook_secret_rotation_lists_both_secrets(stack: Stack) -> None:
+    """Rotates tenant acme's secret (its deliveries then carry two signatures; tests read its secret anew)."""
+    async with AsyncTaskServiceClient(stack.api_url, OTHER_KEYS[0]) as tasks:
+        before = await tasks.webhook_secret()
+        rotated = await tasks.rotate_webhook_secret()
+        assert rotated.generation == before.generation + 1
+        assert rotated.secrets == [rotated.secret, before.secret]
+        assert rotated.previous_valid_until is not None
 
 
 def test_retry_runs_the_same_inputs_as_a_new_task(client: TaskServiceClient) -> None:

@@ -1,5 +1,6 @@
-"""What is refused at start, before anything connects: malformed WEBHOOK_SECRET values, inconsistent
-Temporal TLS settings; and what `make dev` shows of the API key."""
+"""What is refused at start, before anything connects: malformed WEBHOOK_SECRET values, production without
+webhook signing (unless WEBHOOK_SIGNING=off), inconsistent Temporal TLS settings; and what `make dev` shows
+of the API key."""
 
 from __future__ import annotations
 
@@ -82,6 +83,53 @@ def test_validation_errors_never_show_inputs() -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(environment="production", openai_api_key="sk-do-not-print-me")
     assert "sk-do-not-print-me" not in str(refused.value)
+
+
+# -- webhook signing ----------------------------------------------------------------------------------------
+
+PRODUCTION = {"environment": "production", "api_key": "a-production-key-0123456789", "storage_backend": "s3"}
+
+
+def test_production_refuses_to_send_webhooks_unsigned_unless_told() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(**PRODUCTION)
+    assert "ENVIRONMENT=production requires WEBHOOK_SECRET (or WEBHOOK_SIGNING=off" in str(refused.value)
+    assert Settings(**PRODUCTION, webhook_signing="off").webhook_signing_keys() == []
+    assert len(Settings(**PRODUCTION, webhook_secret=GOOD).webhook_signing_keys()) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"webhook_signing": "on"}, "WEBHOOK_SIGNING=on requires WEBHOOK_SECRET"),
+        (
+            {"webhook_signing": "off", "webhook_secret": GOOD},
+            "WEBHOOK_SIGNING is off, yet WEBHOOK_SECRET is set",
+        ),
+    ],
+)
+def test_inconsistent_webhook_signing_refused(fields: dict[str, str], reason: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(**fields)
+    assert reason in str(refused.value)
+
+
+def test_production_process_without_webhook_secret_exits_with_the_reason(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "API_KEY": "a-production-key-0123456789",
+        "STORAGE_BACKEND": "s3",
+        "TEMPORAL_ADDRESS": "127.0.0.1:9",  # never reached: the process must stop before connecting
+        "DATA_DIR": str(tmp_path),
+        "API_PORT": "9",
+    }
+    env.pop("WEBHOOK_SECRET", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "api"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode != 0
+    assert "WEBHOOK_SIGNING=off" in done.stderr
 
 
 # -- Temporal TLS settings ----------------------------------------------------------------------------------

@@ -300,6 +300,65 @@ async def _socketio(m: Match, path: str) -> None:
         assert owner.task_ids == {m.unfinished} and not attacker.task_ids
 
 
+# Per victim, a task of its own whose final webhook failed (to a port where nothing listens): a recorded
+# delivery the listing probe looks for. In a project of its own, so the other probes' views stay as they were.
+_FAILED_HOOKS: dict[str, str] = {}
+
+
+async def _failed_hook(m: Match) -> str:
+    if m.victim not in _FAILED_HOOKS:
+        body = {
+            "project_id": "webhook_probe",
+            "task_type": "test_prompt",
+            "task_data": {"prompt_template": "hook fails"},
+            "callback_url": "http://127.0.0.1:9/unreachable",
+        }
+        response = await m.owner.post("/api/v1/tasks/submit", json=body)
+        assert response.status_code == 200, response.text
+        _FAILED_HOOKS[m.victim] = response.json()["task_id"]
+    return _FAILED_HOOKS[m.victim]
+
+
+async def _failed_deliveries(m: Match) -> None:
+    """The victim's failed delivery is listed for the victim, never for another tenant or user."""
+    task_id = await _failed_hook(m)
+
+    async def listed(client: httpx.AsyncClient) -> bool:
+        response = await client.get("/api/v1/webhooks/deliveries", params={"status": "failed"})
+        assert response.status_code == 200, response.text
+        return task_id in {d["task_id"] for d in response.json()["deliveries"]}
+
+    assert await eventually_equal(lambda: listed(m.owner), _true, timeout=40)
+    assert not await listed(m.client)
+    theirs = await m.client.get("/api/v1/webhooks/deliveries", params={"project_id": "webhook_probe"})
+    assert task_id not in {d["task_id"] for d in theirs.json()["deliveries"]}
+
+
+async def _webhook_secret(m: Match) -> None:
+    """Each tenant its own secret: another tenant's caller is answered its own, never the victim's."""
+    mine, theirs = await m.client.get("/api/v1/webhooks/secret"), await m.owner.get("/api/v1/webhooks/secret")
+    assert mine.status_code == theirs.status_code == 200, mine.text
+    same_tenant = m.world.parties[m.attacker].tenant == m.world.parties[m.victim].tenant
+    assert (mine.json()["secret"] == theirs.json()["secret"]) == same_tenant
+    assert mine.json()["tenant"] == m.world.parties[m.attacker].tenant
+
+
+async def _webhook_rotation(m: Match) -> None:
+    """A rotation changes the caller's tenant's secret only, and a user token may not rotate at all."""
+    before = (await m.owner.get("/api/v1/webhooks/secret")).json()
+    rotated = await m.client.post("/api/v1/webhooks/secret/rotate")
+    after = (await m.owner.get("/api/v1/webhooks/secret")).json()
+    if m.world.parties[m.attacker].kind == Kind.USER:
+        assert rotated.status_code == 403 and rotated.json()["error"] == "forbidden", rotated.text
+        assert after == before
+        return
+    assert rotated.status_code == 200, rotated.text
+    if m.world.parties[m.attacker].tenant != m.world.parties[m.victim].tenant:
+        assert after == before
+    else:
+        assert after["secret"] == rotated.json()["secret"] != before["secret"]
+
+
 TASK = "/api/v1/tasks/{task_id}"
 PROJECT_TASKS = f"/api/v1/projects/{PROJECT}/tasks"
 ROUTE_PROBES: dict[tuple[str, str], Probe] = {
@@ -320,6 +379,11 @@ ROUTE_PROBES: dict[tuple[str, str], Probe] = {
     ("DELETE", TASK): _as_missing("DELETE", TASK, role="unfinished"),
     ("GET", TASK + "/events"): _task_stream,
     ("POST", TASK + "/retry"): _as_missing("POST", TASK + "/retry"),
+    ("GET", TASK + "/webhooks"): _as_missing("GET", TASK + "/webhooks"),
+    ("POST", TASK + "/webhooks/redeliver"): _as_missing("POST", TASK + "/webhooks/redeliver"),
+    ("GET", "/api/v1/webhooks/deliveries"): _failed_deliveries,
+    ("GET", "/api/v1/webhooks/secret"): _webhook_secret,
+    ("POST", "/api/v1/webhooks/secret/rotate"): _webhook_rotation,
     ("GET", TASK + "/status"): lambda m: _status_reads(m),
     ("GET", "/api/v1/workers/health"): lambda m: _tells_nothing_of_tasks(m, "/api/v1/workers/health"),
     ("GET", "/api/v1/workers/stats"): lambda m: _tells_nothing_of_tasks(m, "/api/v1/workers/stats"),

@@ -23,13 +23,13 @@ import pytest
 
 from activities.io.webhooks import sign
 from taskservice.credential_formats import decode_webhook_secret
-from tests.support.stack import API_KEYS, WEBHOOK_SECRET, Stack
+from tests.support.stack import API_KEYS, TENANT_WEBHOOK_SECRET, Stack
 from tests.support.tasks import submit, wait_status
 from tests.support.webhook_receiver import ReceivedWebhook, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
 SDK = ROOT / "clients" / "typescript"
-# A second secret, as a rotation adds it before the old one (WEBHOOK_SECRET=new,old).
+# A second secret, as a rotation adds it before the old one (the service then signs with both).
 NEW_SECRET = "whsec_" + base64.b64encode(b"task-service-rotated-secret-32by").decode()
 STALE_S = 600
 
@@ -93,11 +93,11 @@ async def _captured_deliveries(api: httpx.AsyncClient, receiver: WebhookReceiver
     delivery = (await asyncio.to_thread(receiver.wait_for, 1, 60))[0]
     now = int(time.time())
     deliveries = {
-        "secret": WEBHOOK_SECRET,
+        "secret": TENANT_WEBHOOK_SECRET,
         "real": {"headers": delivery.headers, "body": delivery.body_bytes.decode()},
-        "rotated": _signed_copy(delivery, [NEW_SECRET, WEBHOOK_SECRET], now)
-        | {"secrets": [NEW_SECRET, WEBHOOK_SECRET]},
-        "stale": _signed_copy(delivery, [WEBHOOK_SECRET], now - STALE_S),
+        "rotated": _signed_copy(delivery, [NEW_SECRET, TENANT_WEBHOOK_SECRET], now)
+        | {"secrets": [NEW_SECRET, TENANT_WEBHOOK_SECRET]},
+        "stale": _signed_copy(delivery, [TENANT_WEBHOOK_SECRET], now - STALE_S),
     }
     out.write_text(json.dumps(deliveries))
     return out

@@ -26,6 +26,7 @@ from activities.io.webhooks import MAX_RESPONSE_BYTES, WebhookActivities
 from taskservice.contracts import TaskStatus, WebhookDelivery, WebhookPayload
 from taskservice.netguard import pinned_request
 from taskservice.settings import Settings
+from taskservice.webhook_secrets import tenant_secret
 from tests.support.tls_certs import TestCA
 from tests.support.webhook_receiver import ReceivedWebhook, WebhookReceiver
 
@@ -294,7 +295,7 @@ def verifies_with(secret: str, hook: ReceivedWebhook) -> bool:
     return any(v == "v1" and hmac.compare_digest(sig, expected) for v, sig in signatures)
 
 
-async def test_rotation_signs_with_every_secret(
+async def test_master_rotation_signs_with_the_tenant_secret_of_every_master(
     webhook_receiver: WebhookReceiver, http: httpx.AsyncClient
 ) -> None:
     new, old, other = (secret_of(bytes([n]) * 32) for n in (1, 2, 3))
@@ -302,8 +303,10 @@ async def test_rotation_signs_with_every_secret(
     assert await deliver(activities, webhook_receiver.url("/rotating")) == 200
     [hook] = webhook_receiver.received
     assert len(hook.headers["webhook-signature"].split(" ")) == 2
-    assert verifies_with(new, hook) and verifies_with(old, hook)
-    assert not verifies_with(other, hook)
+    assert verifies_with(tenant_secret(bytes([1]) * 32, "default", 0), hook)
+    assert verifies_with(tenant_secret(bytes([2]) * 32, "default", 0), hook)
+    # The masters themselves sign nothing: receivers never hold them.
+    assert not any(verifies_with(secret, hook) for secret in (new, old, other))
 
 
 @pytest.mark.parametrize("secret", [None, "", "  "])

@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI
 from activities.io.webhooks import sign
 from taskservice_client.webhooks import WebhookVerificationError, verify, webhook_keys
 from taskservice_client.webhooks_fastapi import VerifiedWebhook, webhook_verifier
-from tests.support.stack import WEBHOOK_SECRET
+from tests.support.stack import TENANT_WEBHOOK_SECRET
 from tests.support.tasks import submit, wait_status
 from tests.support.webhook_receiver import ReceivedWebhook, WebhookReceiver
 
@@ -53,41 +53,49 @@ def _reason(headers: dict[str, str], body: bytes, secret: str | list[str]) -> st
 
 
 async def test_a_real_delivery_verifies_and_forgeries_do_not(delivery: ReceivedWebhook) -> None:
-    payload = verify(delivery.headers, delivery.body_bytes, WEBHOOK_SECRET)
+    payload = verify(delivery.headers, delivery.body_bytes, TENANT_WEBHOOK_SECRET)
     assert payload["status"] == "completed" and payload["result"]["output"].startswith("FAKE-LLM:")
     assert delivery.headers["webhook-id"] == f"msg_{payload['task_id']}_completed"
-    assert verify(delivery.headers, delivery.body_bytes.decode(), WEBHOOK_SECRET) == payload
+    assert verify(delivery.headers, delivery.body_bytes.decode(), TENANT_WEBHOOK_SECRET) == payload
     capitalised = {name.title(): value for name, value in delivery.headers.items()}
-    assert verify(capitalised, delivery.body_bytes, WEBHOOK_SECRET) == payload
+    assert verify(capitalised, delivery.body_bytes, TENANT_WEBHOOK_SECRET) == payload
 
     tampered = delivery.body_bytes.replace(b'"completed"', b'"failed"')
     assert tampered != delivery.body_bytes
-    assert _reason(delivery.headers, tampered, WEBHOOK_SECRET) == "signature"
+    assert _reason(delivery.headers, tampered, TENANT_WEBHOOK_SECRET) == "signature"
     assert _reason(delivery.headers, delivery.body_bytes, OTHER_SECRET) == "signature"
     unsigned = {k: v for k, v in delivery.headers.items() if k != "webhook-signature"}
-    assert _reason(unsigned, delivery.body_bytes, WEBHOOK_SECRET) == "missing_headers"
+    assert _reason(unsigned, delivery.body_bytes, TENANT_WEBHOOK_SECRET) == "missing_headers"
 
 
 async def test_a_stale_delivery_is_refused_whatever_its_signature(delivery: ReceivedWebhook) -> None:
     now = int(time.time())
-    stale = _resigned(delivery, [WEBHOOK_SECRET], now - 301)
-    assert _reason(stale, delivery.body_bytes, WEBHOOK_SECRET) == "timestamp"
-    assert _reason(_resigned(delivery, [WEBHOOK_SECRET], now + 301), delivery.body_bytes, WEBHOOK_SECRET) == (
-        "timestamp"
-    )
+    stale = _resigned(delivery, [TENANT_WEBHOOK_SECRET], now - 301)
+    assert _reason(stale, delivery.body_bytes, TENANT_WEBHOOK_SECRET) == "timestamp"
+    assert _reason(
+        _resigned(delivery, [TENANT_WEBHOOK_SECRET], now + 301), delivery.body_bytes, TENANT_WEBHOOK_SECRET
+    ) == ("timestamp")
     # Inside the tolerance (and a tolerance of the receiver's choosing) it verifies.
-    assert verify(_resigned(delivery, [WEBHOOK_SECRET], now - 290), delivery.body_bytes, WEBHOOK_SECRET)
-    assert verify(stale, delivery.body_bytes, WEBHOOK_SECRET, tolerance=600)
+    assert verify(
+        _resigned(delivery, [TENANT_WEBHOOK_SECRET], now - 290), delivery.body_bytes, TENANT_WEBHOOK_SECRET
+    )
+    assert verify(stale, delivery.body_bytes, TENANT_WEBHOOK_SECRET, tolerance=600)
 
 
 async def test_during_a_rotation_either_secret_verifies(delivery: ReceivedWebhook) -> None:
-    rotated = _resigned(delivery, [NEW_SECRET, WEBHOOK_SECRET], int(time.time()))
+    rotated = _resigned(delivery, [NEW_SECRET, TENANT_WEBHOOK_SECRET], int(time.time()))
     assert len(rotated["webhook-signature"].split()) == 2
-    for secret in (NEW_SECRET, WEBHOOK_SECRET, f"{NEW_SECRET},{WEBHOOK_SECRET}", [OTHER_SECRET, NEW_SECRET]):
+    for secret in (
+        NEW_SECRET,
+        TENANT_WEBHOOK_SECRET,
+        f"{NEW_SECRET},{TENANT_WEBHOOK_SECRET}",
+        [OTHER_SECRET, NEW_SECRET],
+    ):
         assert verify(rotated, delivery.body_bytes, secret)["status"] == "completed"
     # A receiver that already holds both verifies a delivery still signed with the old one only.
     assert (
-        verify(delivery.headers, delivery.body_bytes, [NEW_SECRET, WEBHOOK_SECRET])["status"] == "completed"
+        verify(delivery.headers, delivery.body_bytes, [NEW_SECRET, TENANT_WEBHOOK_SECRET])["status"]
+        == "completed"
     )
     with pytest.raises(ValueError):
         verify(delivery.headers, delivery.body_bytes, "whsec_not base64!")
@@ -101,7 +109,7 @@ async def test_fastapi_dependency_answers_200_to_a_real_delivery_and_400_to_a_fo
 
     @app.post("/api/webhooks/task-complete")
     async def task_complete(
-        webhook: Annotated[VerifiedWebhook, Depends(webhook_verifier(WEBHOOK_SECRET))],
+        webhook: Annotated[VerifiedWebhook, Depends(webhook_verifier(TENANT_WEBHOOK_SECRET))],
     ) -> dict[str, Any]:
         duplicate = webhook.id in seen
         seen.append(webhook.id)

@@ -9,17 +9,20 @@ import hmac
 import json
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
-from tests.support.stack import WEBHOOK_SECRET, Stack
+from tests.support.stack import TENANT_WEBHOOK_SECRET, Stack
 from tests.support.tasks import submit, wait_status
 from tests.support.webhook_receiver import ReceivedWebhook, WebhookReceiver
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _verify(hook: ReceivedWebhook) -> None:
     """Verify as a Standard Webhooks receiver would."""
-    key = base64.b64decode(WEBHOOK_SECRET.removeprefix("whsec_"))
+    key = base64.b64decode(TENANT_WEBHOOK_SECRET.removeprefix("whsec_"))
     signed = f"{hook.headers['webhook-id']}.{hook.headers['webhook-timestamp']}.".encode() + hook.body_bytes
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     versions = dict(part.split(",", 1) for part in hook.headers["webhook-signature"].split())
@@ -93,6 +96,9 @@ async def test_failure_webhook_payload(api: httpx.AsyncClient, webhook_receiver:
     assert body["error"].startswith("UpstreamClientError: LLM endpoint rejected the request (HTTP 400)")
     assert body["traceback"].startswith("Traceback (most recent call last):")
     assert "activities/llm/activities.py" in body["traceback"]
+    # Project modules by relative path, libraries relative to their install folder: no host path.
+    assert 'File "/' not in body["traceback"] and str(ROOT) not in body["traceback"]
+    assert 'File "activities/llm/activities.py"' in body["traceback"]
     assert body["failed_at"].endswith("Z")
     assert body["metadata"] == {"userId": "u"}
     _verify(hook)

@@ -19,11 +19,18 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.bookkeeping import BookkeepingActivities, ensure_limiter_running
+from activities.io.webhook_records import TemporalWebhookState
 from activities.io.webhooks import WebhookActivities
 from activities.resources import WorkerResources
 from taskservice.catalog import CONCURRENCY_GROUPS, QUEUE_HARD_TIMEOUT_S, specs_for_queue
 from taskservice.contracts import WorkerReport
-from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE, Queue
+from taskservice.queues import (
+    METRICS_WORKFLOW_ID,
+    WEBHOOK_QUEUE,
+    WORKER_REGISTRY_WORKFLOW_ID,
+    WORKFLOW_QUEUE,
+    Queue,
+)
 from taskservice.settings import Settings
 from taskservice.telemetry import WorkerMetrics
 from taskservice.temporal import connect
@@ -36,6 +43,8 @@ from workflows import console
 from workflows.bookkeeping import REPORT_SIGNAL, TaskMetricsWorkflow, WorkerRegistryWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
 from workflows.task import TaskWorkflow
+from workflows.webhook_record import WebhookRecordWorkflow
+from workflows.webhook_secret import WebhookSecretWorkflow
 
 log = logging.getLogger("taskservice.workers")
 
@@ -164,8 +173,8 @@ def _workers(
     state: WorkerState,
     metrics: WorkerMetrics,
     options: WorkerOptions,
-) -> tuple[Worker, Worker]:
-    """The queue's activity worker and the worker of the shared workflow queue."""
+) -> tuple[Worker, Worker, Worker]:
+    """The queue's activity worker, the worker of the shared workflow queue and the webhook worker."""
     settings, queue = resources.settings, state.queue
     task_types = {spec.activity_name for spec in specs_for_queue(queue)}
     activity_worker = Worker(
@@ -180,12 +189,28 @@ def _workers(
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         identity=state.identity,
     )
+    in_temporal = TemporalWebhookState(client, settings)
+    webhooks = WebhookActivities(
+        settings,
+        resources.http,
+        generations=in_temporal.generation,
+        record_failure=in_temporal.record_failure,
+        metrics=metrics,
+    )
     workflow_worker = Worker(
         client,
         task_queue=WORKFLOW_QUEUE,
-        workflows=[TaskWorkflow, TaskMetricsWorkflow, WorkerRegistryWorkflow, ConcurrencyLimiterWorkflow],
+        workflows=[
+            TaskWorkflow,
+            TaskMetricsWorkflow,
+            WorkerRegistryWorkflow,
+            ConcurrencyLimiterWorkflow,
+            WebhookSecretWorkflow,
+            WebhookRecordWorkflow,
+        ],
         activities=[
-            *WebhookActivities(settings, resources.http, metrics=metrics).activities(),
+            # Also here for deliveries scheduled on this queue before the webhook queue existed.
+            *webhooks.activities(),
             *BookkeepingActivities(client).activities(),
         ],
         graceful_shutdown_timeout=timedelta(seconds=45),
@@ -194,7 +219,20 @@ def _workers(
             SandboxedWorkflowRunner() if options.sandboxed_workflows else UnsandboxedWorkflowRunner()
         ),
     )
-    return activity_worker, workflow_worker
+    return activity_worker, workflow_worker, _webhook_worker(client, webhooks, state)
+
+
+def _webhook_worker(client: Client, webhooks: WebhookActivities, state: WorkerState) -> Worker:
+    """Webhook deliveries, on their own queue and slots (WEBHOOK_CONCURRENCY); the activity counts its own
+    attempts in the worker's metrics."""
+    return Worker(
+        client,
+        task_queue=WEBHOOK_QUEUE,
+        activities=webhooks.activities(),
+        max_concurrent_activities=state.settings.webhook_concurrency,
+        graceful_shutdown_timeout=timedelta(seconds=45),
+        identity=state.identity,
+    )
 
 
 async def run_worker(

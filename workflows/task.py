@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         TaskStatus,
         TaskWorkflowInput,
     )
+    from taskservice.host_paths import scrub_host_paths
     from taskservice.priority import TaskPriority
     from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
     from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
@@ -332,4 +333,6 @@ def _failure(err: ActivityError) -> _Failure:
     message = str(cause.message if isinstance(cause, FailureError) else cause) or type(cause).__name__
     error_type = cause.type if isinstance(cause, ApplicationError) and cause.type else None
     trace = cause.failure.stack_trace if isinstance(cause, FailureError) and cause.failure else None
-    return _Failure(message, error_type, f"Traceback (most recent call last):\n{trace}" if trace else None)
+    # What tenants read (the error, the failure webhook's traceback) names no host path.
+    traceback = scrub_host_paths(f"Traceback (most recent call last):\n{trace}") if trace else None
+    return _Failure(scrub_host_paths(message) or message, error_type, traceback)

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
         WebhookDelivery,
         WebhookPayload,
     )
-    from taskservice.queues import WORKFLOW_QUEUE
+    from taskservice.queues import WEBHOOK_QUEUE
     from taskservice.record import TaskOutcome, error_text
     from workflows import console
 
@@ -90,17 +90,20 @@ async def _deliver(task: TaskWorkflowInput, event: str, payload: WebhookPayload)
         task_id=task.task_id,
         project_id=record.project_id,
         task_type=record.task_type,
+        tenant=record.tenant,
+        user=record.user,
     )
     try:
         await workflow.execute_activity_method(
             WebhookActivities.deliver_webhook,
             delivery,
-            task_queue=WORKFLOW_QUEUE,
+            # Their own queue: a slow receiver holds a delivery slot, never the limiter's or bookkeeping's.
+            task_queue=WEBHOOK_QUEUE,
             start_to_close_timeout=WEBHOOK_ATTEMPT_TIMEOUT,
             retry_policy=WEBHOOK_RETRY,
             summary=console.webhook_summary(task, event),
         )
     except ActivityError:
         # The last attempt logged `Failed to send webhook after all retries` (or `Webhook refused`) with
-        # the callback URL: one error per delivery, not a second one from here.
+        # the callback URL, and recorded a final webhook for the tenant to read and send again.
         return

@@ -82,6 +82,13 @@ class ServiceUnavailable(ServiceError):
         self.retry_after = retry_after
 
 
+class WebhookSigningOff(ServiceError):
+    """No WEBHOOK_SECRET: webhooks go out unsigned and there is no tenant secret to give or rotate."""
+
+    def __init__(self) -> None:
+        super().__init__("Webhooks are not signed here (no WEBHOOK_SECRET): there is no secret to give")
+
+
 # HTTP status and error code of each domain error.
 ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     AuthenticationFailed: (401, "authentication_failed"),
@@ -94,6 +101,7 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     PayloadTooLarge: (413, "payload_too_large"),
     RateLimited: (429, "rate_limited"),
     ServiceUnavailable: (503, "service_unavailable"),
+    WebhookSigningOff: (409, "webhook_signing_off"),
     InternalError: (500, "internal_error"),
 }
 

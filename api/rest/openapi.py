@@ -33,6 +33,7 @@ from api.domain.errors import (
     ServiceUnavailable,
     TaskNotFound,
     ValidationFailed,
+    WebhookSigningOff,
 )
 from api.rest.schemas import ErrorResponse
 from taskservice.catalog import CATALOG, TaskSpec
@@ -75,7 +76,8 @@ ERROR_DOCS: dict[type[ServiceError], tuple[str, dict[str, Any]]] = {
     ),
     AuthenticationFailed: ("no valid `X-API-Key` or Bearer token", {"message": "Invalid or missing API key"}),
     Forbidden: (
-        "this needs the admin key (`ADMIN_API_KEY`)",
+        "this needs the admin key (`ADMIN_API_KEY`), or for a webhook secret's rotation a tenant-wide "
+        "credential (an API key or a `role: service` token)",
         {"message": "This endpoint needs the admin key (ADMIN_API_KEY)"},
     ),
     TaskNotFound: ("no such task in the caller's tenant", {"message": "Task with ID 'abc123' not found"}),
@@ -102,6 +104,10 @@ ERROR_DOCS: dict[type[ServiceError], tuple[str, dict[str, Any]]] = {
     ServiceUnavailable: (
         "Temporal is unreachable or overloaded; retry after `Retry-After` seconds",
         {"message": "Temporal is unreachable or overloaded; try again shortly", "retry_after": 5},
+    ),
+    WebhookSigningOff: (
+        "webhooks are sent unsigned here (no `WEBHOOK_SECRET`): there is no tenant secret",
+        {"message": "Webhooks are not signed here (no WEBHOOK_SECRET): there is no secret to give"},
     ),
 }
 # Every authenticated operation: the credential, the tenant's rate limit, and Temporal's availability.

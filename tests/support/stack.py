@@ -17,6 +17,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from taskservice.devtools.fake_llm import FakeOpenAIServer
+from taskservice.webhook_secrets import tenant_secret
 from tests.support.processes import ServiceProcess, TemporalDevServer, free_port, wait_http_ok
 
 # Tenant `default` (two keys: rotation) and a second tenant that must never see the first one's tasks.
@@ -27,7 +28,10 @@ OTHER_KEYS = ("acme-tenant-key-1", "acme-tenant-key-2")
 ADMIN_KEY = "test-admin-key-0123"
 JWT_SECRET = "task-service-test-jwt-secret-0123456789"
 LLM_KEY = "sk-test-llm-key"
+# The master secret (WEBHOOK_SECRET); receivers hold their tenant's own secret, derived from it. Tenant
+# `default` never rotates in tests (rotation tests use tenants of their own, through JWTs).
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"task-service-test-secret-32bytes").decode()
+TENANT_WEBHOOK_SECRET = tenant_secret(base64.b64decode(WEBHOOK_SECRET.removeprefix("whsec_")), "default", 0)
 # Workers of their own, started by the tests that need them (priority, recycling, registry...).
 ISOLATED_NAMESPACE = "isolated"
 # Never has a worker: tasks there show how "no worker" looks.

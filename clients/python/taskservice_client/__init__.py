@@ -40,6 +40,7 @@ from taskservice_client.models import (
     TaskPage,
     TaskState,
     TaskStatus,
+    WebhookSecret,
 )
 from taskservice_client.webhooks import WebhookVerificationError
 
@@ -74,6 +75,7 @@ __all__ = [
     "TaskStatus",
     "ValidationError",
     "WaitTimeoutError",
+    "WebhookSecret",
     "WebhookVerificationError",
     "__version__",
 ]

@@ -33,6 +33,7 @@ from taskservice_client.models import (
     TaskPage,
     TaskState,
     TaskStatus,
+    WebhookSecret,
 )
 from taskservice_client.transport import AsyncTransport, BlockingTransport
 from taskservice_client.version import __version__
@@ -112,6 +113,15 @@ class TaskServiceClient(ClientCore):
     def retry(self, task_id: str) -> RetryResult:
         """Run a finished task again as a new task (``result.new_task_id``)."""
         return self._transport.run(operations.retry(self, task_id))
+
+    def webhook_secret(self) -> WebhookSecret:
+        """Your tenant's webhook secret: verify deliveries with ``webhooks.verify(..., secret.secrets)``."""
+        return self._transport.run(operations.webhook_secret(self))
+
+    def rotate_webhook_secret(self) -> WebhookSecret:
+        """A new webhook secret; deliveries carry the old one's signature too until the answer's
+        ``previous_valid_until``."""
+        return self._transport.run(operations.rotate_webhook_secret(self))
 
     def list_page(
         self,
@@ -269,6 +279,12 @@ class AsyncTaskServiceClient(ClientCore):
 
     async def retry(self, task_id: str) -> RetryResult:
         return await self._transport.run(operations.retry(self, task_id))
+
+    async def webhook_secret(self) -> WebhookSecret:
+        return await self._transport.run(operations.webhook_secret(self))
+
+    async def rotate_webhook_secret(self) -> WebhookSecret:
+        return await self._transport.run(operations.rotate_webhook_secret(self))
 
     async def list_page(
         self,

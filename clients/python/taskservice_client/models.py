@@ -139,6 +139,23 @@ class RetryResult(_Model):
     message: str
 
 
+class WebhookSecret(_Model):
+    """Answer of ``GET /api/v1/webhooks/secret``: the caller's tenant's own webhook secret (``whsec_…``);
+    during a rotation also the previous one, which still signs until ``previous_valid_until``."""
+
+    tenant: str
+    secret: str
+    generation: int
+    previous_secret: str | None = None
+    previous_valid_until: datetime | None = None
+
+    @property
+    def secrets(self) -> list[str]:
+        """What ``webhooks.verify`` should be given now: the current secret, and the previous one while it
+        still signs."""
+        return [self.secret, *([self.previous_secret] if self.previous_secret else [])]
+
+
 class SystemLoad(_Model):
     cpu_percent: float
     memory_percent: float

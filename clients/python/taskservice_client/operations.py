@@ -53,6 +53,16 @@ def retry(core: ClientCore, task_id: str) -> Operation[models.RetryResult]:
     return models.RetryResult.model_validate(response.json())
 
 
+def webhook_secret(core: ClientCore) -> Operation[models.WebhookSecret]:
+    response = yield from core._request("GET", "/api/v1/webhooks/secret")
+    return models.WebhookSecret.model_validate(response.json())
+
+
+def rotate_webhook_secret(core: ClientCore) -> Operation[models.WebhookSecret]:
+    response = yield from core._request("POST", "/api/v1/webhooks/secret/rotate", retry=False)
+    return models.WebhookSecret.model_validate(response.json())
+
+
 def list_page(
     core: ClientCore,
     project_id: str,

@@ -2,7 +2,12 @@
 and ``webhook-signature`` (``v1,<base64 HMAC-SHA256 of id.timestamp.body>``, space-separated, one per secret
 during a rotation). Standard library only; a FastAPI dependency is in ``taskservice_client.webhooks_fastapi``.
 
-    payload = verify(request.headers, raw_body, os.environ["WEBHOOK_SECRET"])
+The secret is your tenant's own (``TaskServiceClient().webhook_secret()``, or
+``GET /api/v1/webhooks/secret``): each tenant's deliveries verify with its own secret only. After a
+rotation, give both secrets until the answer's ``previous_valid_until`` (``webhook_secret().secrets`` lists
+them).
+
+    payload = verify(request.headers, raw_body, os.environ["TASK_SERVICE_WEBHOOK_SECRET"])
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class WebhookVerificationError(TaskServiceError):
 
 def webhook_keys(secret: str | Sequence[str]) -> list[bytes]:
     """The HMAC keys of ``whsec_…`` secrets (one string may hold several, comma-separated, as
-    ``WEBHOOK_SECRET`` does during a rotation). A malformed secret is a ValueError, not a failed match."""
+    during a rotation). A malformed secret is a ValueError, not a failed match."""
     secrets = secret.split(",") if isinstance(secret, str) else list(secret)
     keys = []
     for one in (s.strip() for s in secrets):
@@ -77,8 +82,8 @@ def verify(
     Args:
         headers: the request's headers (any mapping; Starlette's, a dict, ...).
         body: the raw body exactly as received, before any JSON parsing.
-        secret: ``WEBHOOK_SECRET`` (``whsec_…``); several (comma-separated or a list) during a rotation:
-            a delivery signed with any of them verifies.
+        secret: your tenant's webhook secret (``whsec_…``, from ``GET /api/v1/webhooks/secret``); several
+            (comma-separated or a list) during a rotation: a delivery signed with any of them verifies.
         tolerance: seconds the ``webhook-timestamp`` may be from ``now`` (default: time.time()).
     """
     webhook_id = _header(headers, "webhook-id")

@@ -1,7 +1,7 @@
 """A FastAPI dependency that verifies the service's webhooks (``pip install "taskservice-client[fastapi]"``;
 the light SDK does not pull FastAPI).
 
-    verified = webhook_verifier(os.environ["WEBHOOK_SECRET"])
+    verified = webhook_verifier(os.environ["TASK_SERVICE_WEBHOOK_SECRET"])  # your tenant's secret
 
     @app.post("/api/webhooks/task-complete")
     async def task_complete(webhook: Annotated[VerifiedWebhook, Depends(verified)]) -> dict[str, bool]:

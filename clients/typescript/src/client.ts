@@ -9,6 +9,7 @@ import type {
   CancelTaskResponse,
   ProjectTasksPage,
   RetryTaskResponse,
+  WebhookSecret,
   SubmitResult,
   TaskEvent,
   TaskState,
@@ -86,6 +87,16 @@ export class TaskService {
   /** Run a finished task again as a new task (`new_task_id`). */
   async retryTask(taskId: string, options: RequestOptions = {}): Promise<RetryTaskResponse> {
     return this.http.json({ method: "POST", path: this.taskPath(taskId, "/retry"), signal: options.signal });
+  }
+
+  /** Your tenant's webhook secret: verify deliveries with `verifyWebhook(headers, body, secret.secret)`. */
+  async getWebhookSecret(options: RequestOptions = {}): Promise<WebhookSecret> {
+    return this.http.json({ method: "GET", path: "/api/v1/webhooks/secret", signal: options.signal });
+  }
+
+  /** A new webhook secret; deliveries carry the previous one's signature too until `previous_valid_until`. */
+  async rotateWebhookSecret(options: RequestOptions = {}): Promise<WebhookSecret> {
+    return this.http.json({ method: "POST", path: "/api/v1/webhooks/secret/rotate", signal: options.signal });
   }
 
   /** One page of a project's tasks, newest first. */

@@ -168,6 +168,108 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks/secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's tenant's webhook signing secret (each tenant has its own)
+         * @description The caller's tenant's webhook signing secret (each tenant has its own).
+         */
+        get: operations["get_webhook_secret"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/secret/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A new secret for the caller's tenant; deliveries carry the old one's signature too for WEBHOOK_ROTATION_HOURS. Tenant-wide credentials only (an API key, a `role: service` token)
+         * @description A new secret for the caller's tenant; deliveries carry the old one's signature too for
+         *     WEBHOOK_ROTATION_HOURS. Tenant-wide credentials only (an API key, a `role: service` token).
+         */
+        post: operations["rotate_webhook_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's tenant's recorded deliveries, newest failure first
+         * @description The caller's tenant's recorded deliveries, newest failure first.
+         */
+        get: operations["list_webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tasks/{task_id}/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The task's recorded webhook deliveries (empty unless its final webhook failed)
+         * @description The task's recorded webhook deliveries (empty unless its final webhook failed).
+         */
+        get: operations["task_webhooks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tasks/{task_id}/webhooks/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send the task's recorded final webhook again now (same `webhook-id`, new timestamp and signature); answers the delivery with this attempt's outcome
+         * @description Send the task's recorded final webhook again now (same `webhook-id`, new timestamp and signature);
+         *     answers the delivery with this attempt's outcome.
+         */
+        post: operations["redeliver_task_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tasks/batch": {
         parameters: {
             query?: never;
@@ -566,6 +668,11 @@ export interface components {
             /** Task Ids */
             task_ids: string[];
         };
+        /**
+         * DeliveryStatus
+         * @enum {string}
+         */
+        DeliveryStatus: "failed" | "retrying" | "delivered";
         /**
          * ErrorResponse
          * @description The body of every error answer (seed 001's format); the fields past `message` depend on `error`.
@@ -973,6 +1080,88 @@ export interface components {
             attempt: number;
             /** Retry Of */
             retry_of?: string | null;
+        };
+        /** TaskWebhooksResponse */
+        TaskWebhooksResponse: {
+            /** Task Id */
+            task_id: string;
+            /** Deliveries */
+            deliveries: components["schemas"]["WebhookDeliveryResponse"][];
+        };
+        /** WebhookDeliveriesResponse */
+        WebhookDeliveriesResponse: {
+            /** Deliveries */
+            deliveries: components["schemas"]["WebhookDeliveryResponse"][];
+        };
+        /**
+         * WebhookDeliveryResponse
+         * @description A recorded delivery of a task's final webhook (recorded once the seed's four attempts failed).
+         */
+        WebhookDeliveryResponse: {
+            /** Task Id */
+            task_id: string;
+            /** Project Id */
+            project_id: string;
+            /**
+             * Webhook Id
+             * @description The `webhook-id` header; a redelivery sends the same one.
+             */
+            webhook_id: string;
+            /**
+             * Event
+             * @description `completed`, `failed` or `cancelled`.
+             */
+            event: string;
+            status: components["schemas"]["DeliveryStatus"];
+            /** Attempts */
+            attempts: number;
+            /** Last Attempt At */
+            last_attempt_at: string;
+            /** Failed At */
+            failed_at: string;
+            /**
+             * Last Status Code
+             * @description The receiver's last answer; null: it never answered.
+             */
+            last_status_code: number | null;
+            /** Last Error */
+            last_error: string | null;
+            /**
+             * Next Attempt At
+             * @description The next retry, while WEBHOOK_RETRY_HOURS runs.
+             */
+            next_attempt_at: string | null;
+            /** Delivered At */
+            delivered_at: string | null;
+        };
+        /**
+         * WebhookSecretResponse
+         * @description The caller's tenant's Standard Webhooks secret: verify its deliveries with it (and, until
+         *     `previous_valid_until`, with `previous_secret` too).
+         */
+        WebhookSecretResponse: {
+            /** Tenant */
+            tenant: string;
+            /**
+             * Secret
+             * @description `whsec_…`: this tenant's deliveries verify with it, no other's do.
+             */
+            secret: string;
+            /**
+             * Generation
+             * @description How many times the tenant rotated its secret.
+             */
+            generation: number;
+            /**
+             * Previous Secret
+             * @description The secret before the last rotation, while it signs.
+             */
+            previous_secret: string | null;
+            /**
+             * Previous Valid Until
+             * @description Until then deliveries carry both signatures.
+             */
+            previous_valid_until: string | null;
         };
         /** WorkerInfo */
         WorkerInfo: {
@@ -2873,7 +3062,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`) */
+            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`), or for a webhook secret's rotation a tenant-wide credential (an API key or a `role: service` token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3359,6 +3548,337 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RetryTaskResponse"];
+                };
+            };
+            /** @description `invalid_task_state`: the task's state refuses this (e.g. cancelling a finished task); `detail` repeats the message */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `task_not_found`: no such task in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookSecretResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `webhook_signing_off`: webhooks are sent unsigned here (no `WEBHOOK_SECRET`): there is no tenant secret */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    rotate_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookSecretResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`), or for a webhook secret's rotation a tenant-wide credential (an API key or a `role: service` token) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `webhook_signing_off`: webhooks are sent unsigned here (no `WEBHOOK_SECRET`): there is no tenant secret */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_webhook_deliveries: {
+        parameters: {
+            query?: {
+                /** @description Only deliveries in this state. */
+                status?: components["schemas"]["DeliveryStatus"] | null;
+                /** @description Only this project's. */
+                project_id?: string | null;
+                /** @description At most this many, 1-100. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveriesResponse"];
+                };
+            };
+            /** @description `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    task_webhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The task's ID (`task_id` of the submit answer). */
+                task_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskWebhooksResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `task_not_found`: no such task in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    redeliver_task_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The task's ID (`task_id` of the submit answer). */
+                task_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryResponse"];
                 };
             };
             /** @description `invalid_task_state`: the task's state refuses this (e.g. cancelling a finished task); `detail` repeats the message */
@@ -4061,7 +4581,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`) */
+            /** @description `forbidden`: this needs the admin key (`ADMIN_API_KEY`), or for a webhook secret's rotation a tenant-wide credential (an API key or a `role: service` token) */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -22,6 +22,8 @@ export type FinishedTaskResponse = Schemas["FinishedSubmitResponse"];
 export type TaskStatus = Schemas["TaskStatusResponse"];
 export type CancelTaskResponse = Schemas["CancelTaskResponse"];
 export type RetryTaskResponse = Schemas["RetryTaskResponse"];
+/** Your tenant's own webhook secret (and, during a rotation, the previous one and until when it signs). */
+export type WebhookSecret = Schemas["WebhookSecretResponse"];
 /** One page of `GET /api/v1/projects/{id}/tasks`. */
 export type ProjectTasksPage = Schemas["ProjectTasksResponse"];
 export type ProjectTaskItem = Schemas["ProjectTaskItem"];

@@ -70,8 +70,9 @@ function secretsOf(secret: string | readonly string[]): string[] {
  *
  * @param headers the request's headers (`req.headers` of Next.js/fetch or Node).
  * @param rawBody the body exactly as received (`await req.text()`), before any JSON parsing.
- * @param secret `WEBHOOK_SECRET` (`whsec_...`); during a rotation several, comma-separated or as an array:
- *   a delivery signed with any of them verifies.
+ * @param secret your tenant's webhook secret (`whsec_...`, from `getWebhookSecret()` or
+ *   `GET /api/v1/webhooks/secret`; each tenant's deliveries verify with its own only); during a rotation
+ *   several, comma-separated or as an array: a delivery signed with any of them verifies.
  */
 export function verifyWebhook(
   headers: WebhookHeaders,

@@ -67,7 +67,7 @@ describe("verifyWebhook", () => {
     const { rotated } = deliveries;
     assert.equal(rotated.headers["webhook-signature"]?.split(" ").length, 2);
     for (const one of rotated.secrets) assert.equal(verifyWebhook(rotated.headers, rotated.body, one).status, "completed");
-    // A receiver that holds both (comma-separated, as WEBHOOK_SECRET) verifies a delivery of the old one.
+    // A receiver that holds both (comma-separated) verifies a delivery of the old one.
     const [newest] = rotated.secrets;
     assert.equal(verifyWebhook(real.headers, real.body, `${newest},${secret}`).status, "completed");
     assert.equal(verifyWebhook(real.headers, real.body, [newest ?? "", secret]).status, "completed");
