@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.io.webhooks import WebhookActivities
-from taskservice.contracts import WebhookDelivery
+from taskservice.contracts import TaskStatus, WebhookDelivery, WebhookPayload
 from taskservice.host_paths import scrub_host_paths
 from taskservice.settings import Settings
 from taskservice.timefmt import iso_z
@@ -38,7 +38,14 @@ TRACEBACK = (
 def delivery(url: str, tenant: str, **payload: Any) -> WebhookDelivery:
     return WebhookDelivery(
         url=url,
-        payload={"task_id": f"t-{tenant}", "status": "failed", **payload},
+        payload=WebhookPayload(
+            task_id=f"t-{tenant}",
+            project_id="signing",
+            task_type="test_prompt",
+            status=TaskStatus.FAILED,
+            failed_at="2026-01-01T00:00:00Z",
+            **payload,
+        ),
         webhook_id=f"msg_t-{tenant}_failed",
         task_id=f"t-{tenant}",
         project_id="signing",
