@@ -78,7 +78,6 @@ async def fill_with_store(stack: BenchStack, tasks: int, in_flight: int) -> list
         command = StartTask(
             tenant=caller.tenant,
             user=None,
-            owner=caller.owner,
             project_id=project_of(n),
             task_type="test_prompt",
             task_data=TASK_DATA,

@@ -9,36 +9,20 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 from temporalio.client import Client
 
-from api.main import create_app
 from api.service.capacity import COUNT_TTL_S
 from api.store.store import TaskStore, metered
-from taskservice.settings import Settings
 from taskservice.visibility import TaskQuery
-from tests.support.stack import API_KEYS, OTHER_KEYS, Stack
+from tests.support.in_process import app_client
+from tests.support.stack import OTHER_KEYS, Stack
 from tests.support.tasks import submit, wait_status
 
 TENANT = "default"  # the tenant of API_KEYS
-BURST = 6
+BURST = 8
 HELD = {"prompt_template": "held [[sleep=30]]"}
-
-
-@asynccontextmanager
-async def app_client(stack: Stack, **env: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of an API replica served in this process, with the stack's settings and `env`."""
-    settings = Settings.model_validate({name.lower(): value for name, value in {**stack.env, **env}.items()})
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://api", headers={"X-API-Key": API_KEYS[0]}, timeout=60
-        ) as client:
-            yield client
 
 
 async def test_a_burst_of_submits_to_a_project_costs_one_count(stack: Stack) -> None:
@@ -53,8 +37,9 @@ async def test_a_burst_of_submits_to_a_project_costs_one_count(stack: Stack) -> 
             # A project is a name within its tenant: another tenant's submit is counted on its own.
             ids.append(await _submit_as(api, OTHER_KEYS[0], project))
             elapsed = time.monotonic() - started
-        # Within a second, one count each; a machine too loaded for that counts once per second it took.
-        assert 2 <= meter.queries <= 2 + int(elapsed / COUNT_TTL_S), (meter.queries, elapsed)
+        # Within a second, one count of each tenant and of each tenant's project; a machine too loaded for
+        # that counts once more per second it took.
+        assert 4 <= meter.queries <= 4 + 4 * int(elapsed / COUNT_TTL_S), (meter.queries, elapsed)
         for task_id in ids[:BURST]:
             await wait_status(api, task_id, "completed")
 
@@ -83,8 +68,9 @@ async def test_the_cap_refuses_submits_and_retries_on_a_fresh_count_and_a_finish
             )
         assert third.status_code == 429, third.text
         assert f"Project {project} already has 2 unfinished tasks" in third.json()["message"]
-        # The estimate stood at the cap: counted again before refusing.
-        assert meter.queries == 1
+        # The project's estimate stood at the cap: counted again before refusing (and the tenant's, if its
+        # second had passed).
+        assert 1 <= meter.queries <= 2
         # A retry is a start like any other: the cap holds for it too.
         refused = await api.post(f"/api/v1/tasks/{done}/retry")
         assert refused.status_code == 429 and refused.json()["error"] == "rate_limited"

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from api.domain.caller import Caller
 from taskservice.priority import TaskPriority
 
 # A project is a name within its tenant.
@@ -37,8 +38,9 @@ class StartTask:
     deadline_s: float | None = None
     # Which webhooks to send; None: the default (`completed` only).
     webhook_events: tuple[str, ...] | None = None
-    # The namespace of `idempotency_key`: the tenant, or a user within it (Caller.owner).
-    owner: str = ""
+    # Who asks: an idempotency key is theirs (their tenant's, or their own as a user), and a replay of it
+    # must be a task they may read. None: a start on no one's behalf (tools, benchmarks), without a key.
+    caller: Caller | None = None
     idempotency_key: str | None = None
     # The task this one runs again (a retry is no request of its own: no idempotency, no request hash).
     retry_of: str | None = None

@@ -79,7 +79,7 @@ def start_task(caller: Caller, item: CreateAITaskInput, idempotency_key: str | N
     return StartTask(
         tenant=caller.tenant,
         user=caller.subject,
-        owner=caller.owner,
+        caller=caller,
         project_id=project_id,
         task_type=item.task_type,
         task_data=task_data,

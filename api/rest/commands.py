@@ -53,7 +53,7 @@ def start_task(
     return StartTask(
         tenant=caller.tenant,
         user=caller.subject,
-        owner=caller.owner,
+        caller=caller,
         project_id=body.project_id,
         task_type=body.task_type,
         task_data=body.task_data,

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.domain.caller import Role
 from api.domain.commands import StartTask
-from api.domain.errors import IdempotencyConflict, TaskNotFound, ValidationFailed
+from api.domain.errors import Forbidden, IdempotencyConflict, TaskNotFound, ValidationFailed
 from api.service import submission
 from api.service.capacity import ProjectCapacity
+from api.service.scope import scope_of
 from api.store.projection import TaskView
 from api.store.store import TaskStore
 from taskservice.catalog import TaskSpec
 from taskservice.contracts import RetryRecorded
 from taskservice.netguard import UnsafeURLError, check_outbound_url
+from taskservice.priority import allowed
 from taskservice.record import TaskRecord
 from taskservice.settings import Settings
 from taskservice.telemetry import ApiMetrics
@@ -36,30 +39,34 @@ class Submitted:
 class TaskStarts:
     """Starts tasks for one API replica; its per-project capacity estimates live as long as it does.
 
-    Admission, in order: a known task type, well-formed fields, the type's valid input, a callback URL that
-    is safe to call, the size limits, the idempotency key's replay, the per-project cap. What a request
+    Admission, in order: a known task type, well-formed fields, a priority the tenant may ask for
+    (TENANT_MAX_PRIORITY), the type's valid input, a callback URL that is safe to call, the size limits, the
+    idempotency key's replay (within the caller's scope), the tenant's and the project's caps on unfinished
+    tasks. What a request
     costs in submit tokens its operation charges (a batch of N costs N at once, before its items start).
     """
 
     def __init__(self, store: TaskStore, settings: Settings, metrics: ApiMetrics | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.capacity = ProjectCapacity(store, settings.max_concurrent_per_project)
+        self.capacity = ProjectCapacity(
+            store, settings.max_concurrent_per_project, tenant_limit=settings.max_unfinished_per_tenant
+        )
         self._metrics = metrics
+        self._idempotency_secret = submission.idempotency_secret(settings)
 
     async def start(self, command: StartTask) -> Submitted:
         spec, record = await self._admitted(command)
-        task_id = submission.new_task_id()
+        task_id = self._task_id(command)
         if command.idempotency_key:
-            task_id = submission.idempotent_task_id(command.owner, command.idempotency_key)
             existing = await self._find(task_id)
             if existing is not None:
-                return _replay(existing, record, spec)
+                return _replay(command, existing, record, spec)
         await self.capacity.admit(record.tenant, record.project_id)
         task_input = submission.workflow_input(task_id, spec, record, self.settings)
         view, created = await self.store.start(task_input)
         if not created:
-            return _replay(view, record, spec)
+            return _replay(command, view, record, spec)
         if command.retry_of is not None:
             await self.store.record_retry(RetryRecorded(command.retry_of, task_id, tenant=record.tenant))
         if self._metrics is not None:
@@ -67,10 +74,25 @@ class TaskStarts:
         position = await self._queue_position(spec)
         return Submitted(view, spec, position, closes_with_outcome=task_input.closes_with_outcome)
 
+    def _task_id(self, command: StartTask) -> str:
+        caller = command.caller
+        if not command.idempotency_key or caller is None:
+            return submission.new_task_id()
+        user = (caller.subject or "") if caller.role == Role.USER else ""
+        return submission.idempotent_task_id(
+            self._idempotency_secret, caller.tenant, user, command.idempotency_key
+        )
+
     async def _admitted(self, command: StartTask) -> tuple[TaskSpec, TaskRecord]:
-        """The task's catalog entry and its record, once its fields, input and callback pass."""
+        """The task's catalog entry and its record, once its fields, priority, input and callback pass."""
         spec = submission.task_spec(command.task_type)
         submission.check_fields(command)
+        highest = self.settings.max_priority(command.tenant)
+        if not allowed(command.priority, highest):
+            raise Forbidden(
+                f"Priority {command.priority.value} is above what tenant {command.tenant} may ask for "
+                f"({highest.value}; TENANT_MAX_PRIORITY)"
+            )
         task_data = submission.validate_task_data(spec, command.task_data)
         if command.callback_url is not None:
             await _check_callback(command.callback_url, self.settings)
@@ -107,12 +129,14 @@ class TaskStarts:
         return (await self.store.queues.get(spec.queue.value)).backlog + 1
 
 
-def _replay(existing: TaskView, record: TaskRecord, spec: TaskSpec) -> Submitted:
-    """The task an idempotency key already named, if the request is the same."""
+def _replay(command: StartTask, existing: TaskView, record: TaskRecord, spec: TaskSpec) -> Submitted:
+    """The task an idempotency key already named, if the caller may read it and the request is the same
+    (a task out of the caller's scope is refused as another request would be, without naming it)."""
+    message = "This Idempotency-Key was already used with a different request body"
+    if command.caller is None or not scope_of(command.caller).allows(existing):
+        raise IdempotencyConflict(message)
     if existing.request_hash != record.request_hash:
-        raise IdempotencyConflict(
-            "This Idempotency-Key was already used with a different request body", task_id=existing.task_id
-        )
+        raise IdempotencyConflict(message, task_id=existing.task_id)
     return Submitted(existing, spec, 0, replayed=True)
 
 

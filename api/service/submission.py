@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -21,8 +23,8 @@ from taskservice.timefmt import iso_z
 
 # Largest `metadata` of a task (it is passed back in every webhook).
 MAX_METADATA_BYTES = 16 * 1024
-# Idempotency keys map to task IDs inside this namespace, per owner (tenant, or a tenant's user).
-IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c1e-2b1a-4a53-9f3e-7f4f3c2d9a10")
+# The HMAC key of idempotent task IDs while IDEMPOTENCY_SECRET is unset (development: it is in the source).
+DEVELOPMENT_IDEMPOTENCY_KEY = b"taskservice development idempotency key"
 
 
 def task_spec(task_type: str, *, field: str = "task_type", message: str | None = None) -> TaskSpec:
@@ -72,9 +74,20 @@ def check_sizes(record: TaskRecord) -> None:
         )
 
 
-def idempotent_task_id(owner: str, idempotency_key: str) -> str:
-    """The same key from the same owner names the same task for the whole retention window."""
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{owner}:{idempotency_key}"))
+def idempotency_secret(settings: Settings) -> bytes:
+    secret = settings.idempotency_secret
+    return secret.get_secret_value().encode() if secret is not None else DEVELOPMENT_IDEMPOTENCY_KEY
+
+
+def idempotent_task_id(secret: bytes, tenant: str, user: str, idempotency_key: str) -> str:
+    """The task an owner's key names for the whole retention window: HMAC(secret) of the length-prefixed
+    tenant, user (empty for the whole tenant) and key, so that no two owners' keys meet (user `bob` with
+    key `1:2` is not user `bob:1` with key `2`) and no one without the secret computes another's IDs."""
+    message = b"".join(
+        len(raw).to_bytes(4, "big") + raw for raw in (p.encode() for p in (tenant, user, idempotency_key))
+    )
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 def new_task_id() -> str:
