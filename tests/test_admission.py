@@ -10,9 +10,10 @@ import uuid
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
 from api.service.submission import idempotent_task_id
-from tests.support.in_process import app_client
+from tests.support.in_process import app_client, wait_unfinished
 from tests.support.stack import OTHER_KEYS, OTHER_TENANT, Stack
 from tests.support.tasks import wait_status
 from tests.support.tenancy import token
@@ -89,7 +90,9 @@ async def test_a_tenant_asks_for_at_most_its_highest_priority(stack: Stack) -> N
             await wait_status(api, response.json()["task_id"], "completed")
 
 
-async def test_a_tenant_over_its_unfinished_tasks_is_told_to_come_back(stack: Stack) -> None:
+async def test_a_tenant_over_its_unfinished_tasks_is_told_to_come_back(
+    stack: Stack, temporal_client: Client
+) -> None:
     """A tenant of its own, so that no other test's unfinished tasks count."""
     keys = f"{OTHER_TENANT}={OTHER_KEYS[0]},capped={CAPPED_KEY}"
     async with app_client(stack, CAPPED_KEY, API_KEYS=keys, MAX_UNFINISHED_PER_TENANT="2") as api:
@@ -98,6 +101,7 @@ async def test_a_tenant_over_its_unfinished_tasks_is_told_to_come_back(stack: St
             response = await api.post("/api/v1/tasks/submit", json=_body(f"p_held_{n}", task_data=HELD))
             assert response.status_code == 200, response.text
             held.append(response.json()["task_id"])
+        await wait_unfinished(temporal_client, "capped", 2)
         refused = await api.post("/api/v1/tasks/submit", json=_body("p_held_2"))
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"] == "rate_limited"

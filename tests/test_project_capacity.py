@@ -14,9 +14,8 @@ import httpx
 from temporalio.client import Client
 
 from api.service.capacity import COUNT_TTL_S
-from api.store.store import TaskStore, metered
-from taskservice.visibility import TaskQuery
-from tests.support.in_process import app_client
+from api.store.store import metered
+from tests.support.in_process import app_client, wait_unfinished
 from tests.support.stack import OTHER_KEYS, Stack
 from tests.support.tasks import submit, wait_status
 
@@ -59,8 +58,9 @@ async def test_the_cap_refuses_submits_and_retries_on_a_fresh_count_and_a_finish
     async with app_client(stack, MAX_CONCURRENT_PER_PROJECT="2") as api:
         done = await submit(api, "test_prompt", {"prompt_template": "done first"}, project_id=project)
         await wait_status(api, done, "completed")
-        await _counted_unfinished(temporal_client, project, 0)
+        await wait_unfinished(temporal_client, TENANT, 0, project)
         held = [await submit(api, "test_prompt", HELD, project_id=project) for _ in range(2)]
+        await wait_unfinished(temporal_client, TENANT, 2, project)
         with metered() as meter:
             third = await api.post(
                 "/api/v1/tasks/submit",
@@ -84,12 +84,3 @@ async def test_the_cap_refuses_submits_and_retries_on_a_fresh_count_and_a_finish
         assert retried.status_code == 200, retried.text
         for task_id in (held[1], retried.json()["new_task_id"]):
             await api.delete(f"/api/v1/tasks/{task_id}")
-
-
-async def _counted_unfinished(client: Client, project: str, expected: int) -> None:
-    """Wait until visibility counts `expected` unfinished tasks in the project (it lags the status)."""
-    store, query = TaskStore(client), TaskQuery(tenant=TENANT, project_id=project, running=True)
-    deadline = time.monotonic() + 15
-    while await store.count(query) != expected:
-        assert time.monotonic() < deadline, f"visibility still does not count {expected} after 15 s"
-        await asyncio.sleep(0.2)

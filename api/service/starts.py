@@ -37,13 +37,13 @@ class Submitted:
 
 
 class TaskStarts:
-    """Starts tasks for one API replica; its per-project capacity estimates live as long as it does.
+    """Starts tasks for one API replica; its capacity estimates (tenants', projects') live as long as it does.
 
     Admission, in order: a known task type, well-formed fields, a priority the tenant may ask for
     (TENANT_MAX_PRIORITY), the type's valid input, a callback URL that is safe to call, the size limits, the
     idempotency key's replay (within the caller's scope), the tenant's and the project's caps on unfinished
-    tasks. What a request
-    costs in submit tokens its operation charges (a batch of N costs N at once, before its items start).
+    tasks. What a request costs in submit tokens its operation charges (a batch of N costs N at once, before
+    its items start).
     """
 
     def __init__(self, store: TaskStore, settings: Settings, metrics: ApiMetrics | None = None) -> None:
