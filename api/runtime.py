@@ -32,9 +32,31 @@ RECONNECT_EVERY_S = 2.0
 METRICS_REFRESH_S = 10.0
 
 
+@dataclass(frozen=True)
+class Operations:
+    """The service objects of one Temporal connection, built once when it opens: the store (its task-queue
+    cache), the start path (its per-project capacity estimates) and every operation live as long as it."""
+
+    store: TaskStore
+    tasks: TaskService
+    bulk: BulkService
+    insights: InsightService
+    admin: AdminService
+    webhooks: WebhookService
+
+    @classmethod
+    def open(cls, client: Client, settings: Settings, quotas: Quotas, metrics: ApiMetrics) -> Operations:
+        store = TaskStore(client)
+        tasks = TaskService(store, settings, quotas, metrics)
+        insights = InsightService(store, settings, quotas)
+        webhooks = WebhookService(tasks, WebhookStore(client))
+        return cls(store, tasks, BulkService(tasks), insights, AdminService(tasks), webhooks)
+
+
 @dataclass
 class Services:
-    """Opened once in the app's lifespan and kept on `app.state.services`; every surface uses it."""
+    """What an API replica holds for its lifetime, opened once in the app's lifespan and kept on
+    `app.state.services`; every surface takes its operations from here (requests build none)."""
 
     settings: Settings
     auth: Authenticator
@@ -45,7 +67,7 @@ class Services:
     client: Client | None = None
     _connector: asyncio.Task[None] | None = None
     _refresher: asyncio.Task[None] | None = None
-    _store: TaskStore | None = None
+    _operations: Operations | None = None
     # Result files of the local storage backend, served at signed URLs only (None: results are in S3).
     media_root: Path | None = None
     # Tracing's interceptor when traces are configured: workflows continue the request's trace.
@@ -75,28 +97,32 @@ class Services:
             if task is not None:
                 task.cancel()
 
-    def store(self) -> TaskStore:
-        if self.client is None:
+    def operations(self) -> Operations:
+        """The replica's operations, built at the first use after Temporal connected (503 until it has)."""
+        client = self.client
+        if client is None:
             raise ServiceUnavailable("Temporal is unreachable; the task service cannot accept or read tasks")
-        # One store per connection: it keeps the short-lived task-queue cache across requests.
-        if self._store is None or self._store.client is not self.client:
-            self._store = TaskStore(self.client)
-        return self._store
+        if self._operations is None or self._operations.store.client is not client:
+            self._operations = Operations.open(client, self.settings, self.quotas, self.metrics)
+        return self._operations
+
+    def store(self) -> TaskStore:
+        return self.operations().store
 
     def tasks(self) -> TaskService:
-        return TaskService(self.store(), self.settings, self.quotas, self.metrics)
+        return self.operations().tasks
 
     def bulk(self) -> BulkService:
-        return BulkService(self.tasks())
+        return self.operations().bulk
 
     def insights(self) -> InsightService:
-        return InsightService(self.store(), self.settings, self.quotas)
+        return self.operations().insights
 
     def admin(self) -> AdminService:
-        return AdminService(self.tasks())
+        return self.operations().admin
 
     def webhooks(self) -> WebhookService:
-        return WebhookService(self.tasks(), WebhookStore(self.store().client))
+        return self.operations().webhooks
 
     async def _refresh_metrics_forever(self) -> None:
         """Keep the Prometheus gauges that come from Temporal (backlog, pollers, outcomes) fresh."""

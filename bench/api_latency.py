@@ -33,7 +33,7 @@ import httpx
 from temporalio.client import Client
 
 from api.domain.caller import DEFAULT_TENANT, Caller
-from api.rest.schemas import SubmitTaskRequest
+from api.domain.commands import StartTask
 from api.service.quotas import Quotas
 from api.service.tasks import TaskService
 from api.store.projection import TaskView
@@ -75,9 +75,15 @@ async def fill_with_store(stack: BenchStack, tasks: int, in_flight: int) -> list
     ids: list[str] = []
 
     async def one(n: int) -> None:
-        body = SubmitTaskRequest(project_id=project_of(n), task_type="test_prompt", task_data=TASK_DATA)
+        command = StartTask(
+            tenant=caller.tenant,
+            user=None,
+            project_id=project_of(n),
+            task_type="test_prompt",
+            task_data=TASK_DATA,
+        )
         async with gate:
-            submitted = await service.submit(caller, body)
+            submitted = await service.submit(caller, command)
         ids.append(submitted.view.task_id)
 
     await asyncio.gather(*(one(n) for n in range(tasks)))

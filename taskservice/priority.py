@@ -37,3 +37,25 @@ class TaskPriority(StrEnum):
 
 
 SEED_NUMBERS = {1: TaskPriority.HIGH, 2: TaskPriority.NORMAL, 3: TaskPriority.LOW}
+
+
+def tenant_max_priorities(text: str | None) -> dict[str, TaskPriority]:
+    """TENANT_MAX_PRIORITY (`tenant=PRIORITY` pairs, `*` for every tenant) as {tenant: the highest priority
+    it may ask for}; a malformed entry is a ValueError naming its position."""
+    found: dict[str, TaskPriority] = {}
+    for number, item in enumerate((i.strip() for i in (text or "").split(",")), start=1):
+        tenant, _, name = item.partition("=")
+        if not item:
+            continue
+        try:
+            found[tenant.strip()] = TaskPriority(name.strip().upper())
+        except ValueError:
+            raise ValueError(
+                f"TENANT_MAX_PRIORITY entry {number} must be tenant=LOW|NORMAL|HIGH|URGENT"
+            ) from None
+    return found
+
+
+def allowed(priority: TaskPriority, highest: TaskPriority) -> bool:
+    """Whether `priority` is at most `highest` (URGENT > HIGH > NORMAL > LOW)."""
+    return priority.temporal_key >= highest.temporal_key

@@ -15,6 +15,7 @@ from taskservice.credential_formats import (
     tenant_key,
 )
 from taskservice.model_settings import ModelSettings
+from taskservice.priority import TaskPriority, tenant_max_priorities
 from taskservice.queues import Queue
 from taskservice.webhook_settings import WebhookSettings
 
@@ -108,8 +109,19 @@ class Settings(ModelSettings, WebhookSettings):
         description="Unfinished tasks allowed per project (a project is a name within a tenant); counted in "
         "Temporal at most about once a second per project and API replica, at the cap before each refusal.",
     )
+    max_unfinished_per_tenant: int = Field(
+        1000, description="Unfinished tasks per tenant (queued or running), counted as a project's are."
+    )
     tenant_weights: str | None = Field(
         None, description="`tenant=weight` pairs: a tenant's share of each queue under load (default 1)."
+    )
+    tenant_max_priority: str | None = Field(
+        None, description="`tenant=PRIORITY` pairs (`*`: any tenant): the most a tenant may ask for (HIGH)."
+    )
+    idempotency_secret: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC that derives task IDs from Idempotency-Keys (set it in production; "
+        "unset, a key in the source: the IDs can be computed offline).",
     )
     max_concurrent_tasks: int = Field(
         0, description="Tasks running at once across the cluster, any type (0: no cap); the rest wait queued."
@@ -222,7 +234,8 @@ class Settings(ModelSettings, WebhookSettings):
     @field_validator(
         "temporal_tls", "temporal_tls_ca", "temporal_tls_cert", "temporal_tls_key",
         "temporal_api_key", "api_keys", "api_keys_file", "jwt_secret", "jwt_issuer", "jwt_audience",
-        "admin_api_key", "media_signing_key", "tenant_weights", mode="before",
+        "admin_api_key", "media_signing_key", "tenant_weights", "tenant_max_priority", "idempotency_secret",
+        mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_means_unset(cls, value: Any) -> Any:
@@ -263,6 +276,7 @@ class Settings(ModelSettings, WebhookSettings):
         if not TENANT_NAME.fullmatch(self.jwt_default_tenant):
             raise ValueError("JWT_DEFAULT_TENANT must be a tenant name (letters, digits, _.-; at most 64)")
         self._keys_are_long_enough()
+        tenant_max_priorities(self.tenant_max_priority)
         if (
             self.jwt_secret is not None
             and len(self.jwt_secret.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES
@@ -293,6 +307,11 @@ class Settings(ModelSettings, WebhookSettings):
                 if item:
                     entries.append(tenant_key(name, number, item))
         return entries
+
+    def max_priority(self, tenant: str) -> TaskPriority:
+        """The highest priority the tenant may ask for: its own entry, else `*`'s, else HIGH."""
+        configured = tenant_max_priorities(self.tenant_max_priority)
+        return configured.get(tenant, configured.get("*", TaskPriority.HIGH))
 
     def weights(self) -> dict[str, int]:
         """TENANT_WEIGHTS as {tenant: weight}."""

@@ -1,4 +1,4 @@
-"""Seed 003's GraphQL inputs, and how each is parsed into the service's arguments."""
+"""Seed 003's GraphQL inputs, and how each is parsed into the service's commands and arguments."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import strawberry
-from pydantic import ValidationError
 from strawberry.scalars import JSON
 
+from api.domain.caller import Caller
+from api.domain.commands import StartTask
 from api.domain.errors import ValidationFailed
-from api.domain.validation import pydantic_details
 from api.graphql.types import AITaskPriority, AITaskStatus
-from api.rest.schemas import SubmitTaskRequest
 from api.service.tasks import TaskFilter
+from taskservice.priority import TaskPriority
 
 MAX_PAGE_SIZE = 100
 DEFAULT_STATISTICS_WINDOW_H = 24.0
@@ -58,8 +58,8 @@ class TaskStatisticsFilter:
     window_hours: float | None = strawberry.field(default=None, description="Default 24.")
 
 
-def submit_request(item: CreateAITaskInput) -> SubmitTaskRequest:
-    """Seed 003's input (agentId, inputData, estimatedCost, ...) as the service's submit body."""
+def start_task(caller: Caller, item: CreateAITaskInput, idempotency_key: str | None = None) -> StartTask:
+    """Seed 003's input (agentId, inputData, estimatedCost, ...) as the task to start."""
     project_id = item.project_id or item.agent_id
     if not project_id:
         raise ValidationFailed({"projectId": "projectId (or agentId) is required"}, message="Invalid request")
@@ -76,20 +76,18 @@ def submit_request(item: CreateAITaskInput) -> SubmitTaskRequest:
         "estimatedCost": item.estimated_cost,
         "workflowStepId": item.workflow_step_id,
     }
-    metadata = {**metadata, **{k: v for k, v in extra.items() if v is not None}}
-    try:
-        return SubmitTaskRequest.model_validate(
-            {
-                "project_id": project_id,
-                "task_type": item.task_type,
-                "task_data": task_data,
-                "priority": item.priority.value,
-                "callback_url": item.callback_url,
-                "metadata": metadata,
-            }
-        )
-    except ValidationError as err:
-        raise ValidationFailed(pydantic_details(err), message="Invalid request") from None
+    return StartTask(
+        tenant=caller.tenant,
+        user=caller.subject,
+        caller=caller,
+        project_id=project_id,
+        task_type=item.task_type,
+        task_data=task_data,
+        priority=TaskPriority(item.priority.value),
+        callback_url=item.callback_url,
+        metadata={**metadata, **{k: v for k, v in extra.items() if v is not None}},
+        idempotency_key=idempotency_key,
+    )
 
 
 def task_filter(flt: AITaskFilter | None) -> TaskFilter:

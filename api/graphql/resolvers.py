@@ -15,6 +15,7 @@ from strawberry.scalars import JSON
 from temporalio.service import RPCError
 
 from api.domain.caller import Caller
+from api.domain.commands import StartTask
 from api.domain.errors import AuthenticationFailed, ServiceError, error_body, from_temporal, status_and_code
 from api.graphql import inputs as parse
 from api.graphql.inputs import AITaskFilter, CreateAITaskInput, PaginationInput, TaskStatisticsFilter
@@ -33,7 +34,6 @@ from api.graphql.types import (
 )
 from api.runtime import Services
 from api.service.bulk import BatchItem
-from api.service.tasks import SubmitHeaders
 
 
 class GraphQLContext(BaseContext):
@@ -136,15 +136,14 @@ async def resolve_create_ai_task(
 ) -> AITask:
     caller = caller_of(info)
     with service_errors():
-        body = parse.submit_request(input)
-        tasks = info.context.services.tasks()
-        return submitted_task(await tasks.submit(caller, body, SubmitHeaders(idempotency_key)))
+        command = parse.start_task(caller, input, idempotency_key)
+        return submitted_task(await info.context.services.tasks().submit(caller, command))
 
 
-def _parsed(item: CreateAITaskInput) -> object:
-    """A batch item's submit body, or why it has none (reported in its place)."""
+def _parsed(caller: Caller, item: CreateAITaskInput) -> StartTask | ServiceError:
+    """A batch item's task, or why it has none (reported in its place)."""
     try:
-        return parse.submit_request(item)
+        return parse.start_task(caller, item)
     except ServiceError as err:
         return err
 
@@ -170,7 +169,7 @@ async def resolve_create_ai_tasks_batch(info: Info, inputs: list[CreateAITaskInp
     caller = caller_of(info)
     with service_errors():
         items = await info.context.services.bulk().submit_batch(
-            caller, [_parsed(i) for i in inputs], items_field="inputs"
+            caller, [_parsed(caller, i) for i in inputs], items_field="inputs"
         )
     results = [_batch_item(item) for item in items]
     created = [r.task for r in results if r.task is not None]

@@ -11,7 +11,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.service.insights import QueueOverview, Statistics, percent
-from api.service.tasks import Submitted
+from api.service.starts import Submitted
 from api.store.projection import TaskView
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
-from api.rest.schemas import PROJECT_ID_PATTERN
+from api.domain.commands import PROJECT_ID_PATTERN
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
 

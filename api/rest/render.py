@@ -13,7 +13,7 @@ from api.rest.schemas import (
     TaskError,
     TaskStatusResponse,
 )
-from api.service.tasks import Submitted
+from api.service.starts import Submitted
 from api.service.watch import fingerprint
 from api.store.projection import TaskView
 from taskservice.contracts import TaskStatus

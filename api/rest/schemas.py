@@ -7,12 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from api.domain.commands import MAX_CALLBACK_URL_LENGTH, MAX_DEADLINE_S, PROJECT_ID_PATTERN
 from api.service.alerts import Alert, TaskMetrics
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
 from taskservice.priority import TaskPriority
-
-PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 
 class SubmitTaskRequest(BaseModel):
@@ -46,13 +45,15 @@ class SubmitTaskRequest(BaseModel):
         "of each queue's backlog.",
     )
     callback_url: str | None = Field(
-        None, max_length=2048, description="http(s) URL POSTed the seed's webhook when the task ends."
+        None,
+        max_length=MAX_CALLBACK_URL_LENGTH,
+        description="http(s) URL POSTed the seed's webhook when the task ends.",
     )
     metadata: dict[str, Any] = Field(default_factory=dict, description="Passed back in webhooks (≤ 16 KiB).")
     deadline_s: float | None = Field(
         None,
         gt=0,
-        le=7 * 24 * 3600,
+        le=MAX_DEADLINE_S,
         description="Seconds from submission: not started by then → cancelled without running; still "
         "running then → cancelled. The `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`) does the same.",
     )

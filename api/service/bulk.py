@@ -8,16 +8,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from api.domain.caller import Caller
+from api.domain.commands import StartTask
 from api.domain.errors import ServiceError, ValidationFailed, from_temporal
-from api.domain.validation import pydantic_details
-from api.rest.schemas import SubmitTaskRequest
 from api.service import submission
 from api.service.quotas import Quota
-from api.service.tasks import Submitted, TaskFilter, TaskService
+from api.service.starts import Submitted
+from api.service.tasks import TaskFilter, TaskService
 from api.store.projection import TaskView
 from api.store.store import metered
 from taskservice.contracts import TaskStatus
@@ -65,23 +64,22 @@ class BulkService:
         self._quotas = tasks.quotas
 
     async def submit_batch(
-        self, caller: Caller, items: Sequence[object], *, items_field: str = "tasks"
+        self, caller: Caller, items: Sequence[StartTask | ServiceError], *, items_field: str = "tasks"
     ) -> list[BatchItem]:
-        """Up to MAX_BATCH submit bodies, N submit tokens for N; each item is created or fails on its own.
+        """Up to MAX_BATCH tasks, N submit tokens for N; each item is started or fails on its own.
 
-        An item is a submit body (parsed or as JSON), or the ServiceError its surface met parsing it.
+        An item is a task to start, or the ServiceError its surface met parsing it.
         """
         if not 1 <= len(items) <= MAX_BATCH:
             raise ValidationFailed({items_field: f"give 1 to {MAX_BATCH} tasks"}, message="Invalid arguments")
         self._quotas.spend(caller, Quota.SUBMIT, cost=len(items))
 
-        async def one(entry: tuple[int, object]) -> BatchItem:
+        async def one(entry: tuple[int, StartTask | ServiceError]) -> BatchItem:
             index, item = entry
             try:
                 if isinstance(item, ServiceError):
                     raise item
-                body = item if isinstance(item, SubmitTaskRequest) else _submit_body(item)
-                return BatchItem(index, submitted=await self._tasks.start_submission(caller, body))
+                return BatchItem(index, submitted=await self._tasks.starts.start(item))
             except ServiceError as err:
                 return BatchItem(index, error=err)
             except RPCError as err:
@@ -105,8 +103,8 @@ class BulkService:
         return result
 
     async def retry(self, caller: Caller, selection: TaskFilter) -> BulkResult:
-        """Retries what matches, each a submission: one submit token and the per-project limit apply to each
-        task it starts (what the limits refuse is reported in `errors`)."""
+        """Retries what matches, each through the start path as one retry is: one submit token and every
+        admission rule apply to each task it starts (what they refuse is reported in `errors`)."""
         self._quotas.spend(caller, Quota.READ)
         retryable = (TaskStatus.FAILED, TaskStatus.CANCELLED)
         views = [v for v in await self._matching(caller, selection) if v.status in retryable]
@@ -115,7 +113,6 @@ class BulkService:
         async def retry(view: TaskView) -> None:
             try:
                 self._quotas.spend(caller, Quota.SUBMIT)
-                await self._tasks.capacity.admit(view.tenant, view.project_id)
                 result.task_ids.append((await self._tasks.retry_visible(caller, view)).task_id)
             except ServiceError as err:
                 result.errors[view.task_id] = err.message
@@ -132,10 +129,3 @@ class BulkService:
             views, _ = await self._tasks.store.page(query, page=1, limit=BULK_MATCH_LIMIT)
         self._quotas.charge(caller, Quota.READ, meter.queries - 1)
         return views
-
-
-def _submit_body(item: object) -> SubmitTaskRequest:
-    try:
-        return SubmitTaskRequest.model_validate(item)
-    except ValidationError as err:
-        raise ValidationFailed(pydantic_details(err), message="Invalid request") from None

@@ -1,29 +1,30 @@
-"""The rules of a submission: known task types, valid inputs, deadlines, idempotency, the workflow's input."""
+"""The rules of a submission: known task types, valid inputs, sizes, idempotency, the workflow's input."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from api.domain.commands import MAX_CALLBACK_URL_LENGTH, PROJECT_ID_PATTERN, StartTask
 from api.domain.errors import PayloadTooLarge, ValidationFailed
 from api.domain.validation import pydantic_details
-from api.rest.schemas import SubmitTaskRequest
 from taskservice.catalog import CATALOG, TaskSpec
 from taskservice.contracts import ConcurrencySlot, TaskWorkflowInput
 from taskservice.record import TaskRecord
 from taskservice.settings import Settings
+from taskservice.timefmt import iso_z
 
 # Largest `metadata` of a task (it is passed back in every webhook).
 MAX_METADATA_BYTES = 16 * 1024
-# Idempotency keys map to task IDs inside this namespace, per owner (tenant, or a tenant's user).
-IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c1e-2b1a-4a53-9f3e-7f4f3c2d9a10")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+# The HMAC key of idempotent task IDs while IDEMPOTENCY_SECRET is unset (development: it is in the source).
+DEVELOPMENT_IDEMPOTENCY_KEY = b"taskservice development idempotency key"
 
 
 def task_spec(task_type: str, *, field: str = "task_type", message: str | None = None) -> TaskSpec:
@@ -67,29 +68,16 @@ def check_llm_options(task_type: str, task_data: dict[str, Any], settings: Setti
         raise ValidationFailed(details)
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from `90`, `90s`, `1.5m`, `1h30m`, `500ms` (Replicate's Cancel-After forms)."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        seconds = float(text)
-    elif text and re.fullmatch(f"(?:{_DURATION.pattern})+", text):
-        unit = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-        seconds = sum(float(n) * unit[u] for n, u in _DURATION.findall(text))
-    else:
-        raise ValueError("must be seconds or a duration like 90s, 5m, 1h30m")
-    if not 0 < seconds <= 7 * 24 * 3600:
-        raise ValueError("must be between 0 and 7 days")
-    return seconds
-
-
-def deadline_seconds(body: SubmitTaskRequest, cancel_after: str | None) -> float | None:
-    """The task's deadline: the `Cancel-After` header wins over the body's `deadline_s`."""
-    if cancel_after is None:
-        return body.deadline_s
-    try:
-        return parse_duration(cancel_after)
-    except ValueError as err:
-        raise ValidationFailed({"Cancel-After": str(err)}, message="Invalid request") from None
+def check_fields(command: StartTask) -> None:
+    """What every surface's own parsing already checks (REST's schema documents it): checked again here for
+    the surfaces and the starts that have no such schema."""
+    details: dict[str, str] = {}
+    if not re.fullmatch(PROJECT_ID_PATTERN, command.project_id):
+        details["project_id"] = f"project_id must match {PROJECT_ID_PATTERN}"
+    if command.callback_url is not None and len(command.callback_url) > MAX_CALLBACK_URL_LENGTH:
+        details["callback_url"] = f"callback_url must be at most {MAX_CALLBACK_URL_LENGTH} characters"
+    if details:
+        raise ValidationFailed(details, message="Invalid request")
 
 
 def check_sizes(record: TaskRecord) -> None:
@@ -102,13 +90,20 @@ def check_sizes(record: TaskRecord) -> None:
         )
 
 
-def request_hash(body: SubmitTaskRequest) -> str:
-    return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+def idempotency_secret(settings: Settings) -> bytes:
+    secret = settings.idempotency_secret
+    return secret.get_secret_value().encode() if secret is not None else DEVELOPMENT_IDEMPOTENCY_KEY
 
 
-def idempotent_task_id(owner: str, idempotency_key: str) -> str:
-    """The same key from the same owner names the same task for the whole retention window."""
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{owner}:{idempotency_key}"))
+def idempotent_task_id(secret: bytes, tenant: str, user: str, idempotency_key: str) -> str:
+    """The task an owner's key names for the whole retention window: HMAC(secret) of the length-prefixed
+    tenant, user (empty for the whole tenant) and key, so that no two owners' keys meet (user `bob` with
+    key `1:2` is not user `bob:1` with key `2`) and no one without the secret computes another's IDs."""
+    message = b"".join(
+        len(raw).to_bytes(4, "big") + raw for raw in (p.encode() for p in (tenant, user, idempotency_key))
+    )
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 def new_task_id() -> str:
@@ -118,9 +113,7 @@ def new_task_id() -> str:
 def workflow_input(task_id: str, spec: TaskSpec, record: TaskRecord, settings: Settings) -> TaskWorkflowInput:
     """Everything the task's workflow runs with, frozen at submit: the record, the plan, the caps."""
     created_at = datetime.fromisoformat(record.created_at)
-    deadline_at = (
-        (created_at + timedelta(seconds=record.deadline_s)).isoformat() if record.deadline_s else None
-    )
+    deadline_at = iso_z(created_at + timedelta(seconds=record.deadline_s)) if record.deadline_s else None
     return TaskWorkflowInput(
         task_id=task_id,
         task=record,
@@ -129,7 +122,3 @@ def workflow_input(task_id: str, spec: TaskSpec, record: TaskRecord, settings: S
         concurrency=[ConcurrencySlot(group, limit) for group, limit in spec.concurrency_limits(settings)],
         fairness_weight=float(settings.weights().get(record.tenant, 1)),
     )
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from api.domain.caller import Caller, Role
-from api.domain.errors import (
-    IdempotencyConflict,
-    InvalidState,
-    RateLimited,
-    TaskNotFound,
-    ValidationFailed,
-)
-from api.rest.schemas import SubmitTaskRequest
+from api.domain.commands import StartTask
+from api.domain.errors import InvalidState, RateLimited, TaskNotFound
 from api.service import submission
-from api.service.capacity import ProjectCapacity
 from api.service.quotas import Quota, Quotas, StreamSlot
 from api.service.scope import scope_of
+from api.service.starts import Submitted, TaskStarts
 from api.service.waiting import MAX_WAIT_S, wait_for
 from api.service.watch import project_changes, task_changes
 from api.store.projection import TaskView
 from api.store.store import TaskStore, metered
-from taskservice.catalog import TaskSpec
-from taskservice.contracts import RetryRecorded, TaskStatus
-from taskservice.netguard import UnsafeURLError, check_outbound_url
-from taskservice.record import TaskRecord
+from taskservice.contracts import TaskStatus
 from taskservice.settings import Settings
 from taskservice.telemetry import ApiMetrics
 from taskservice.visibility import TaskQuery
@@ -36,19 +26,6 @@ CANCEL_MESSAGES = {
     TaskStatus.PROCESSING: "Task was running and has been cancelled",
     TaskStatus.CANCELLED: "Task was already cancelled",
 }
-
-
-@dataclass
-class Submitted:
-    view: TaskView
-    spec: TaskSpec
-    queue_position: int
-    replayed: bool = False
-    # Asked to wait: whether it did (a free wait slot), and the task if it finished meanwhile.
-    waited: bool = False
-    finished: TaskView | None = None
-    # Its outcome is recorded as its workflow closes (TaskWorkflowInput.closes_with_outcome).
-    closes_with_outcome: bool = False
 
 
 @dataclass
@@ -68,40 +45,27 @@ class TaskFilter:
     mine: bool = False
 
 
-@dataclass(frozen=True)
-class SubmitHeaders:
-    """What a submit may say beside its body: `Idempotency-Key` and `Cancel-After`."""
-
-    idempotency_key: str | None = None
-    cancel_after: str | None = None
-
-
-NO_HEADERS = SubmitHeaders()
-
-
 class TaskService:
+    """The operations on tasks; built once per replica (api/runtime.py), so what it holds lives as long."""
+
     def __init__(
         self, store: TaskStore, settings: Settings, quotas: Quotas, metrics: ApiMetrics | None = None
     ) -> None:
         self.store = store
         self.settings = settings
         self.quotas = quotas
-        self.capacity = ProjectCapacity(store, settings.max_concurrent_per_project)
-        self._metrics = metrics
+        self.starts = TaskStarts(store, settings, metrics)
 
     # --- submit ------------------------------------------------------------------------------------
 
-    async def submit(
-        self, caller: Caller, body: SubmitTaskRequest, headers: SubmitHeaders = NO_HEADERS
-    ) -> Submitted:
+    async def submit(self, caller: Caller, command: StartTask) -> Submitted:
+        """Start a task: one submit token, then the start path's admission."""
         self.quotas.spend(caller, Quota.SUBMIT)
-        return await self.start_submission(caller, body, headers)
+        return await self.starts.start(command)
 
-    async def submit_and_wait(
-        self, caller: Caller, body: SubmitTaskRequest, wait_s: float, headers: SubmitHeaders = NO_HEADERS
-    ) -> Submitted:
+    async def submit_and_wait(self, caller: Caller, command: StartTask, wait_s: float) -> Submitted:
         """Submit, then wait up to `wait_s` for the task to finish (without a free wait slot: no wait)."""
-        submitted = await self.submit(caller, body, headers)
+        submitted = await self.submit(caller, command)
         try:
             slot = self.quotas.waits.hold(caller)
         except RateLimited:
@@ -121,59 +85,6 @@ class TaskService:
         else:
             view = await wait_for(self.store, scope_of(caller), task_id, _is_finished, wait_s)
         return view if view.status.is_terminal else None
-
-    async def start_submission(
-        self, caller: Caller, body: SubmitTaskRequest, headers: SubmitHeaders = NO_HEADERS
-    ) -> Submitted:
-        spec = submission.task_spec(body.task_type)
-        task_data = submission.validate_task_data(spec, body.task_data)
-        submission.check_llm_options(body.task_type, task_data, self.settings)
-        if body.callback_url is not None:
-            await _check_callback(body.callback_url, self.settings)
-        record = TaskRecord(
-            project_id=body.project_id,
-            task_type=body.task_type,
-            task_data=task_data,
-            queue=spec.queue.value,
-            created_at=submission.now_iso(),
-            priority=body.priority.value,
-            callback_url=body.callback_url,
-            metadata=body.metadata,
-            deadline_s=submission.deadline_seconds(body, headers.cancel_after),
-            webhook_events=list(body.webhook_events_filter or ["completed"]),
-            request_hash=submission.request_hash(body),
-            tenant=caller.tenant,
-            user=caller.subject,
-        )
-        submission.check_sizes(record)
-        task_id = submission.new_task_id()
-        if headers.idempotency_key:
-            task_id = submission.idempotent_task_id(caller.owner, headers.idempotency_key)
-            existing = await self._find(task_id)
-            if existing is not None:
-                return _replay(existing, record, spec)
-        await self.capacity.admit(record.tenant, record.project_id)
-        task_input = submission.workflow_input(task_id, spec, record, self.settings)
-        view, created = await self.store.start(task_input)
-        if not created:
-            return _replay(view, record, spec)
-        if self._metrics is not None:
-            self._metrics.tasks_submitted.labels(body.task_type).inc()
-        position = await self._queue_position(spec)
-        return Submitted(view, spec, position, closes_with_outcome=task_input.closes_with_outcome)
-
-    async def _find(self, task_id: str) -> TaskView | None:
-        try:
-            return await self.store.get(task_id)
-        except TaskNotFound:
-            return None
-
-    async def _queue_position(self, spec: TaskSpec) -> int:
-        """An estimate of where the task stands: the tasks waiting on its queue, then itself.
-
-        From Temporal's backlog of the queue, read at most once a second for every submit of the replica
-        (a visibility count per submit cost as much as the start itself)."""
-        return (await self.store.queues.get(spec.queue.value)).backlog + 1
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -279,38 +190,25 @@ class TaskService:
     async def retry_visible(self, caller: Caller, original: TaskView) -> TaskView:
         if not original.status.is_terminal:
             raise InvalidState(f"Task is still {original.status.value}; only a finished task can be retried")
-        spec = submission.task_spec(original.task_type)
-        record = dataclasses.replace(
-            original.record(),
-            queue=spec.queue.value,
-            created_at=submission.now_iso(),
-            retry_of=original.task_id,
-            request_hash=None,
-            user=caller.subject if caller.role == Role.USER else original.user,
-        )
-        task_id = submission.new_task_id()
-        view, _ = await self.store.start(submission.workflow_input(task_id, spec, record, self.settings))
-        await self.store.record_retry(
-            RetryRecorded(original_task_id=original.task_id, new_task_id=task_id, tenant=record.tenant)
-        )
-        return view
+        return (await self.starts.start(retry_command(caller, original))).view
+
+
+def retry_command(caller: Caller, original: TaskView) -> StartTask:
+    """A new task with a finished one's inputs, its tenant's, created by the caller if a user retries it."""
+    return StartTask(
+        tenant=original.tenant,
+        user=caller.subject if caller.role == Role.USER else original.user,
+        project_id=original.project_id,
+        task_type=original.task_type,
+        task_data=original.task_data,
+        priority=original.priority,
+        callback_url=original.callback_url,
+        metadata=original.metadata,
+        deadline_s=original.deadline_s,
+        webhook_events=tuple(original.webhook_events),
+        retry_of=original.task_id,
+    )
 
 
 def _is_finished(view: TaskView) -> bool:
     return view.status.is_terminal
-
-
-def _replay(existing: TaskView, record: TaskRecord, spec: TaskSpec) -> Submitted:
-    """The task an idempotency key already named, if the body is the same."""
-    if existing.request_hash != record.request_hash:
-        raise IdempotencyConflict(
-            "This Idempotency-Key was already used with a different request body", task_id=existing.task_id
-        )
-    return Submitted(existing, spec, 0, replayed=True)
-
-
-async def _check_callback(url: str, settings: Settings) -> None:
-    try:
-        await check_outbound_url(url, allow_private=settings.webhook_allow_private)
-    except UnsafeURLError as err:
-        raise ValidationFailed({"callback_url": f"callback_url {err}"}) from None

@@ -76,6 +76,9 @@ def base_env(temporal: TemporalDevServer, llm: FakeOpenAIServer, workdir: Path) 
         "RATE_LIMIT_SUBMIT_PER_MIN": "100000",
         "RATE_LIMIT_STATUS_PER_MIN": "100000",
         "MAX_CONCURRENT_PER_PROJECT": "100000",
+        "MAX_UNFINISHED_PER_TENANT": "100000",
+        # Tests ask for URGENT in every tenant; tests/test_admission.py holds the default (HIGH at most).
+        "TENANT_MAX_PRIORITY": "*=URGENT",
         "WORKER_CONCURRENCY_DEFAULT": "2",
         "WORKER_CONCURRENCY_GPU_MEDIUM": "2",
         "WORKER_MAX_TASKS": "100000",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.domain.errors import PayloadTooLarge, ValidationFailed, error_body
+from api.rest.commands import batch_item
 from api.rest.deps import BulkServiceDep, CallerDep
 from api.rest.openapi import AUTHENTICATED, DocumentedRoute, error_responses
 from api.rest.render import submit_response
@@ -31,7 +32,8 @@ async def submit_batch(
     Each item is a submit body, validated and started on its own: `results[i]` holds its task or its error,
     and one bad item does not sink the rest. The batch costs one submission per item.
     """
-    results = [_item_result(item) for item in await bulk.submit_batch(caller, body.tasks)]
+    commands = [batch_item(caller, item) for item in body.tasks]
+    results = [_item_result(item) for item in await bulk.submit_batch(caller, commands)]
     created = sum(r.success for r in results)
     return BatchSubmitResponse(created=created, failed=len(results) - created, results=results)
 

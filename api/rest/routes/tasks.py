@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response
 
+from api.domain.commands import PROJECT_ID_PATTERN
 from api.domain.errors import (
     IdempotencyConflict,
     InvalidState,
@@ -14,6 +15,7 @@ from api.domain.errors import (
     TaskNotFound,
     ValidationFailed,
 )
+from api.rest.commands import start_task
 from api.rest.deps import CallerDep, TaskServiceDep
 from api.rest.headers import entity_tags, matches, preferred_wait
 from api.rest.openapi import AUTHENTICATED, DocumentedRoute, error_responses, submit_examples
@@ -27,7 +29,6 @@ from api.rest.render import (
 )
 from api.rest.routes import task_paths  # noqa: F401 - registers the {task_id:task_id} convertor
 from api.rest.schemas import (
-    PROJECT_ID_PATTERN,
     CancelTaskResponse,
     FinishedSubmitResponse,
     RetryTaskResponse,
@@ -36,7 +37,7 @@ from api.rest.schemas import (
     TaskDetail,
     TaskStatusResponse,
 )
-from api.service.tasks import SubmitHeaders, TaskFilter
+from api.service.tasks import TaskFilter
 from api.service.waiting import MAX_WAIT_S
 from api.store.projection import TaskView
 from taskservice.contracts import TaskStatus
@@ -105,11 +106,11 @@ async def submit_task(
     (`Idempotent-Replayed: true`).
     """
     wait_s = preferred_wait(prefer)
-    headers = SubmitHeaders(idempotency_key, cancel_after)
+    command = start_task(caller, body, idempotency_key=idempotency_key, cancel_after=cancel_after)
     if wait_s:
-        submitted = await tasks.submit_and_wait(caller, body, wait_s, headers)
+        submitted = await tasks.submit_and_wait(caller, command, wait_s)
     else:
-        submitted = await tasks.submit(caller, body, headers)
+        submitted = await tasks.submit(caller, command)
     if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     if submitted.waited:

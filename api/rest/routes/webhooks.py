@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from api.domain.commands import PROJECT_ID_PATTERN
 from api.domain.errors import Forbidden, InvalidState, TaskNotFound, ValidationFailed, WebhookSigningOff
 from api.rest.deps import CallerDep, ServicesDep
 from api.rest.openapi import AUTHENTICATED, DocumentedRoute, error_responses
 from api.rest.params import TaskIdPath
 from api.rest.routes import task_paths  # noqa: F401 - registers the {task_id:task_id} convertor
-from api.rest.schemas import PROJECT_ID_PATTERN
 from api.service.webhooks import TenantSecret, WebhookService
 from taskservice.webhook_records import DeliveryStatus, WebhookDeliveryRecord
 
