@@ -14,13 +14,14 @@ from taskservice.credential_formats import (
     decode_webhook_secret,
     tenant_key,
 )
+from taskservice.media_budget import MediaBudget, MediaBudgetSettings, budget_device
 from taskservice.model_settings import ModelSettings
 from taskservice.queues import Queue
 
 MIN_JWT_SECRET_BYTES = 32
 
 
-class Settings(ModelSettings):
+class Settings(ModelSettings, MediaBudgetSettings):
     """Every knob of the service; env names are part of the contract (see README)."""
 
     # Inputs stay out of validation errors: many of them are secrets, and the errors end up in logs.
@@ -202,7 +203,10 @@ class Settings(ModelSettings):
     )
     # Inputs fetched by media/audio tasks.
     allow_private_urls: bool = Field(False, description="Let tasks fetch input URLs on private addresses.")
-    fetch_max_bytes: int = Field(50 * 1024 * 1024, description="Largest input file a task downloads.")
+    fetch_max_bytes: int = Field(
+        50 * 1024 * 1024,
+        description="Largest input file a task downloads, counted after any Content-Encoding is undone.",
+    )
     fetch_timeout_s: float = Field(30.0, description="Timeout of one input download, seconds.")
     # Where results go.
     storage_backend: Literal["local", "s3"] = Field("local", description="`local` files or `s3` (R2/MinIO).")
@@ -363,6 +367,13 @@ class Settings(ModelSettings):
         if tasks is None:
             tasks = 0 if holds_models else self.worker_max_tasks
         return int(tasks), int(self.worker_max_memory_mb if memory is None else memory)
+
+    def media_budget(self) -> MediaBudget:
+        """The budgets of media requests, for the device MEDIA_BUDGET_DEVICE names (or `auto` finds)."""
+        device = budget_device(
+            self.media_budget_device, environment=self.environment, torch_device=self.torch_device
+        )
+        return self.budget_for(device)
 
     def worker_concurrency(self, queue: Queue) -> int:
         return {

@@ -16,6 +16,7 @@ from api.domain.validation import pydantic_details
 from api.rest.schemas import SubmitTaskRequest
 from taskservice.catalog import CATALOG, TaskSpec
 from taskservice.contracts import ConcurrencySlot, TaskWorkflowInput
+from taskservice.media_budget import MediaBudget, over_budget
 from taskservice.record import TaskRecord
 from taskservice.settings import Settings
 
@@ -42,13 +43,25 @@ def known_task_type(task_type: str | None, *, field: str, message: str) -> None:
         task_spec(task_type, field=field, message=message)
 
 
-def validate_task_data(spec: TaskSpec, task_data: dict[str, Any]) -> dict[str, Any]:
-    """The task type's input model, as JSON: what the workflow runs with."""
+def validate_task_data(
+    spec: TaskSpec, task_data: dict[str, Any], budget: MediaBudget | None = None
+) -> dict[str, Any]:
+    """The task type's input model, as JSON: what the workflow runs with; within `budget` when given."""
     try:
         model: BaseModel = spec.input_model.model_validate(task_data)
     except ValidationError as err:
         raise ValidationFailed(pydantic_details(err, prefix="task_data")) from None
+    if budget is not None:
+        check_budget(spec, model, budget)
     return model.model_dump(mode="json", exclude_none=True)
+
+
+def check_budget(spec: TaskSpec, task_data: BaseModel, budget: MediaBudget) -> None:
+    """A media request above its work budget is refused before anything starts, naming budget and figure."""
+    over = over_budget(task_data, budget)
+    if over is not None:
+        message = over.message(spec.name, budget.device)
+        raise ValidationFailed({f"task_data.{over.field}": message}, message=message)
 
 
 def parse_duration(text: str) -> float:

@@ -126,7 +126,7 @@ class TaskService:
         self, caller: Caller, body: SubmitTaskRequest, headers: SubmitHeaders = NO_HEADERS
     ) -> Submitted:
         spec = submission.task_spec(body.task_type)
-        task_data = submission.validate_task_data(spec, body.task_data)
+        task_data = submission.validate_task_data(spec, body.task_data, self.settings.media_budget())
         if body.callback_url is not None:
             await _check_callback(body.callback_url, self.settings)
         record = TaskRecord(
