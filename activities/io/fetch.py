@@ -213,9 +213,11 @@ def _content_decoder(header: str | None, url: str) -> zlib._Decompress | None:
     )
 
 
-def decode_image(data: bytes, source: str, *, upright: bool = False) -> Image:
+def decode_image(data: bytes, source: str, *, max_pixels: int, upright: bool = False) -> Image:
     """Decoded RGB image (turned by its EXIF orientation when `upright`); undecodable input is InvalidInput.
 
+    The size is read from the header first: an image above `max_pixels` (MAX_INPUT_PIXELS), or above what
+    PIL would warn about as a possible decompression bomb, is refused before a pixel is decoded.
     `source` names the input in the error, e.g. "input URL https://host/x.png" (already redacted).
     """
     from PIL import Image as PILImage
@@ -223,9 +225,26 @@ def decode_image(data: bytes, source: str, *, upright: bool = False) -> Image:
 
     try:
         with PILImage.open(io.BytesIO(data)) as opened:
+            _check_pixels(opened.size, source, max_pixels, PILImage.MAX_IMAGE_PIXELS)
             opened.load()
             image = ImageOps.exif_transpose(opened) if upright else opened
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError) as err:
         reason = f"{source} is not a decodable image ({type(err).__name__})"
         raise permanent_error(reason, "InvalidInput") from None
+
+
+def _check_pixels(size: tuple[int, int], source: str, max_pixels: int, bomb_pixels: int | None) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise permanent_error(
+            f"{source} is {width}x{height} = {width * height:,} pixels, above MAX_INPUT_PIXELS = "
+            f"{max_pixels:,}",
+            "InvalidInput",
+        )
+    if bomb_pixels is not None and width * height > bomb_pixels:
+        raise permanent_error(
+            f"{source} is {width}x{height} = {width * height:,} pixels: a possible decompression bomb "
+            f"(above PIL's {bomb_pixels:,})",
+            "InvalidInput",
+        )

@@ -129,8 +129,10 @@ class MediaTools:
     async def fetch_images(self, urls: Sequence[str], progress: TaskProgress) -> list[Image]:
         progress.report(0.01, "fetching_inputs")
         fetched = await asyncio.gather(*(self._fetcher.fetch(url, accept=IMAGE_TYPES) for url in urls))
+        limit = self.settings.max_input_pixels
         return [
-            await asyncio.to_thread(decode_image, f.data, f"input URL {redact_url(f.url)}") for f in fetched
+            await asyncio.to_thread(decode_image, f.data, f"input URL {redact_url(f.url)}", max_pixels=limit)
+            for f in fetched
         ]
 
     async def publish(
