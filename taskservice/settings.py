@@ -21,7 +21,7 @@ from taskservice.queues import Queue
 MIN_JWT_SECRET_BYTES = 32
 
 
-class Settings(ModelSettings, MediaBudgetSettings):
+class Settings(MediaBudgetSettings, ModelSettings):
     """Every knob of the service; env names are part of the contract (see README)."""
 
     # Inputs stay out of validation errors: many of them are secrets, and the errors end up in logs.
