@@ -224,3 +224,25 @@ async def test_unknown_content_encoding_is_refused(
     url = http_server.put("/brotli.png", b"\x8b\x02\x80", "image/png", headers={"content-encoding": "br"})
     error = await invalid(fetcher(client).fetch(url, accept=("image/",)))
     assert "Content-Encoding 'br'" in str(error)
+
+
+class _EchoAcceptEncoding(_EchoHost):
+    def do_GET(self) -> None:
+        body = (self.headers.get("accept-encoding") or "").encode()
+        self.send_response(200)
+        self.send_header("content-type", "image/png")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+async def test_downloads_ask_for_identity_encoding(client: httpx.AsyncClient) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoAcceptEncoding)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/x.png"
+        assert (await fetcher(client).fetch(url, accept=("image/",))).data == b"identity"
+    finally:
+        server.shutdown()
+        server.server_close()
