@@ -20,7 +20,7 @@ from taskservice.task_examples import SEED_EXAMPLES, TASK_DATA_EXAMPLES
 from tests.support.file_server import StaticFileServer
 from tests.support.media import huge_png
 from tests.support.processes import child_pids
-from tests.support.stack import Stack
+from tests.support.stack import API_KEYS, EMPTY_NAMESPACE, Stack
 from tests.support.tasks import count_workflows, submit, wait_status
 
 # What a new user tried on a CPU worker: 1080p, 1 s, draft (20 GB), and 30 s × 60 fps × 4096² (OOM-killed).
@@ -144,6 +144,34 @@ async def test_over_budget_video_is_refused_before_anything_starts(
     assert await count_workflows(temporal_client, f'ProjectId = "{project}"', expected=0) == 0
     listing = await api.get("/api/v1/tasks", params={"project_id": project})
     assert listing.status_code == 200 and listing.json() == []
+
+
+async def test_retry_is_held_to_the_budget_in_force(stack: Stack) -> None:
+    """A task accepted under a larger budget (GPU workers) is not retried past the smaller one now in force.
+    In the namespace without workers, so the 1080p video never runs."""
+    gpu_api, gpu_url = stack.start_api(
+        "api-budget-gpu", TEMPORAL_NAMESPACE=EMPTY_NAMESPACE, MEDIA_BUDGET_DEVICE="gpu"
+    )
+    cpu_api, cpu_url = stack.start_api("api-budget-cpu", TEMPORAL_NAMESPACE=EMPTY_NAMESPACE)
+    headers = {"X-API-Key": API_KEYS[0]}
+    try:
+        async with httpx.AsyncClient(base_url=gpu_url, headers=headers, timeout=30) as gpu:
+            project = f"budget-retry-{uuid.uuid4().hex[:8]}"
+            task_id = await submit(gpu, "generate_video", FULL_HD_SECOND, project_id=project)
+            assert (await gpu.delete(f"/api/v1/tasks/{task_id}")).status_code == 200
+            await wait_status(gpu, task_id, "cancelled")
+        async with httpx.AsyncClient(base_url=cpu_url, headers=headers, timeout=30) as cpu:
+            response = await cpu.post(f"/api/v1/tasks/{task_id}/retry")
+            assert response.status_code == 400, response.text
+            assert (
+                response.json()["error"] == "validation_error"
+                and "MAX_VIDEO_PIXELS" in response.json()["message"]
+            )
+            listing = await cpu.get("/api/v1/tasks", params={"project_id": project})
+            assert [t["task_id"] for t in listing.json()] == [task_id]  # no new task
+    finally:
+        gpu_api.stop()
+        cpu_api.stop()
 
 
 class _RssSampler:

@@ -279,6 +279,8 @@ class TaskService:
         if not original.status.is_terminal:
             raise InvalidState(f"Task is still {original.status.value}; only a finished task can be retried")
         spec = submission.task_spec(original.task_type)
+        # Within the budget in force now, as a new submission is (the original may predate it).
+        submission.validate_task_data(spec, original.task_data, self.settings.media_budget())
         record = dataclasses.replace(
             original.record(),
             queue=spec.queue.value,
