@@ -115,11 +115,11 @@ class MediaBudgetSettings(BaseSettings):
         return MediaBudget(device=device, audio_mix_s=self.max_audio_mix_s, **chosen)
 
 
-def budget_device(setting: str, *, environment: str, torch_device: str) -> BudgetDevice:
-    """MEDIA_BUDGET_DEVICE, with `auto` read from the environment and the configured torch device."""
-    if setting in ("cpu", "gpu"):
-        return "cpu" if setting == "cpu" else "gpu"
-    return "gpu" if environment == "production" or torch_device.startswith("cuda") else "cpu"
+def budget_device(setting: str, *, gpu_workers: bool) -> BudgetDevice:
+    """MEDIA_BUDGET_DEVICE, with `auto` decided by whether the media workers are known to have a GPU."""
+    if setting == "cpu":
+        return "cpu"
+    return "gpu" if setting == "gpu" or gpu_workers else "cpu"
 
 
 @dataclass(frozen=True)

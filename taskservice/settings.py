@@ -370,10 +370,10 @@ class Settings(MediaBudgetSettings, ModelSettings):
 
     def media_budget(self) -> MediaBudget:
         """The budgets of media requests, for the device MEDIA_BUDGET_DEVICE names (or `auto` finds)."""
-        device = budget_device(
-            self.media_budget_device, environment=self.environment, torch_device=self.torch_device
-        )
-        return self.budget_for(device)
+        # The API cannot see the workers' device: production deployments run them on GPUs (compose), and a
+        # `cuda` TORCH_DEVICE says so too.
+        gpu = self.environment == "production" or self.torch_device.startswith("cuda")
+        return self.budget_for(budget_device(self.media_budget_device, gpu_workers=gpu))
 
     def worker_concurrency(self, queue: Queue) -> int:
         return {

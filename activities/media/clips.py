@@ -102,6 +102,7 @@ async def generate_clip(
     """Both clip task types: fetch the conditioning images, render, read the file back, publish."""
     from activities.media.video import probe_video
 
+    tools.check_budget(task.task_type, data)
     request = _clip_request(tools, data)
     images = await tools.fetch_images(request.image_urls, progress)
     with workdir(task) as folder:

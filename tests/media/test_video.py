@@ -12,6 +12,7 @@ from typing import Any
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.media.activities import MediaActivities
 from activities.media.video import encode_mp4, resample_frames, resampled_chunks, split_clips
@@ -21,8 +22,10 @@ from tests.support.media import (
     activity_env,
     assert_progress,
     assert_signed_media_url,
+    make_settings,
     task_input,
 )
+from tests.support.worker_resources import opened
 
 
 def decode(path: Path) -> tuple[dict[str, Any], int]:
@@ -227,3 +230,22 @@ def test_chunked_encoding_writes_the_frames_of_one_pass(tmp_path: Path) -> None:
     )
     assert len(decoded_chunked) == 24  # metadata, then 23 frames
     assert decoded_chunked[1:] == decoded_whole[1:]
+
+
+async def test_worker_holds_requests_to_its_own_budget(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """A request let through under another budget is refused by the worker before it loads anything."""
+    settings = make_settings(
+        tiny_models, tmp_path, max_video_pixel_frames=64 * 64 * 8, max_image_pixel_steps=10
+    )
+    async with opened(MediaActivities, settings) as acts:
+        video = {"scene_description": "x", "duration": 2, "fps": 8, "resolution": "64x64"}
+        image = {"prompt": "x", "resolution": "64x64", "quality": "draft"}
+        for method, task_type, data, setting in [
+            (acts.generate_video, "generate_video", video, "MAX_VIDEO_PIXEL_FRAMES = 32,768 pixel-frames"),
+            (acts.generate_image, "generate_image", image, "MAX_IMAGE_PIXEL_STEPS = 10 pixel-steps"),
+        ]:
+            with pytest.raises(ApplicationError) as caught:
+                await activity_env().env.run(method, task_input(task_type, data))
+            assert caught.value.type == "InvalidInput" and caught.value.non_retryable
+            assert setting in str(caught.value) and "this service's cpu workers" in str(caught.value)
+        assert acts.loaded_models() == []
