@@ -73,8 +73,8 @@ class MediaBudgetSettings(BaseSettings):
 
     media_budget_device: Literal["auto", "cpu", "gpu"] = Field(
         "auto",
-        description="Device whose budget defaults apply to media requests; `auto`: `gpu` with "
-        "ENVIRONMENT=production or a `cuda` TORCH_DEVICE, else `cpu`.",
+        description="Device whose budget defaults apply to media requests; `auto`: in the API `gpu` with "
+        "ENVIRONMENT=production or a `cuda` TORCH_DEVICE, else `cpu`; in a media worker, its models' device.",
     )
     max_video_pixels: int | None = Field(
         None, ge=1, description=f"generate_video: width × height of a frame. {_DEVICE_DEFAULT}"
