@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
@@ -110,6 +111,27 @@ def permanent_error(message: str, error_type: str = "InvalidInput") -> Applicati
     return ApplicationError(message, type=error_type, non_retryable=True)
 
 
+def out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is running out of memory: MemoryError (numpy's allocations among them), or torch's
+    OutOfMemoryError (CUDA, MPS) when this process has loaded torch. A CPU tensor that cannot be allocated is
+    a plain RuntimeError in torch: not told apart (and Linux's OOM killer usually ends the process first)."""
+    if isinstance(err, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    torch_oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return isinstance(torch_oom, type) and isinstance(err, torch_oom)
+
+
+def out_of_memory_error(task: TaskActivityInput, err: BaseException) -> ApplicationError:
+    """The failure of an attempt that ran out of memory: retrying the same request would too."""
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    return permanent_error(
+        f"{task.task_type} ran out of memory on its worker ({reason}); ask for less (resolution, duration, "
+        "fps, steps or inputs)",
+        "OutOfMemory",
+    )
+
+
 async def _heartbeat_forever(progress: TaskProgress, task: TaskActivityInput) -> None:
     announced = -1.0
     while True:
@@ -170,6 +192,11 @@ async def _run_work(
         raise ApplicationError(
             f"Soft time limit of {task.soft_timeout_s:.0f}s exceeded", type="SoftTimeLimitExceeded"
         ) from None
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        activity.logger.error("Out of memory", extra={"task_id": task.task_id, "task_type": task.task_type})
+        raise out_of_memory_error(task, err) from None
     except asyncio.CancelledError:
         progress.request_stop("cancelled")
         raise

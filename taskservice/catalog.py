@@ -34,6 +34,7 @@ NON_RETRYABLE_ERRORS = [
     "AuthenticationFailed",
     "UpstreamClientError",
     "ConfigurationError",
+    "OutOfMemory",
 ]
 
 # Model loading can hold the GIL for seconds on a busy CPU host: model-running types get more slack.

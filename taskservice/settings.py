@@ -8,12 +8,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from taskservice.credential_formats import (
-    TENANT_NAME,
-    comma_separated,
-    require_key_length,
-    tenant_key,
-)
+from taskservice.credential_formats import TENANT_NAME, comma_separated, require_key_length, tenant_key
+from taskservice.media_budget import MediaBudget, MediaBudgetSettings, budget_device
 from taskservice.model_settings import ModelSettings
 from taskservice.priority import TaskPriority, tenant_max_priorities
 from taskservice.queues import Queue
@@ -22,7 +18,7 @@ from taskservice.webhook_settings import WebhookSettings
 MIN_JWT_SECRET_BYTES = 32
 
 
-class Settings(ModelSettings, WebhookSettings):
+class Settings(MediaBudgetSettings, ModelSettings, WebhookSettings):
     """Every knob of the service; env names are part of the contract (see README)."""
 
     # Inputs stay out of validation errors: many of them are secrets, and the errors end up in logs.
@@ -206,7 +202,10 @@ class Settings(ModelSettings, WebhookSettings):
     )
     # Inputs fetched by media/audio tasks.
     allow_private_urls: bool = Field(False, description="Let tasks fetch input URLs on private addresses.")
-    fetch_max_bytes: int = Field(50 * 1024 * 1024, description="Largest input file a task downloads.")
+    fetch_max_bytes: int = Field(
+        50 * 1024 * 1024,
+        description="Largest input file a task downloads, counted after any Content-Encoding is undone.",
+    )
     fetch_timeout_s: float = Field(30.0, description="Timeout of one input download, seconds.")
     # Where results go.
     storage_backend: Literal["local", "s3"] = Field("local", description="`local` files or `s3` (R2/MinIO).")
@@ -378,13 +377,15 @@ class Settings(ModelSettings, WebhookSettings):
             tasks = 0 if holds_models else self.worker_max_tasks
         return int(tasks), int(self.worker_max_memory_mb if memory is None else memory)
 
+    def media_budget(self) -> MediaBudget:
+        """The budgets of media requests, for the device MEDIA_BUDGET_DEVICE names (or `auto` finds: the API
+        cannot see the workers' device; production runs them on GPUs, and a `cuda` TORCH_DEVICE says so too)."""
+        gpu = self.environment == "production" or self.torch_device.startswith("cuda")
+        return self.budget_for(budget_device(self.media_budget_device, gpu_workers=gpu))
+
     def worker_concurrency(self, queue: Queue) -> int:
-        return {
-            Queue.GPU_HEAVY: self.worker_concurrency_gpu_heavy,
-            Queue.GPU_MEDIUM: self.worker_concurrency_gpu_medium,
-            Queue.CPU_INTENSIVE: self.worker_concurrency_cpu_intensive,
-            Queue.DEFAULT: self.worker_concurrency_default,
-        }[queue]
+        """WORKER_CONCURRENCY_<QUEUE>: the queue's activity slots per worker process."""
+        return int(getattr(self, f"worker_concurrency_{queue.value}"))
 
 
 def load_settings() -> Settings:

@@ -27,8 +27,10 @@ class AudioActivities(TaskActivities):
     def __init__(self, resources: WorkerResources) -> None:
         self._settings = resources.settings
         self._engines = SpeechEngines(resources.settings.tts_model, resources.settings.torch_device)
-        self._voice = CharacterVoice(resources.fetcher, resources.publisher, self._engines)
-        self._mix = AudioMix(resources.fetcher, resources.publisher)
+        self._voice = CharacterVoice(
+            resources.fetcher, resources.publisher, self._engines, resources.settings.max_audio_input_s
+        )
+        self._mix = AudioMix(resources.fetcher, resources.publisher, resources.settings)
 
     def loaded_models(self) -> list[str]:
         return self._engines.loaded()

@@ -135,30 +135,40 @@ def _to_signal(raw: bytes, channels: int) -> Signal:
     return data[: len(data) - len(data) % channels].reshape(-1, channels)
 
 
+class AudioTooLong(Exception):
+    """An input holds more audio than may be decoded (MAX_AUDIO_INPUT_S); decoding stopped at the limit."""
+
+    def __init__(self, max_seconds: float) -> None:
+        super().__init__(f"longer than {max_seconds:g} s")
+        self.max_seconds = max_seconds
+
+
 def decode_file(
-    path: Path, sample_rate: int, channels: int, *, should_stop: StopCheck | None = None
+    path: Path,
+    sample_rate: int,
+    channels: int,
+    *,
+    max_seconds: float,
+    should_stop: StopCheck | None = None,
 ) -> Signal:
-    """Any audio file ffmpeg reads (wav, mp3, ogg, flac, m4a, ...) as float32 at `sample_rate`/`channels`."""
+    """Any audio file ffmpeg reads (wav, mp3, ogg, flac, m4a, ...) as float32 at `sample_rate`/`channels`.
+
+    ffmpeg stops a little after `max_seconds` of output, so a long input never fills memory.
+
+    Raises:
+        AudioTooLong: the input holds more than `max_seconds` of audio.
+    """
+    # Ten milliseconds past the limit: a file of exactly the limit decodes, a longer one shows it is longer.
+    cap = f"{max_seconds + 0.01:.3f}"
     raw = run_ffmpeg(
-        [
-            "-i",
-            str(path),
-            "-vn",
-            "-map",
-            "0:a:0",
-            "-ac",
-            str(channels),
-            "-ar",
-            str(sample_rate),
-            "-f",
-            "f32le",
-            "-c:a",
-            "pcm_f32le",
-            "pipe:1",
-        ],
+        ["-i", str(path), "-vn", "-map", "0:a:0", "-ac", str(channels), "-ar", str(sample_rate), "-t", cap]
+        + ["-f", "f32le", "-c:a", "pcm_f32le", "pipe:1"],
         should_stop=should_stop,
     )
-    return _to_signal(raw, channels)
+    signal = _to_signal(raw, channels)
+    if len(signal) > round(max_seconds * sample_rate) + sample_rate // 200:
+        raise AudioTooLong(max_seconds)
+    return signal
 
 
 def probe_channels(path: Path) -> int:

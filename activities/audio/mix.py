@@ -21,6 +21,7 @@ from activities.runtime import TaskProgress, permanent_error
 from taskservice.audio_operations import AudioOperation, CompressOp, DenoiseOp, NormalizeOp, TrimSilenceOp
 from taskservice.contracts import TaskActivityInput
 from taskservice.netguard import redact_url
+from taskservice.settings import Settings
 from taskservice.task_data import AudioTrack, ProcessAudioData
 
 
@@ -31,9 +32,11 @@ def _json_number(value: float | None, digits: int = 2) -> float | None:
 class AudioMix:
     """The mixing task on the worker's fetcher and publisher."""
 
-    def __init__(self, fetcher: InputFetcher, publisher: MediaPublisher) -> None:
+    def __init__(self, fetcher: InputFetcher, publisher: MediaPublisher, settings: Settings) -> None:
         self._fetcher = fetcher
         self._publisher = publisher
+        self._max_input_s = settings.max_audio_input_s
+        self._max_mix_s = settings.max_audio_mix_s
 
     async def run(
         self, task: TaskActivityInput, data: ProcessAudioData, progress: TaskProgress
@@ -89,9 +92,8 @@ class AudioMix:
             paths.append(path)
         return paths
 
-    @staticmethod
     async def _mix_tracks(
-        tracks: list[AudioTrack], paths: list[Path], rate: int, progress: TaskProgress
+        self, tracks: list[AudioTrack], paths: list[Path], rate: int, progress: TaskProgress
     ) -> Signal:
         try:
             channel_counts = [await progress.run_blocking(audio_io.probe_channels, p) for p in paths]
@@ -112,6 +114,7 @@ class AudioMix:
                     path,
                     rate,
                     decode_channels,
+                    max_seconds=self._max_input_s,
                     should_stop=lambda: progress.should_stop,
                 )
             except audio_io.FFmpegError as err:
@@ -119,11 +122,24 @@ class AudioMix:
                     f"track {index + 1} ({redact_url(track.url)}) is not decodable audio: {err.stderr_tail}",
                     "InvalidInput",
                 ) from None
+            except audio_io.AudioTooLong as err:
+                where = f"track {index + 1} ({redact_url(track.url)})"
+                raise permanent_error(f"{where} is {err}, above MAX_AUDIO_INPUT_S", "InvalidInput") from None
             if signal.shape[1] != channels:
                 signal = np.repeat(signal, channels, axis=1)
             signal = _trimmed_faded_gained(track, index, signal, rate)
-            mix = dsp.mix_at(mix, signal, int(round(track.offset_s * rate)))
+            offset = int(round(track.offset_s * rate))
+            self._check_mix_length(index, (offset + len(signal)) / rate)
+            mix = dsp.mix_at(mix, signal, offset)
         return dsp.protect_clipping(mix)
+
+    def _check_mix_length(self, index: int, end_s: float) -> None:
+        """The mix grows to where its last track ends: bounded by MAX_AUDIO_MIX_S before it is allocated."""
+        if end_s > self._max_mix_s:
+            raise permanent_error(
+                f"track {index + 1} ends at {end_s:.2f} s, above MAX_AUDIO_MIX_S = {self._max_mix_s:g} s",
+                "InvalidInput",
+            )
 
 
 def _trimmed_faded_gained(track: AudioTrack, index: int, signal: Signal, rate: int) -> Signal:

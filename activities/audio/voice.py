@@ -55,10 +55,13 @@ def _seed(task_id: str) -> int:
 class CharacterVoice:
     """The voice task on the worker's fetcher and publisher and this process's speech engines."""
 
-    def __init__(self, fetcher: InputFetcher, publisher: MediaPublisher, engines: SpeechEngines) -> None:
+    def __init__(
+        self, fetcher: InputFetcher, publisher: MediaPublisher, engines: SpeechEngines, max_input_s: float
+    ) -> None:
         self._fetcher = fetcher
         self._publisher = publisher
         self._engines = engines
+        self._max_input_s = max_input_s  # MAX_AUDIO_INPUT_S: of the speaker reference
 
     async def run(
         self, task: TaskActivityInput, data: GenerateCharacterVoiceData, progress: TaskProgress
@@ -195,10 +198,17 @@ class CharacterVoice:
         wav = tmp / "reference.wav"
         try:
             signal = await progress.run_blocking(
-                audio_io.decode_file, raw, engine.sample_rate, 1, should_stop=lambda: progress.should_stop
+                audio_io.decode_file,
+                raw,
+                engine.sample_rate,
+                1,
+                max_seconds=self._max_input_s,
+                should_stop=lambda: progress.should_stop,
             )
         except audio_io.FFmpegError as err:
             raise permanent_error(f"speaker reference is not decodable audio: {err.stderr_tail}") from None
+        except audio_io.AudioTooLong as err:
+            raise permanent_error(f"speaker reference is {err}, above MAX_AUDIO_INPUT_S") from None
         await progress.run_blocking(audio_io.encode, signal, engine.sample_rate, "wav", wav)
         return wav
 

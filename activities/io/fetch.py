@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -121,7 +122,8 @@ class InputFetcher:
             raise permanent_error(
                 f"input URL {redact_url(url)} must be http(s) with a host", "InvalidInput"
             ) from None
-        headers = {"user-agent": "aladdin-task-service/1", "accept": "*/*"}
+        # Identity: a compressed body would be inflated before its size is known (see _read_limited).
+        headers = {"user-agent": "aladdin-task-service/1", "accept": "*/*", "accept-encoding": "identity"}
         if self._settings.allow_private_urls:
             return self._client.build_request("GET", parsed, headers=headers, timeout=self._timeout)
         address = await _resolve_public(parsed, original)
@@ -164,28 +166,58 @@ def _media_type(header: str | None) -> str:
 
 
 async def _read_limited(response: httpx.Response, limit: int, url: str) -> bytes:
+    """The body, at most `limit` bytes as sent and as decoded: a gzip or deflate Content-Encoding is undone
+    here, never more than the limit at a time (httpx's own decoding would inflate a whole chunk before the
+    size could be checked); any other encoding is refused."""
     too_big = permanent_error(
         f"input URL {redact_url(url)} is larger than the {limit} byte limit", "InvalidInput"
     )
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_big
+    decoder = _content_decoder(response.headers.get("content-encoding"), url)
     chunks: list[bytes] = []
-    size = 0
+    sent = size = 0
     try:
-        async for chunk in response.aiter_bytes():
+        async for raw in response.aiter_raw():
+            sent += len(raw)
+            chunk = raw if decoder is None else decoder.decompress(raw, limit - size + 1)
             size += len(chunk)
-            if size > limit:
+            if sent > limit or size > limit:
                 raise too_big
             chunks.append(chunk)
     except httpx.HTTPError as err:
         raise InputFetchError(f"download of {redact_url(url)} broke off: {type(err).__name__}") from None
+    except zlib.error:
+        raise permanent_error(
+            f"input URL {redact_url(url)} sent a corrupt compressed body", "InvalidInput"
+        ) from None
+    if decoder is not None:
+        chunks.append(decoder.flush(limit - size + 1))
+        if size + len(chunks[-1]) > limit:
+            raise too_big
     return b"".join(chunks)
 
 
-def decode_image(data: bytes, source: str, *, upright: bool = False) -> Image:
+def _content_decoder(header: str | None, url: str) -> zlib._Decompress | None:
+    """A zlib decompressor for a gzip or deflate body; None for an unencoded one."""
+    encoding = (header or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        # wbits 32 + MAX_WBITS: a gzip or zlib header, whichever the body has.
+        return zlib.decompressobj(32 + zlib.MAX_WBITS)
+    raise permanent_error(
+        f"input URL {redact_url(url)} sent Content-Encoding {encoding!r}; only gzip and deflate are decoded",
+        "InvalidInput",
+    )
+
+
+def decode_image(data: bytes, source: str, *, max_pixels: int, upright: bool = False) -> Image:
     """Decoded RGB image (turned by its EXIF orientation when `upright`); undecodable input is InvalidInput.
 
+    The size is read from the header first: an image above `max_pixels` (MAX_INPUT_PIXELS), or above what
+    PIL would warn about as a possible decompression bomb, is refused before a pixel is decoded.
     `source` names the input in the error, e.g. "input URL https://host/x.png" (already redacted).
     """
     from PIL import Image as PILImage
@@ -193,9 +225,26 @@ def decode_image(data: bytes, source: str, *, upright: bool = False) -> Image:
 
     try:
         with PILImage.open(io.BytesIO(data)) as opened:
+            _check_pixels(opened.size, source, max_pixels, PILImage.MAX_IMAGE_PIXELS)
             opened.load()
             image = ImageOps.exif_transpose(opened) if upright else opened
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError) as err:
         reason = f"{source} is not a decodable image ({type(err).__name__})"
         raise permanent_error(reason, "InvalidInput") from None
+
+
+def _check_pixels(size: tuple[int, int], source: str, max_pixels: int, bomb_pixels: int | None) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise permanent_error(
+            f"{source} is {width}x{height} = {width * height:,} pixels, above MAX_INPUT_PIXELS = "
+            f"{max_pixels:,}",
+            "InvalidInput",
+        )
+    if bomb_pixels is not None and width * height > bomb_pixels:
+        raise permanent_error(
+            f"{source} is {width}x{height} = {width * height:,} pixels: a possible decompression bomb "
+            f"(above PIL's {bomb_pixels:,})",
+            "InvalidInput",
+        )

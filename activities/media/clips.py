@@ -26,6 +26,7 @@ from activities.media.tools import (
 )
 from activities.runtime import TaskInterrupted, TaskProgress
 from taskservice.contracts import TaskActivityInput
+from taskservice.media_budget import NATIVE_FPS
 from taskservice.task_data import GenerateVideoData, RenderAnimationData
 from taskservice.tracing import span
 
@@ -38,8 +39,7 @@ if TYPE_CHECKING:
 STORYBOARD_STRENGTH = 0.75
 CONTINUATION_STRENGTH = 0.8
 CHARACTER_REFERENCE_STRENGTH = 0.75
-# Native clip shape of ModelScope text-to-video and AnimateDiff (trained on 16 frames at ~8 fps).
-NATIVE_FPS = 8
+# Native clip length of ModelScope text-to-video and AnimateDiff (trained on 16 frames at ~8 fps, NATIVE_FPS).
 NATIVE_CLIP_FRAMES = 16
 MIN_CLIP_FRAMES = 4
 
@@ -102,6 +102,7 @@ async def generate_clip(
     """Both clip task types: fetch the conditioning images, render, read the file back, publish."""
     from activities.media.video import probe_video
 
+    tools.check_budget(task.task_type, data)
     request = _clip_request(tools, data)
     images = await tools.fetch_images(request.image_urls, progress)
     with workdir(task) as folder:
@@ -174,7 +175,7 @@ def _plan_job(
 def _render_clip(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> _ClipResult:
     """Blocking: generate the native frames clip by clip (holding the device), then resample them to fps
     and encode the MP4 (the device free for the next task meanwhile)."""
-    from activities.media.video import encode_mp4, resample_frames
+    from activities.media.video import encode_mp4, resampled_chunks
 
     native, per_clip = _denoise_clips(tools, job, progress)
     progress.report(P_ENCODE, "encoding_video")
@@ -183,8 +184,14 @@ def _render_clip(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> _C
         progress.report(P_ENCODE + (P_UPLOAD - P_ENCODE) * written / count, "encoding_video")
 
     with span("media.encode", format="mp4", frames=job.target_frames):
-        frames_out = resample_frames(native, job.target_frames)
-        encode_mp4(frames_out, job.path, job.fps, should_stop=lambda: progress.should_stop, on_frame=on_frame)
+        encode_mp4(
+            resampled_chunks(native, job.target_frames),
+            job.path,
+            job.fps,
+            frame_count=job.target_frames,
+            should_stop=lambda: progress.should_stop,
+            on_frame=on_frame,
+        )
     return _ClipResult(clips=len(job.clips), native_frames=int(native.shape[0]), steps_per_clip=per_clip)
 
 

@@ -37,6 +37,7 @@ STYLE_GUIDE_STRENGTH = 0.85
 async def generate_image(
     tools: MediaTools, task: TaskActivityInput, data: GenerateImageData, progress: TaskProgress
 ) -> dict[str, Any]:
+    tools.check_budget(task.task_type, data)
     model_id = tools.model_id("image2image" if data.reference_images or data.style_guide else "text2image")
     width, height = parse_resolution(data.resolution)
     steps, seed = data.denoising_steps(), data.run_seed()

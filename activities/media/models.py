@@ -52,11 +52,12 @@ class UnsupportedPipelineError(Exception):
 
 
 def resolve_device(setting: str) -> str:
-    """`auto` → cuda when a GPU is visible, else cpu; anything else is taken as given."""
-    import torch
-
+    """`auto` → cuda when a GPU is visible, else cpu; anything else is taken as given (without importing
+    torch: a task refused before its model loads must not cost the worker torch's memory)."""
     if setting != "auto":
         return setting
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

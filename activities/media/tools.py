@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import BaseModel
+
 from activities.io.fetch import IMAGE_TYPES, InputFetcher, decode_image
 from activities.io.publish import MediaPublisher, PublishedMedia, ResultFile
 from activities.runtime import TaskProgress, permanent_error
 from taskservice.contracts import TaskActivityInput
+from taskservice.media_budget import budget_device, over_budget
 from taskservice.netguard import redact_url
 from taskservice.settings import Settings
 
@@ -84,6 +87,16 @@ class MediaTools:
             raise permanent_error(message, "ConfigurationError")
         return model_id
 
+    def check_budget(self, task_type: str, data: BaseModel) -> None:
+        """The request within the budget of this worker's own device (MEDIA_BUDGET_DEVICE, `auto`: the device
+        the models run on), checked before anything is fetched or loaded: the API checked it at submit, but
+        with what it was told of the workers, and perhaps under another budget (a retried old task)."""
+        on_gpu = self.models.device.startswith("cuda")
+        device = budget_device(self.settings.media_budget_device, gpu_workers=on_gpu)
+        over = over_budget(data, self.settings.budget_for(device))
+        if over is not None:
+            raise permanent_error(over.message(task_type, device), "InvalidInput")
+
     def step_hook(
         self, task_id: str, progress: TaskProgress, *, total: int, offset: int, span: int, suffix: str
     ) -> Callable[[int], bool]:
@@ -129,8 +142,10 @@ class MediaTools:
     async def fetch_images(self, urls: Sequence[str], progress: TaskProgress) -> list[Image]:
         progress.report(0.01, "fetching_inputs")
         fetched = await asyncio.gather(*(self._fetcher.fetch(url, accept=IMAGE_TYPES) for url in urls))
+        limit = self.settings.max_input_pixels
         return [
-            await asyncio.to_thread(decode_image, f.data, f"input URL {redact_url(f.url)}") for f in fetched
+            await asyncio.to_thread(decode_image, f.data, f"input URL {redact_url(f.url)}", max_pixels=limit)
+            for f in fetched
         ]
 
     async def publish(

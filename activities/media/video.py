@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ import numpy.typing as npt
 from activities.runtime import TaskInterrupted
 
 Frames = npt.NDArray[np.uint8]  # (frames, height, width, 3) RGB
+# Pixels of output frames blended at once on the way to the encoder (float32: ~100 MB per 8 M pixels).
+CHUNK_PIXELS = 8 * 1024 * 1024
 
 
 def ffmpeg_exe() -> str:
@@ -46,15 +48,35 @@ def to_uint8_frames(frames: Any) -> Frames:
 
 
 def resample_frames(frames: Frames, target_count: int) -> Frames:
-    """Exactly `target_count` frames spanning the same clip, by linear blending of neighbours."""
-    source_count = frames.shape[0]
+    """Exactly `target_count` frames spanning the same clip, by linear blending of neighbours (all at once:
+    for short clips and tests; a video is encoded from `resampled_chunks`)."""
+    if frames.shape[0] == target_count and target_count >= 1:
+        return frames
+    return np.concatenate(list(resampled_chunks(frames, target_count)))
+
+
+def resampled_chunks(
+    frames: Frames, target_count: int, *, chunk_pixels: int = CHUNK_PIXELS
+) -> Iterator[Frames]:
+    """The frames of `resample_frames`, a few at a time: at most `chunk_pixels` pixels of float32 blending
+    are alive at once (at least one frame), so memory does not grow with the video's length."""
+    source_count, height, width, _ = frames.shape
     if target_count < 1:
         raise ValueError("target_count must be at least 1")
-    if source_count == target_count:
-        return frames
-    if source_count == 1 or target_count == 1:
-        return np.repeat(frames[:1], target_count, axis=0)
-    positions = np.arange(target_count, dtype=np.float64) * (source_count - 1) / (target_count - 1)
+    step = max(1, chunk_pixels // max(1, height * width))
+    for start in range(0, target_count, step):
+        stop = min(start + step, target_count)
+        if source_count == target_count:
+            yield frames[start:stop]
+        elif source_count == 1 or target_count == 1:
+            yield np.repeat(frames[:1], stop - start, axis=0)
+        else:
+            yield _blend(frames, np.arange(start, stop, dtype=np.float64), source_count, target_count)
+
+
+def _blend(frames: Frames, indices: npt.NDArray[np.float64], source_count: int, target_count: int) -> Frames:
+    """Output frames `indices` of `target_count`; output frame j sits at j·(N−1)/(M−1) on the native one."""
+    positions = indices * (source_count - 1) / (target_count - 1)
     lower = np.floor(positions).astype(np.int64)
     upper = np.minimum(lower + 1, source_count - 1)
     weight = (positions - lower).astype(np.float32)[:, None, None, None]
@@ -64,19 +86,48 @@ def resample_frames(frames: Frames, target_count: int) -> Frames:
 
 
 def encode_mp4(
-    frames: Frames,
+    chunks: Iterable[Frames],
     path: Path,
     fps: int,
     *,
+    frame_count: int,
     should_stop: Callable[[], bool] = lambda: False,
     on_frame: Callable[[int, int], None] | None = None,
 ) -> None:
-    """H.264 (yuv420p, even dimensions) MP4 of `frames` at `fps`; stops promptly when `should_stop()`."""
-    count, height, width, _ = frames.shape
-    if width % 2 or height % 2:
-        # yuv420p subsamples chroma 2x2: odd sizes are rejected by libx264.
-        frames = frames[:, : height - height % 2, : width - width % 2]
-        count, height, width, _ = frames.shape
+    """H.264 (yuv420p, even dimensions) MP4 of `frame_count` frames, given chunk by chunk, at `fps`; stops
+    promptly when `should_stop()`. Only the chunk being written is held here."""
+    process: subprocess.Popen[bytes] | None = None
+    written = 0
+    try:
+        for chunk in chunks:
+            _, height, width, _ = chunk.shape
+            # yuv420p subsamples chroma 2x2: odd sizes are rejected by libx264.
+            chunk = chunk[:, : height - height % 2, : width - width % 2]
+            if process is None:
+                process = _start_encoder(path, fps, chunk.shape[2], chunk.shape[1])
+            assert process.stdin is not None
+            for frame in chunk:
+                if should_stop():
+                    raise TaskInterrupted("stopped while encoding")
+                process.stdin.write(np.ascontiguousarray(frame).tobytes())
+                written += 1
+                if on_frame is not None:
+                    on_frame(written, frame_count)
+        if process is None:
+            raise ValueError("no frames to encode")
+        _finish_encoder(process)
+    except BaseException:
+        if process is not None:
+            process.kill()
+            process.wait()
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        if process is not None and process.stderr is not None:
+            process.stderr.close()
+
+
+def _start_encoder(path: Path, fps: int, width: int, height: int) -> subprocess.Popen[bytes]:
     command = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -95,26 +146,15 @@ def encode_mp4(
         "-movflags", "+faststart",
         str(path),
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _finish_encoder(process: subprocess.Popen[bytes]) -> None:
     assert process.stdin is not None and process.stderr is not None
-    try:
-        for index in range(count):
-            if should_stop():
-                raise TaskInterrupted("stopped while encoding")
-            process.stdin.write(np.ascontiguousarray(frames[index]).tobytes())
-            if on_frame is not None:
-                on_frame(index + 1, count)
-        process.stdin.close()
-        errors = process.stderr.read().decode(errors="replace")
-        if process.wait() != 0:
-            raise RuntimeError(f"ffmpeg failed to encode the video: {errors.strip()[-500:]}")
-    except BaseException:
-        process.kill()
-        process.wait()
-        path.unlink(missing_ok=True)
-        raise
-    finally:
-        process.stderr.close()
+    process.stdin.close()
+    errors = process.stderr.read().decode(errors="replace")
+    if process.wait() != 0:
+        raise RuntimeError(f"ffmpeg failed to encode the video: {errors.strip()[-500:]}")
 
 
 @dataclass

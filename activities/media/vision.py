@@ -249,7 +249,9 @@ class VisionActivities(TaskActivities):
             raw, source = fetched.data, f"input URL {redact_url(data.image_url)}"
         else:
             raw, source = base64.b64decode(data.image_base64 or ""), "image_base64"
-        image = await asyncio.to_thread(decode_image, raw, source, upright=True)
+        image = await asyncio.to_thread(
+            decode_image, raw, source, max_pixels=self._settings.max_input_pixels, upright=True
+        )
         progress.raise_if_stopped()
         try:
             caption = await progress.run_blocking(

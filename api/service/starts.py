@@ -93,7 +93,7 @@ class TaskStarts:
                 f"Priority {command.priority.value} is above what tenant {command.tenant} may ask for "
                 f"({highest.value}; TENANT_MAX_PRIORITY)"
             )
-        task_data = submission.validate_task_data(spec, command.task_data)
+        task_data = submission.validate_task_data(spec, command.task_data, self.settings.media_budget())
         submission.check_llm_options(command.task_type, task_data, self.settings)
         if command.callback_url is not None:
             await _check_callback(command.callback_url, self.settings)

@@ -17,6 +17,7 @@ from api.domain.errors import PayloadTooLarge, ValidationFailed
 from api.domain.validation import pydantic_details
 from taskservice.catalog import CATALOG, TaskSpec
 from taskservice.contracts import ConcurrencySlot, TaskWorkflowInput
+from taskservice.media_budget import MediaBudget, over_budget
 from taskservice.record import TaskRecord
 from taskservice.settings import Settings
 from taskservice.timefmt import iso_z
@@ -43,12 +44,16 @@ def known_task_type(task_type: str | None, *, field: str, message: str) -> None:
         task_spec(task_type, field=field, message=message)
 
 
-def validate_task_data(spec: TaskSpec, task_data: dict[str, Any]) -> dict[str, Any]:
-    """The task type's input model, as JSON: what the workflow runs with."""
+def validate_task_data(
+    spec: TaskSpec, task_data: dict[str, Any], budget: MediaBudget | None = None
+) -> dict[str, Any]:
+    """The task type's input model, as JSON: what the workflow runs with; within `budget` when given."""
     try:
         model: BaseModel = spec.input_model.model_validate(task_data)
     except ValidationError as err:
         raise ValidationFailed(pydantic_details(err, prefix="task_data")) from None
+    if budget is not None:
+        check_budget(spec, model, budget)
     return model.model_dump(mode="json", exclude_none=True)
 
 
@@ -66,6 +71,14 @@ def check_llm_options(task_type: str, task_data: dict[str, Any], settings: Setti
         details["task_data.max_tokens"] = f"at most {cap} tokens may be asked of a {task_type} task"
     if details:
         raise ValidationFailed(details)
+
+
+def check_budget(spec: TaskSpec, task_data: BaseModel, budget: MediaBudget) -> None:
+    """A media request above its work budget is refused before anything starts, naming budget and figure."""
+    over = over_budget(task_data, budget)
+    if over is not None:
+        message = over.message(spec.name, budget.device)
+        raise ValidationFailed({f"task_data.{over.field}": message}, message=message)
 
 
 def check_fields(command: StartTask) -> None:

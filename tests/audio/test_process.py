@@ -14,8 +14,17 @@ from activities.audio import dsp
 from activities.audio import files as audio_io
 from activities.audio.activities import AudioActivities
 from tests.support.attempts import TaskActivityEnvironment
-from tests.support.audio import band_envelope_db, frame_rms_db, run_activity, serve_audio, task_input, tone
+from tests.support.audio import (
+    audio_settings,
+    band_envelope_db,
+    frame_rms_db,
+    run_activity,
+    serve_audio,
+    task_input,
+    tone,
+)
 from tests.support.file_server import StaticFileServer
+from tests.support.worker_resources import opened
 
 
 def noise(seconds: float, rate: int, level_db: float, seed: int = 1) -> np.ndarray:
@@ -239,3 +248,37 @@ async def test_bad_trim_and_bad_task_data(
         with pytest.raises(ApplicationError) as info:
             await TaskActivityEnvironment().run(espeak_acts.process_audio, task_input("process_audio", data))
         assert info.value.type == "InvalidInput" and info.value.non_retryable
+
+
+async def test_audio_inputs_and_the_mix_are_bounded(file_server: StaticFileServer, tmp_path: Path) -> None:
+    """MAX_AUDIO_INPUT_S stops decoding a longer track; MAX_AUDIO_MIX_S refuses a mix that would end later."""
+    settings = audio_settings(tmp_path / "data").model_copy(
+        update={"max_audio_input_s": 2.0, "max_audio_mix_s": 5.0}
+    )
+    exact = serve_audio(file_server, tone(400, 2.0, 22050), 22050, "wav", tmp_path)
+    longer = serve_audio(file_server, tone(400, 3.0, 22050), 22050, "flac", tmp_path)
+    async with opened(AudioActivities, settings) as acts:
+        fits = {"tracks": [{"url": exact}, {"url": exact, "offset_s": 3.0}], "output_format": "wav"}
+        result = await TaskActivityEnvironment().run(acts.process_audio, task_input("process_audio", fits))
+        assert result["metadata"]["duration"] == pytest.approx(5.0, abs=0.01)
+        cases = [
+            ({"tracks": [{"url": longer}]}, "track 1 (", "is longer than 2 s, above MAX_AUDIO_INPUT_S"),
+            (
+                {"tracks": [{"url": exact}, {"url": exact, "offset_s": 3.5}]},
+                "track 2 ends at 5.50 s",
+                "above MAX_AUDIO_MIX_S = 5 s",
+            ),
+        ]
+        for data, where, why in cases:
+            with pytest.raises(ApplicationError) as info:
+                await TaskActivityEnvironment().run(acts.process_audio, task_input("process_audio", data))
+            assert info.value.type == "InvalidInput" and info.value.non_retryable
+            assert where in info.value.message and why in info.value.message
+
+
+def test_decoding_stops_at_its_limit(tmp_path: Path) -> None:
+    path = tmp_path / "ten.wav"
+    audio_io.encode(audio_io.as_signal(tone(300, 10.0, 8000)), 8000, "wav", path)
+    assert len(audio_io.decode_file(path, 8000, 1, max_seconds=10.0)) == 80_000
+    with pytest.raises(audio_io.AudioTooLong):
+        audio_io.decode_file(path, 8000, 1, max_seconds=9.9)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import gzip
 import ssl
 import threading
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -171,3 +174,75 @@ async def test_pinned_request_keeps_host_and_sni(tls_server: tuple[int, Path]) -
         response = await http.send(request)
     # Connected to the pinned address, yet the certificate matched the name and the Host header kept it.
     assert response.status_code == 200 and response.text == f"media-input.test:{port}"
+
+
+def _gzip_of_zeros(size: int) -> bytes:
+    """A gzip body that inflates to `size` zero bytes (~1000:1), built without holding the inflated bytes."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    parts = [packer.compress(block) for _ in range(size >> 20)]
+    return b"".join([*parts, packer.flush()])
+
+
+async def test_gzip_bomb_is_refused_without_inflating_it(
+    http_server: StaticFileServer, client: httpx.AsyncClient
+) -> None:
+    bomb = _gzip_of_zeros(512 << 20)
+    assert len(bomb) < 1 << 20
+    url = http_server.put("/bomb.png", bomb, "image/png", headers={"content-encoding": "gzip"})
+    tracemalloc.start()
+    try:
+        error = await invalid(fetcher(client, fetch_max_bytes=4 << 20).fetch(url, accept=("image/",)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f"larger than the {4 << 20} byte limit" in str(error)
+    # The limit, a chunk and the bomb as sent, not its 512 MiB inflated.
+    assert peak < 16 << 20, peak
+
+
+async def test_compressed_input_within_the_limit_is_decoded(
+    http_server: StaticFileServer, client: httpx.AsyncClient
+) -> None:
+    png = png_bytes((96, 80), (200, 30, 30))
+    for encoding, body in [("gzip", gzip.compress(png)), ("deflate", zlib.compress(png))]:
+        url = http_server.put(
+            f"/packed-{encoding}.png", body, "image/png", headers={"content-encoding": encoding}
+        )
+        assert (await fetcher(client).fetch(url, accept=("image/",))).data == png
+    url = http_server.put(
+        "/exactly.png", gzip.compress(png), "image/png", headers={"content-encoding": "gzip"}
+    )
+    assert (await fetcher(client, fetch_max_bytes=len(png)).fetch(url, accept=("image/",))).data == png
+    error = await invalid(fetcher(client, fetch_max_bytes=len(png) - 1).fetch(url, accept=("image/",)))
+    assert "byte limit" in str(error)
+
+
+async def test_unknown_content_encoding_is_refused(
+    http_server: StaticFileServer, client: httpx.AsyncClient
+) -> None:
+    url = http_server.put("/brotli.png", b"\x8b\x02\x80", "image/png", headers={"content-encoding": "br"})
+    error = await invalid(fetcher(client).fetch(url, accept=("image/",)))
+    assert "Content-Encoding 'br'" in str(error)
+
+
+class _EchoAcceptEncoding(_EchoHost):
+    def do_GET(self) -> None:
+        body = (self.headers.get("accept-encoding") or "").encode()
+        self.send_response(200)
+        self.send_header("content-type", "image/png")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+async def test_downloads_ask_for_identity_encoding(client: httpx.AsyncClient) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoAcceptEncoding)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/x.png"
+        assert (await fetcher(client).fetch(url, accept=("image/",))).data == b"identity"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -19,6 +19,7 @@ from tests.support.media import (
     activity_env,
     assert_progress,
     assert_signed_media_url,
+    huge_png,
     make_settings,
     task_input,
 )
@@ -214,3 +215,20 @@ async def test_invalid_task_data(media: MediaActivities) -> None:
         with pytest.raises(ApplicationError) as caught:
             await activity_env().env.run(media.generate_image, task_input("generate_image", data))
         assert caught.value.type == "InvalidInput" and caught.value.non_retryable
+
+
+async def test_huge_input_image_is_refused_before_decoding(
+    media: MediaActivities, tiny_models: dict[str, Path], tmp_path: Path, http_server: StaticFileServer
+) -> None:
+    png = huge_png()
+    assert len(png) < 100_000
+    data = {"prompt": "x", "reference_images": [http_server.put("/huge.png", png, "image/png")]}
+    with pytest.raises(ApplicationError) as caught:
+        await activity_env().env.run(media.generate_image, task_input("generate_image", data))
+    assert caught.value.type == "InvalidInput" and caught.value.non_retryable
+    assert "is 13000x13000 = 169,000,000 pixels, above MAX_INPUT_PIXELS = 40,000,000" in str(caught.value)
+    # With MAX_INPUT_PIXELS raised past it, what PIL warns about as a decompression bomb is still refused.
+    async with opened(MediaActivities, make_settings(tiny_models, tmp_path, max_input_pixels=10**9)) as acts:
+        with pytest.raises(ApplicationError) as caught:
+            await activity_env().env.run(acts.generate_image, task_input("generate_image", data))
+    assert caught.value.type == "InvalidInput" and "a possible decompression bomb" in str(caught.value)

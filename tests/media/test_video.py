@@ -5,23 +5,27 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.media.activities import MediaActivities
-from activities.media.video import resample_frames, split_clips
+from activities.media.video import encode_mp4, resample_frames, resampled_chunks, split_clips
 from tests.support.file_server import StaticFileServer
 from tests.support.media import (
     StepRecorder,
     activity_env,
     assert_progress,
     assert_signed_media_url,
+    make_settings,
     task_input,
 )
+from tests.support.worker_resources import opened
 
 
 def decode(path: Path) -> tuple[dict[str, Any], int]:
@@ -169,3 +173,79 @@ def test_split_clips() -> None:
     assert split_clips(8, 16) == [8]
     assert split_clips(40, 16) == [14, 13, 13]
     assert sum(split_clips(240, 16)) == 240 and max(split_clips(240, 16)) <= 16
+
+
+def _resample_all_at_once(frames: np.ndarray, target_count: int) -> np.ndarray:
+    """The blending as it was before chunking: every output frame's float32 copy alive at once."""
+    source_count = frames.shape[0]
+    positions = np.arange(target_count, dtype=np.float64) * (source_count - 1) / (target_count - 1)
+    lower = np.floor(positions).astype(np.int64)
+    upper = np.minimum(lower + 1, source_count - 1)
+    weight = (positions - lower).astype(np.float32)[:, None, None, None]
+    blended = frames[lower].astype(np.float32) * (1.0 - weight) + frames[upper].astype(np.float32) * weight
+    return np.clip(blended.round(), 0, 255).astype(np.uint8)
+
+
+def test_resampled_chunks_are_the_frames_of_one_pass() -> None:
+    native = np.random.default_rng(5).integers(0, 256, size=(9, 6, 10, 3), dtype=np.uint8)
+    reference = _resample_all_at_once(native, 61)
+    for chunk_pixels in (1, 60, 7 * 60, 10_000):
+        chunks = list(resampled_chunks(native, 61, chunk_pixels=chunk_pixels))
+        assert max(len(c) for c in chunks) == max(1, min(61, chunk_pixels // 60))
+        assert np.array_equal(np.concatenate(chunks), reference)
+    assert np.array_equal(resample_frames(native, 61), reference)
+
+
+def test_resampling_memory_does_not_grow_with_duration() -> None:
+    """Peak traced memory of resampling 10× more output frames stays that of one chunk (numpy allocations
+    are traced by tracemalloc)."""
+    native = np.random.default_rng(1).integers(0, 256, size=(16, 64, 64, 3), dtype=np.uint8)
+
+    def peak(frames: int) -> int:
+        tracemalloc.start()
+        try:
+            for _chunk in resampled_chunks(native, frames, chunk_pixels=8 * 64 * 64):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    short, long = peak(120), peak(1200)
+    assert long < short * 1.5, (short, long)
+    # A one-pass float32 blend of the 1200 frames would need ≥ 1200 × 64 × 64 × 3 × 4 bytes.
+    assert long < 1200 * 64 * 64 * 3 * 4 / 10
+
+
+def test_chunked_encoding_writes_the_frames_of_one_pass(tmp_path: Path) -> None:
+    native = np.random.default_rng(2).integers(0, 256, size=(5, 32, 48, 3), dtype=np.uint8)
+    whole, chunked = tmp_path / "whole.mp4", tmp_path / "chunked.mp4"
+    encode_mp4([_resample_all_at_once(native, 23)], whole, 12, frame_count=23)
+    written: list[int] = []
+    chunks = resampled_chunks(native, 23, chunk_pixels=3 * 32 * 48)
+    encode_mp4(chunks, chunked, 12, frame_count=23, on_frame=lambda done, total: written.append(done))
+    assert written == list(range(1, 24))
+    decoded_whole, decoded_chunked = (
+        list(imageio_ffmpeg.read_frames(str(whole))),
+        list(imageio_ffmpeg.read_frames(str(chunked))),
+    )
+    assert len(decoded_chunked) == 24  # metadata, then 23 frames
+    assert decoded_chunked[1:] == decoded_whole[1:]
+
+
+async def test_worker_holds_requests_to_its_own_budget(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """A request let through under another budget is refused by the worker before it loads anything."""
+    settings = make_settings(
+        tiny_models, tmp_path, max_video_pixel_frames=64 * 64 * 8, max_image_pixel_steps=10
+    )
+    async with opened(MediaActivities, settings) as acts:
+        video = {"scene_description": "x", "duration": 2, "fps": 8, "resolution": "64x64"}
+        image = {"prompt": "x", "resolution": "64x64", "quality": "draft"}
+        for method, task_type, data, setting in [
+            (acts.generate_video, "generate_video", video, "MAX_VIDEO_PIXEL_FRAMES = 32,768 pixel-frames"),
+            (acts.generate_image, "generate_image", image, "MAX_IMAGE_PIXEL_STEPS = 10 pixel-steps"),
+        ]:
+            with pytest.raises(ApplicationError) as caught:
+                await activity_env().env.run(method, task_input(task_type, data))
+            assert caught.value.type == "InvalidInput" and caught.value.non_retryable
+            assert setting in str(caught.value) and "this service's cpu workers" in str(caught.value)
+        assert acts.loaded_models() == []

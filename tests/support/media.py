@@ -3,6 +3,7 @@ temporalio's real ActivityEnvironment (no Temporal server needed)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Callable
@@ -24,6 +25,15 @@ from tests.support.attempts import TaskActivityEnvironment, heartbeat_fields
 def png_bytes(size: tuple[int, int], color: tuple[int, int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@functools.cache
+def huge_png(side: int = 13_000) -> bytes:
+    """A side × side PNG that is tiny on the wire (1-bit, all black: ~20 KB for 13 000²) and huge decoded
+    (13 000² RGB is 507 MB)."""
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -230,13 +230,14 @@ async def cancel_task(task_id: TaskIdPath, caller: CallerDep, tasks: TaskService
 
 
 @router.post(
-    "/{task_id:task_id}/retry", responses=error_responses(InvalidState, TaskNotFound, *AUTHENTICATED)
+    "/{task_id:task_id}/retry",
+    responses=error_responses(InvalidState, ValidationFailed, TaskNotFound, *AUTHENTICATED),
 )
 async def retry_task(task_id: TaskIdPath, caller: CallerDep, tasks: TaskServiceDep) -> RetryTaskResponse:
     """Run a finished task again.
 
     A new task with the same inputs (`retry_of` names the original); a task still queued or running answers
-    400.
+    400, and so do inputs above the media work budget in force now (`validation_error`).
     """
     view = await tasks.retry(caller, task_id)
     return RetryTaskResponse(

@@ -159,7 +159,7 @@ export interface paths {
         put?: never;
         /**
          * Run a finished task again
-         * @description A new task with the same inputs (`retry_of` names the original); a task still queued or running answers 400.
+         * @description A new task with the same inputs (`retry_of` names the original); a task still queued or running answers 400, and so do inputs above the media work budget in force now (`validation_error`).
          */
         post: operations["retry_task"];
         delete?: never;
@@ -3550,7 +3550,7 @@ export interface operations {
                     "application/json": components["schemas"]["RetryTaskResponse"];
                 };
             };
-            /** @description `invalid_task_state`: the task's state refuses this (e.g. cancelling a finished task); `detail` repeats the message */
+            /** @description `invalid_task_state`: the task's state refuses this (e.g. cancelling a finished task); `detail` repeats the message; `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
             400: {
                 headers: {
                     [name: string]: unknown;
