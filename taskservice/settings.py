@@ -379,7 +379,7 @@ class Settings(MediaBudgetSettings, ModelSettings, WebhookSettings):
 
     def media_budget(self) -> MediaBudget:
         """The budgets of media requests, for the device MEDIA_BUDGET_DEVICE names (or `auto` finds: the API
-        cannot see the workers' device; production runs them on GPUs, and a `cuda` TORCH_DEVICE says so too)."""
+        cannot see the workers' device; production runs them on GPUs; a `cuda` TORCH_DEVICE says so too)."""
         gpu = self.environment == "production" or self.torch_device.startswith("cuda")
         return self.budget_for(budget_device(self.media_budget_device, gpu_workers=gpu))
 
