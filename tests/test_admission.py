@@ -19,7 +19,7 @@ from tests.support.tasks import wait_status
 from tests.support.tenancy import token
 
 HELD = {"prompt_template": "held [[sleep=30]]"}
-CAPPED_KEY = "capped-key-1"
+CAPPED_KEY = "capped-tenant-key-1"
 
 
 def _body(project: str, **fields: Any) -> dict[str, Any]:

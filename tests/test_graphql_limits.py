@@ -47,6 +47,7 @@ async def test_a_5000_alias_query_is_refused_in_under_a_second(
     graphql: tuple[str, httpx.AsyncClient],
 ) -> None:
     _, client = graphql
+    await client.post("/graphql", json={"query": "{ __typename }"})  # the app's first request is not timed
     started = time.monotonic()
     errors = await _errors(client, _aliased(5000))
     took = time.monotonic() - started

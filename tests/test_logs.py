@@ -32,7 +32,8 @@ def test_known_notices_are_dropped_and_others_kept(
     silence_known_notices()
     silence_known_notices()  # attached once, however often it is called
     target = logging.getLogger(logger)
-    assert len(target.filters) == 1
+    # Libraries attach filters of their own (diffusers a rank-zero one once imported): ours is there once.
+    assert sum(type(f).__name__ == "DropKnownNotices" for f in target.filters) == 1
     with caplog.at_level(logging.WARNING, logger=logger):
         target.warning(message)
         target.warning("Something the operator must read")

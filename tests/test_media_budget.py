@@ -42,7 +42,11 @@ def test_budget_device_and_overrides() -> None:
     assert Settings().media_budget().device == "cpu"
     assert Settings(torch_device="cuda:1").media_budget().device == "gpu"
     assert (
-        Settings(environment="production", api_key="k" * 32, media_signing_key="s" * 32).media_budget().device
+        Settings(
+            environment="production", api_key="k" * 32, media_signing_key="s" * 32, webhook_signing="off"
+        )
+        .media_budget()
+        .device
         == "gpu"
     )
     assert Settings(torch_device="cuda", media_budget_device="cpu").media_budget().device == "cpu"

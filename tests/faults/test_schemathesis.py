@@ -34,7 +34,7 @@ from schemathesis.checks import (
 from schemathesis.core.failures import FailureGroup
 from temporalio.client import Client
 
-from tests.support.stack import API_KEYS, Stack
+from tests.support.stack import FUZZ_KEY, Stack
 from tests.support.tasks import submit, wait_status
 
 AnyCase = Case[Any]
@@ -122,7 +122,7 @@ def _exercise(
 ) -> None:
     label = f"{operation.method.upper()} {operation.path}"
     session = requests.Session()
-    strategy = operation.as_strategy(generation_mode=mode, headers={"X-API-Key": API_KEYS[0]})
+    strategy = operation.as_strategy(generation_mode=mode, headers={"X-API-Key": FUZZ_KEY})
 
     @settings(
         max_examples=examples,
@@ -136,7 +136,7 @@ def _exercise(
     def run(case: AnyCase) -> None:
         if mode is GenerationMode.POSITIVE:
             _steer(case, report.requests, known_task)
-            case.headers["X-API-Key"] = API_KEYS[0]
+            case.headers["X-API-Key"] = FUZZ_KEY
         else:
             # A schema-violating body can still be a task the server accepts (the document's per-type
             # variants are stricter than the submit's own parsing): it must be a cheap one too.
@@ -206,7 +206,7 @@ async def _cancel_costly_tasks(temporal: Client, since: datetime) -> list[str]:
 async def fuzz_run(stack: Stack, temporal_client: Client, request: pytest.FixtureRequest) -> FuzzRun:
     started = datetime.now(UTC)
     async with httpx.AsyncClient(
-        base_url=stack.api_url, headers={"X-API-Key": API_KEYS[0]}, timeout=30
+        base_url=stack.api_url, headers={"X-API-Key": FUZZ_KEY}, timeout=30
     ) as client:
         raw = (await client.get("/openapi.json")).json()
         known_task = await submit(client, "test_prompt", {"prompt_template": "fuzz"}, project_id="fuzz")

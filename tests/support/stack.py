@@ -25,6 +25,10 @@ from tests.support.processes import ServiceProcess, TemporalDevServer, free_port
 API_KEYS = ("test-tenant-key-1", "test-tenant-key-2")
 OTHER_TENANT = "acme"
 OTHER_KEYS = ("acme-tenant-key-1", "acme-tenant-key-2")
+# The schema fuzzer's own tenant: its generated requests rotate webhook secrets and hit every route, so they
+# may change nothing that another test's tenant relies on.
+FUZZ_TENANT = "fuzz"
+FUZZ_KEY = "fuzz-tenant-key-01"
 ADMIN_KEY = "test-admin-key-0123"
 JWT_SECRET = "task-service-test-jwt-secret-0123456789"
 LLM_KEY = "sk-test-llm-key"
@@ -63,7 +67,7 @@ def base_env(temporal: TemporalDevServer, llm: FakeOpenAIServer, workdir: Path) 
         "TEMPORAL_NAMESPACE": "default",
         "API_HOST": "127.0.0.1",
         "API_KEY": ",".join(API_KEYS),
-        "API_KEYS": ",".join(f"{OTHER_TENANT}={key}" for key in OTHER_KEYS),
+        "API_KEYS": ",".join([*(f"{OTHER_TENANT}={key}" for key in OTHER_KEYS), f"{FUZZ_TENANT}={FUZZ_KEY}"]),
         "ADMIN_API_KEY": ADMIN_KEY,
         "JWT_SECRET": JWT_SECRET,
         "OPENAI_BASE_URL": llm.base_url,
