@@ -59,7 +59,7 @@ dev: install system-deps models
 
 # Against a running `make dev`: one task of each kind at CPU-safe sizes, then where each result file is.
 demo:
-	@$(PY) -m taskservice.devtools.demo
+	@$(PY) scripts/demo.py
 
 # Refused while `make dev` runs; says what it deletes and what it keeps.
 clean:

@@ -73,9 +73,11 @@ echo $$ > "$DATA_DIR/dev.pid"   # `make clean` refuses while this process lives
 if [ -z "${OPENAI_BASE_URL:-}${OPENAI_API_KEY:-}" ]; then
     # No LLM configured: an echo model stands in, so the LLM task types run end to end.
     # Its answers are canned ("FAKE-LLM: ..."); set OPENAI_BASE_URL/OPENAI_API_KEY for a real model.
-    setsid python -m taskservice.devtools.fake_llm --port "${FAKE_LLM_PORT:-8002}" &
+    # Its model is named as what it is, so results say `"model": "echo-model"`, not a real model's name.
+    setsid python -m taskservice.devtools.fake_llm --port "${FAKE_LLM_PORT:-8002}" --model echo-model &
     others+=($!)
     export OPENAI_BASE_URL="http://127.0.0.1:${FAKE_LLM_PORT:-8002}/v1" OPENAI_API_KEY="dev-echo-model"
+    export LLM_MODEL="echo-model"
     LLM_NOTE="echo model at $OPENAI_BASE_URL (set OPENAI_BASE_URL for a real one)"
 else
     LLM_NOTE="${OPENAI_BASE_URL:-api.openai.com}"

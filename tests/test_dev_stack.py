@@ -59,6 +59,22 @@ def _left_behind(data_dir: Path) -> list[str]:
     return left
 
 
+def _echo_answer(api: str) -> dict[str, object]:
+    headers = {"X-API-Key": "dev-stack-test-key-0123456789"}
+    body = {"project_id": "demo", "task_type": "test_prompt", "task_data": {"prompt_template": "Hello"}}
+    task = httpx.post(f"{api}/api/v1/tasks/submit", json=body, headers=headers, timeout=30).json()
+    status: dict[str, object] = {"status": "queued"}
+    url = f"{api}/api/v1/tasks/{task['task_id']}/status"
+    for _ in range(10):  # the workers may still be starting
+        params = {"wait": 30, "since_status": status["status"]}
+        status = httpx.get(url, params=params, headers=headers, timeout=60).json()
+        if status["status"] == "completed":
+            result = status["result"]
+            assert isinstance(result, dict)
+            return result
+    raise AssertionError(status)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
@@ -92,6 +108,8 @@ def test_make_dev_stops_on_sigterm_and_sighup_as_on_ctrl_c(stop: signal.Signals,
             time.sleep(1)
     assert make.poll() is None, make.communicate()[0]
     assert (data_dir / "dev.pid").exists()
+    if stop == signal.SIGTERM:  # once: the stack answers, and the echo model says it is one
+        assert _echo_answer(api)["model"] == "echo-model"
 
     script = psutil.Process(make.pid).children()
     os.killpg(make.pid, stop)  # the whole group: make, and the script make runs

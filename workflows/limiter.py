@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from taskservice.contracts import LimiterState, SlotRequest
-    from workflows.bookkeeping import history_is_long
+    from workflows.bookkeeping import history_is_long, history_is_long_mid_step
 
 # The memo lists at most this many holders (the counts are always exact).
 MEMO_HOLDERS = 50
@@ -70,7 +70,8 @@ class ConcurrencyLimiterWorkflow:
 
     async def _grant(self) -> None:
         s = self._state
-        while s.waiting and len(s.holders) < s.limit:
+        # Under a steady stream of releases this loop never ends: it stops for the continue-as-new too.
+        while s.waiting and len(s.holders) < s.limit and not history_is_long_mid_step():
             # min() keeps the first of equals: arrival order within a priority.
             request = min(s.waiting, key=lambda w: w.priority_key)
             s.waiting.remove(request)
