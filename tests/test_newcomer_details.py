@@ -60,3 +60,25 @@ def test_the_benchs_celery_row_says_how_to_install_redis(tmp_path: Path) -> None
     )
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "needs redis-server and redis-cli" in done.stderr and "apt-get install redis-server" in done.stderr
+
+
+def test_building_the_tiny_models_prints_no_meaningless_warnings(tmp_path: Path) -> None:
+    runs = [
+        [
+            "scripts/build_tiny_models.py",
+            "--out",
+            str(tmp_path),
+            "--only",
+            "tiny-sd",
+            "--only",
+            "tiny-animatediff",
+        ],
+        ["scripts/build_tiny_tts.py", "--out", str(tmp_path / "tiny-vits")],
+    ]
+    for args in runs:
+        done = subprocess.run(
+            [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=True
+        )
+        lines = (done.stdout + done.stderr).splitlines()
+        noise = [line for line in lines if not line.startswith(("built ", "tiny-", "tiny VITS written"))]
+        assert noise == [], noise

@@ -25,12 +25,12 @@ with workflow.unsafe.imports_passed_through():
 
 # Continue-as-new before the history gets long; state is carried over whole. By events, and by bytes: each
 # memo upsert records the whole memo, so a history of 4000 events reached 572 KB, and its workflow tasks took
-# over 5 s (TMPRL1104) on every worker restart. A run ends past 48 KiB, once it has 100 events of its own
+# over 5 s (TMPRL1104) on every worker restart. A run ends past 48 KiB, once it has 50 events of its own
 # (carried-over state can be large itself: a limiter's line of 250 waiting tasks is ~60 KB), so a history
 # stays under ~100 KB and replays in well under a second.
 HISTORY_LIMIT = 4000
 HISTORY_BYTES_LIMIT = 48 * 1024
-HISTORY_BYTES_MIN_EVENTS = 100
+HISTORY_BYTES_MIN_EVENTS = 50
 BYTES_LIMIT_PATCH = "history-bytes-limit"
 # How often finished tasks are counted, and how far behind now: a task's visibility record is written
 # shortly after it closes, so the newest seconds are left to the next scan.
