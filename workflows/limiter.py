@@ -24,14 +24,20 @@ MEMO_HOLDERS = 50
 
 @workflow.defn(name="ConcurrencyLimiterWorkflow")
 class ConcurrencyLimiterWorkflow:
-    def __init__(self) -> None:
-        self._state = LimiterState(group="")
+    @workflow.init
+    def __init__(self, state: LimiterState) -> None:
+        # The carried-over state is taken before any signal is handled: a run used to take it in `run`, after
+        # the signals of its first activation (slot requests sent while the previous run continued as new)
+        # had been applied to an empty state and were lost, leaving their tasks queued for good.
+        self._state_at_init = workflow.patched("limiter-state-at-init")
+        self._state = state if self._state_at_init else LimiterState(group="")
         self._dirty = True
         self._published: dict[str, object] | None = None
 
     @workflow.run
     async def run(self, state: LimiterState) -> None:
-        self._state = state
+        if not self._state_at_init:
+            self._state = state
         while True:
             self._expire_leases()
             await self._grant()
