@@ -11,7 +11,7 @@ MODELS := data/models
 TS := clients/typescript
 TS_DEPS := $(TS)/node_modules/.package-lock.json
 
-.PHONY: install system-deps models lint test test-heavy dev clean ts-deps ts-types
+.PHONY: install system-deps models lint test test-heavy dev demo clean ts-deps ts-types
 
 $(STAMP): pyproject.toml $(CLIENT)/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -61,5 +61,10 @@ test-heavy: install system-deps $(TS_DEPS)
 dev: install system-deps models
 	@scripts/dev.sh
 
+# Against a running `make dev`: one task of each kind at CPU-safe sizes, then where each result file is.
+demo:
+	@$(PY) scripts/demo.py
+
+# Refused while `make dev` runs; says what it deletes and what it keeps.
 clean:
-	rm -rf data/temporal-dev.db* data/media
+	@scripts/clean.sh

@@ -23,6 +23,7 @@ from api.domain.errors import (
     status_and_code,
 )
 from api.domain.validation import details_from_errors
+from api.graphql.ide_assets import router as graphiql_assets
 from api.graphql.schema import graphql_router
 from api.rest.body_limit import BodyLimit
 from api.rest.openapi import install_openapi, operation_id
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     for module in routers:
         app.include_router(module.router)
     app.include_router(graphql_router(services))  # seed 003's GraphQL API at /graphql
+    app.include_router(graphiql_assets)  # its browser IDE's files, served here (offline)
     mount_socketio(app, services)  # seed 003's Socket.IO events at /ws/ai-tasks and /socket.io
     if tracing is not None:
         _install_tracing(app, services, tracing)

@@ -41,6 +41,7 @@ from bench.orchestration_stacks import (
     Service,
     celery_stack,
     history_events_per_task,
+    missing_redis_tools,
     our_stack,
     temporal_frontend_requests,
 )
@@ -303,8 +304,11 @@ def _verdict(met: bool) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(f"machine: {machine_info()}")
     rows = set(args.only.split(",")) if args.only else set(ROWS)
+    missing = missing_redis_tools() if "celery" in rows else None
+    if missing:  # said before any row runs, not as a FileNotFoundError after the others
+        raise SystemExit(f"bench.orchestration: {missing}")
+    print(f"machine: {machine_info()}")
     poll_s = args.poll_ms / 1000
     results: list[LevelResult] = []
     if "bare" in rows:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -128,6 +129,20 @@ async def our_stack() -> AsyncIterator[Service]:
             for process in processes.values():
                 process.stop()
             temporal.stop()
+
+
+REDIS_TOOLS = ("redis-server", "redis-cli")
+
+
+def missing_redis_tools() -> str | None:
+    """What the Celery row lacks on this machine, said with how to install it; None when nothing."""
+    missing = [tool for tool in REDIS_TOOLS if shutil.which(tool) is None]
+    if not missing:
+        return None
+    return (
+        f"the celery row needs {' and '.join(missing)}, not found on PATH: `apt-get install redis-server` "
+        "(Debian/Ubuntu; it brings both), or leave the row out: --only bare,polling,waiting,prefer"
+    )
 
 
 def _start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from taskservice.logs import silence_model_build_notices
+
 SEED = 0
 TEXT_MAX_LENGTH = 32
 
@@ -355,6 +357,7 @@ def build_all(out: Path, *, names: list[str] | None = None) -> dict[str, Path]:
 
 
 def main() -> None:
+    silence_model_build_notices()  # what the libraries say about random tiny models means nothing
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -14,6 +14,8 @@ import string
 import sys
 from pathlib import Path
 
+from taskservice.logs import silence_model_build_notices
+
 DEFAULT_OUT = Path("data/models/tiny-vits")
 
 
@@ -87,6 +89,7 @@ def build(out_dir: Path, *, seed: int = 0) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    silence_model_build_notices()  # what the libraries say about random tiny models means nothing
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("out_dir", nargs="?", type=Path, default=None, help="same as --out")
     parser.add_argument("--out", type=Path, default=None, help=f"target folder (default {DEFAULT_OUT})")

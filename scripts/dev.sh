@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make dev`: Temporal dev server (+ Web UI), the four workers and the API, on embedded defaults.
-# Ctrl-C stops all of it. Every default can be overridden by the environment (see README).
+# Ctrl-C, SIGTERM or SIGHUP stops all of it. Every default can be overridden by the environment (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/${VENV:-.venv}/bin:$PATH"
-mkdir -p data
+export DATA_DIR="${DATA_DIR:-data}"
+mkdir -p data "$DATA_DIR"
 
 export API_PORT="${API_PORT:-8001}"
 TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
@@ -19,6 +20,16 @@ export ANIMATION_MODEL="${ANIMATION_MODEL:-data/models/tiny-animatediff}"
 export CAPTION_MODEL="${CAPTION_MODEL:-data/models/tiny-blip}"
 # shellcheck source=scripts/dev_key.sh
 source scripts/dev_key.sh
+
+# Refuse to start over a running stack (or anything else on our ports): name the port and its holder.
+ports=("API=$API_PORT")
+[ -z "${OPENAI_BASE_URL:-}${OPENAI_API_KEY:-}" ] && ports+=("echo model=${FAKE_LLM_PORT:-8002}")
+[ "$TEMPORAL_ADDRESS" = "localhost:$TEMPORAL_PORT" ] && ports+=("Temporal=$TEMPORAL_PORT" "Temporal UI=$TEMPORAL_UI_PORT")
+if ! python -m taskservice.devtools.ports "${ports[@]}"; then
+    echo "make dev not started: stop what holds the port (another make dev? see $DATA_DIR/dev.pid) or choose" \
+        "other ports (API_PORT, TEMPORAL_PORT, TEMPORAL_UI_PORT, FAKE_LLM_PORT)." >&2
+    exit 1
+fi
 dev_api_key
 
 # Every process runs in its own process group (setsid), so Ctrl-C reaches only this script, which then stops
@@ -39,8 +50,13 @@ stop_groups() {  # stop_groups SIGNAL SECONDS PID...: signal each group, wait un
     done
     for pid in "$@"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
 }
+stopping=""
 cleanup() {
-    trap - INT TERM EXIT
+    # Ignore the signals from now on: make forwards a SIGTERM it receives to this script, so a stop by
+    # `kill -TERM -- -<make's group>` arrives twice, and a second one must not cut the stop short.
+    trap '' INT TERM HUP
+    [ -n "$stopping" ] && return 0
+    stopping=1
     echo "stopping: workers, API, then Temporal..."
     # A task still running after 5 s is left to Temporal: it is retried when make dev runs again. The API
     # and the echo model go after the workers, so a running task does not fail on a vanished LLM first.
@@ -48,16 +64,20 @@ cleanup() {
     [ "${#others[@]}" -gt 0 ] && stop_groups TERM 5 "${others[@]}"
     [ -n "$server_pid" ] && stop_groups TERM 10 "$server_pid"
     wait 2>/dev/null || true
+    rm -f "$DATA_DIR/dev.pid"
     echo "stopped."
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
+echo $$ > "$DATA_DIR/dev.pid"   # `make clean` refuses while this process lives
 
 if [ -z "${OPENAI_BASE_URL:-}${OPENAI_API_KEY:-}" ]; then
     # No LLM configured: an echo model stands in, so the LLM task types run end to end.
     # Its answers are canned ("FAKE-LLM: ..."); set OPENAI_BASE_URL/OPENAI_API_KEY for a real model.
-    setsid python -m taskservice.devtools.fake_llm --port "${FAKE_LLM_PORT:-8002}" &
+    # Its model is named as what it is, so results say `"model": "echo-model"`, not a real model's name.
+    setsid python -m taskservice.devtools.fake_llm --port "${FAKE_LLM_PORT:-8002}" --model echo-model &
     others+=($!)
     export OPENAI_BASE_URL="http://127.0.0.1:${FAKE_LLM_PORT:-8002}/v1" OPENAI_API_KEY="dev-echo-model"
+    export LLM_MODEL="echo-model"
     LLM_NOTE="echo model at $OPENAI_BASE_URL (set OPENAI_BASE_URL for a real one)"
 else
     LLM_NOTE="${OPENAI_BASE_URL:-api.openai.com}"
@@ -68,7 +88,7 @@ fi
 if [ "$TEMPORAL_ADDRESS" = "localhost:$TEMPORAL_PORT" ]; then
     setsid temporal server start-dev \
         --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
-        --db-filename data/temporal-dev.db \
+        --db-filename "$DATA_DIR/temporal-dev.db" \
         --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
         --dynamic-config-value matching.useNewMatcher=true \
         --dynamic-config-value matching.enableFairness=true \
@@ -83,10 +103,17 @@ if [ "$TEMPORAL_ADDRESS" = "localhost:$TEMPORAL_PORT" ]; then
         --search-attribute WebhookStatus=Keyword \
         --log-level "${TEMPORAL_LOG_LEVEL:-error}" &
     server_pid=$!
+    serving=""
     for _ in $(seq 1 100); do
-        temporal operator cluster health --address "$TEMPORAL_ADDRESS" 2>/dev/null | grep -q SERVING && break
+        temporal operator cluster health --address "$TEMPORAL_ADDRESS" 2>/dev/null | grep -q SERVING \
+            && serving=1 && break
+        kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.3
     done
+    if [ -z "$serving" ]; then
+        echo "make dev not started: the Temporal dev server did not come up on $TEMPORAL_ADDRESS" >&2
+        exit 1
+    fi
     temporal operator namespace update --address "$TEMPORAL_ADDRESS" -n default \
         --retention "${TASK_RETENTION_HOURS:-24}h" >/dev/null
 fi
@@ -106,12 +133,13 @@ cat <<BANNER
     X-API-Key      $KEY_SHOWN
     LLM            $LLM_NOTE
     CLIs           temporal, taskctl:  export PATH="$PWD/${VENV:-.venv}/bin:\$PATH" TASK_SERVICE_API_KEY=$KEY_IN_CURL
-    State          kept in data/ across runs (make clean starts over)
+    State          kept in $DATA_DIR/ across runs (make clean starts over)
   Try:
     curl -s -X POST http://localhost:$API_PORT/api/v1/tasks/submit -H "X-API-Key: $KEY_IN_CURL" \\
       -H 'Content-Type: application/json' \\
       -d '{"project_id":"demo","task_type":"test_prompt","task_data":{"prompt_template":"Hello {{who}}","test_parameters":{"who":"world"}}}'
-  Ctrl-C stops everything.
+  Results:       make demo  (one task of each kind, then where each result file is)
+  Ctrl-C (or SIGTERM) stops everything.
 
 BANNER
 wait -n "${pids[@]}" "${others[@]}" ${server_pid:+"$server_pid"} || true

@@ -7,6 +7,7 @@ workers) become top-level keys. A last processor scrubs secrets that must never 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -67,6 +68,24 @@ def silence_known_notices() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropKnownNotices) for f in logger.filters):
             logger.addFilter(DropKnownNotices(fragments))
+
+
+# What building the tiny random models (scripts/build_tiny_*.py) prints that means nothing for them: diffusers
+# notes that no modules of an AnimateDiff UNet must stay in float32 (an empty list), Coqui TTS that a config
+# without a language falls back to English (the tiny VITS has none), and the libraries' progress bars for
+# writing one small file.
+MODEL_BUILD_NOTICES = {
+    "diffusers.models.modeling_utils": ("that should be kept in float32: []",),
+    "TTS.tts.utils.languages": ("Could not identify language from config",),
+}
+
+
+def silence_model_build_notices() -> None:
+    """For the model-building scripts: the known notices, the build-only ones, and no progress bars."""
+    silence_known_notices()
+    for name, fragments in MODEL_BUILD_NOTICES.items():
+        logging.getLogger(name).addFilter(DropKnownNotices(fragments))
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when the libraries are imported
 
 
 def scrub(text: str) -> str:

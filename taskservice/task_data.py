@@ -22,7 +22,7 @@ from pydantic import (
 
 from taskservice.audio_operations import AudioOperation
 
-_RESOLUTION = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+_RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
 _TEMPLATE_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 
 
@@ -36,9 +36,10 @@ def _resolution(value: str) -> str:
     match = _RESOLUTION.match(value)
     if not match:
         raise ValueError("must look like WIDTHxHEIGHT, e.g. 1024x576")
-    width, height = int(match.group(1)), int(match.group(2))
+    # One message for every size out of range, however many digits it has (100000x100000 as 8192x8192).
+    width, height = (int(digits) if len(digits) <= 6 else 10**6 for digits in match.groups())
     if not (16 <= width <= 4096 and 16 <= height <= 4096):
-        raise ValueError("width and height must be between 16 and 4096")
+        raise ValueError("width and height must each be between 16 and 4096, e.g. 1024x576")
     return value
 
 

@@ -267,3 +267,31 @@ def test_taskctl_process_watches_a_video_task_to_completion(stack: Stack) -> Non
     missing = taskctl("--json", "watch", "no-such-task")
     assert missing.returncode == 1 and missing.stdout == ""
     assert json.loads(missing.stderr)["error"] == "task_not_found"
+
+
+def test_download_saves_the_result_file_and_piped_status_keeps_its_url_whole(
+    taskctl: Any, tmp_path: Path
+) -> None:
+    data = {"prompt": "a lighthouse", "resolution": "64x64", "quality": "draft"}
+    task_id = taskctl(
+        "submit", "generate_image", "-p", _project(), "-d", json.dumps(data), "-q"
+    ).stdout.strip()
+    assert taskctl("wait", task_id, "--timeout", "300").exit_code == 0
+
+    url = _json(taskctl("--json", "status", task_id))["result"]["media_url"]
+    assert len(url) > 100  # longer than a narrow terminal: it once came out broken across lines
+    status = taskctl("status", task_id)  # not a terminal
+    assert any(url in line for line in status.stdout.splitlines()), status.stdout
+
+    saved = taskctl("download", task_id, "-o", str(tmp_path / "out"))
+    assert saved.exit_code == 0, saved.output
+    path = Path(saved.stdout.strip())
+    assert path == (tmp_path / "out" / f"{task_id}.png").resolve()
+    assert path.read_bytes().startswith(b"\x89PNG") and sorted(path.parent.iterdir()) == [path]
+    as_json = _json(taskctl("--json", "download", task_id, "-o", str(tmp_path / "again")))
+    assert as_json["media_url"] == url and as_json["bytes"] == path.stat().st_size
+
+    text_task = _submit(taskctl, "no file here")
+    assert taskctl("wait", text_task).exit_code == 0
+    refused = taskctl("download", text_task)
+    assert refused.exit_code == 2 and "has no result file" in refused.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -334,6 +335,25 @@ async def test_wrong_or_missing_key_is_rejected(stack: Stack) -> None:
         await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
         with pytest.raises(websockets.exceptions.ConnectionClosed):
             await asyncio.wait_for(socket.recv(), 10)
+
+
+async def test_graphiql_is_served_by_the_api_and_loads_nothing_from_elsewhere(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.api_url) as client:
+        page = await client.get("/graphql", headers={"Accept": "text/html"})
+        assert page.status_code == 200
+        found = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"', page.text)
+        referenced = [ref for ref in found if not ref.startswith("data:")]  # the inline favicon loads nothing
+        assert len(referenced) >= 4 and "unpkg" not in page.text
+        assert all(ref.startswith("/graphql/ide/") for ref in referenced), referenced  # no other host
+        for ref in referenced:
+            asset = await client.get(ref, headers={"Accept-Encoding": "identity"})
+            assert asset.status_code == 200 and len(asset.content) > 1000, ref
+            assert asset.headers["content-type"].startswith(("text/javascript", "text/css"))
+            assert "content-encoding" not in asset.headers and not asset.content.startswith(b"\x1f\x8b")
+        packed = await client.get(referenced[-1], headers={"Accept-Encoding": "gzip"})
+        assert packed.headers["content-encoding"] == "gzip" and packed.status_code == 200
+        missing = await client.get("/graphql/ide/nothing.js")
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
 
 # --- subscriptions -----------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def _run(block: str, checkout: Path, stack: Stack) -> str:
         ["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done.stdout
+    return done.stdout + done.stderr  # the media submits' answers are shown on stderr (`tee /dev/stderr`)
 
 
 async def _cancel_unfinished(api: httpx.AsyncClient, project_id: str) -> None:
@@ -70,6 +70,10 @@ async def test_the_example_session_runs_as_written(
     assert '"temporal_status":"connected"' in out and '{"status":"ok"}' in out
     for media in ("generate_image", "generate_video", "render_animation"):
         assert f'"project_id":"demo","task_type":"{media}"' in out, media
+    results = sorted(path.suffix for path in (checkout / "results").iterdir() if path.stat().st_size > 0)
+    assert results == [".mp4", ".png"], results
+    # Nothing else left in the checkout (the submit answer once stayed behind as submitted.json).
+    assert sorted(path.name for path in checkout.iterdir()) == [".venv", "data", "results"]
 
 
 async def test_the_taskctl_block_runs_as_written(

@@ -25,6 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import console
     from workflows.history import history_is_long
 
+# The metrics and registry workflows take their carried-over state at init (signals of a run's first
+# activation used to land on an empty state).
+STATE_AT_INIT_PATCH = "bookkeeping-state-at-init"
 # How often finished tasks are counted, and how far behind now: a task's visibility record is written
 # shortly after it closes, so the newest seconds are left to the next scan.
 SCAN_EVERY = timedelta(seconds=2)
@@ -57,14 +60,19 @@ class TaskMetricsWorkflow:
     for it) each; half-open `[counted_until, now - lag)` windows count each task exactly once.
     """
 
-    def __init__(self) -> None:
-        self._state = MetricsState()
+    @workflow.init
+    def __init__(self, state: MetricsState | None = None) -> None:
+        # The carried-over state is taken before any signal is handled: taken in `run`, it overwrote what the
+        # signals of a new run's first activation (a retry recorded during the continue-as-new) had counted.
+        self._state_at_init = workflow.patched(STATE_AT_INIT_PATCH)
+        self._state = (state or MetricsState()) if self._state_at_init else MetricsState()
         self._dirty = False
         self._published_until: datetime | None = None
 
     @workflow.run
     async def run(self, state: MetricsState | None = None) -> None:
-        self._state = state or MetricsState()
+        if not self._state_at_init:
+            self._state = state or MetricsState()
         if self._state.counted_until is None:
             self._state.counted_until = workflow.now().isoformat()
         self._publish()
@@ -121,16 +129,21 @@ class WorkerRegistryWorkflow:
     """Workers' own reports, published in the memo: new workers and changes of state at once, refreshes
     together (PUBLISH_REFRESHES_EVERY)."""
 
-    def __init__(self) -> None:
-        self._state = WorkerRegistryState()
+    @workflow.init
+    def __init__(self, state: WorkerRegistryState | None = None) -> None:
+        # The carried-over state is taken before any signal is handled, so the reports of a new run's first
+        # activation (a signal-with-start's, or those sent during the continue-as-new) are kept.
+        self._state_at_init = workflow.patched(STATE_AT_INIT_PATCH)
+        self._state = (state or WorkerRegistryState()) if self._state_at_init else WorkerRegistryState()
         self._dirty = False
         self._urgent = False  # a new worker or a change of state: publish at once
         self._published_at: datetime | None = None
 
     @workflow.run
     async def run(self, state: WorkerRegistryState | None = None) -> None:
-        # A signal-with-start's report is handled before this runs (first activation): keep it.
-        self._state = state or self._state
+        if not self._state_at_init:
+            # A signal-with-start's report is handled before this runs (first activation): keep it.
+            self._state = state or self._state
         self._publish()
         while True:
             await workflow.wait_condition(lambda: self._dirty or history_is_long())

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SlotRequest,
     )
     from workflows import console, fair_slots
-    from workflows.history import history_is_long
+    from workflows.history import history_is_long, history_is_long_mid_step
 
 # The memo lists at most this many holders (the counts are always exact).
 MEMO_HOLDERS = 50
@@ -36,14 +36,20 @@ FAIR_SLOTS_PATCH = "fair-slots"
 
 @workflow.defn(name="ConcurrencyLimiterWorkflow")
 class ConcurrencyLimiterWorkflow:
-    def __init__(self) -> None:
-        self._state = LimiterState(group="")
+    @workflow.init
+    def __init__(self, state: LimiterState) -> None:
+        # The carried-over state is taken before any signal is handled: a run used to take it in `run`, after
+        # the signals of its first activation (slot requests sent while the previous run continued as new)
+        # had been applied to an empty state and were lost, leaving their tasks queued for good.
+        self._state_at_init = workflow.patched("limiter-state-at-init")
+        self._state = state if self._state_at_init else LimiterState(group="")
         self._dirty = True
         self._published: dict[str, object] | None = None
 
     @workflow.run
     async def run(self, state: LimiterState) -> None:
-        self._state = state
+        if not self._state_at_init:
+            self._state = state
         while True:
             self._expire_leases()
             await self._grant()
@@ -87,7 +93,8 @@ class ConcurrencyLimiterWorkflow:
         s = self._state
         fair = workflow.patched(FAIR_SLOTS_PATCH)
         while True:
-            while s.waiting and len(s.holders) < s.limit:
+            # Under a steady stream of releases this loop never ends: it stops for the continue-as-new too.
+            while s.waiting and len(s.holders) < s.limit and not history_is_long_mid_step():
                 if fair:
                     request = fair_slots.take_next(s)
                 else:

@@ -34,6 +34,7 @@ from strawberry.types.unset import UnsetType
 
 from api.domain.caller import Caller
 from api.domain.errors import AuthenticationFailed, ServiceError, status_and_code
+from api.graphql.ide_assets import graphiql_html
 from api.graphql.resolvers import (
     GraphQLContext,
     resolve_ai_task,
@@ -154,6 +155,11 @@ schema = build_schema(production=False)
 
 
 class TaskGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
+    @property
+    def graphql_ide_html(self) -> str:
+        # Strawberry's page loads GraphiQL from a CDN; ours from the API itself (offline, like /docs).
+        return graphiql_html()
+
     async def on_ws_connect(self, context: GraphQLContext) -> UnsetType | dict[str, object] | None:
         params = context.connection_params
         if isinstance(params, Mapping):

@@ -22,6 +22,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import BaseModel
 
+from taskservice_client.cli_download import save_media
 from taskservice_client.cli_output import Output, UsageError, state_text
 from taskservice_client.client import TaskServiceClient
 from taskservice_client.errors import (
@@ -348,6 +349,29 @@ def list_(
             out.data(tasks)
         else:
             out.task_list(project, tasks)
+
+
+@app.command()
+def download(
+    ctx: typer.Context,
+    task_id: TaskIdArg,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder to save into.")] = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Save a completed task's result file (result.media_url) as DIR/<task_id>.<ext>; print its path."""
+    with _session(ctx, as_json) as (client, out):
+        saved = save_media(client.status(task_id), client.base_url, output_dir)
+        if out.as_json:
+            out.data(
+                {
+                    "task_id": task_id,
+                    "path": str(saved.path),
+                    "media_url": saved.media_url,
+                    "bytes": saved.size,
+                }
+            )
+        else:
+            typer.echo(saved.path)
 
 
 @app.command()

@@ -38,6 +38,7 @@ STATE_STYLE = {
     TaskState.CANCELLED: "magenta",
 }
 PIPE_WIDTH = 160
+UNWRAPPED_WIDTH = 100_000
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "warning": "yellow"}
 # Narrow terminals get the essential columns of a task list only (the rest is one `taskctl status` away).
 OPTIONAL_LIST_COLUMNS = [(100, "created"), (112, "took"), (140, "error")]
@@ -79,9 +80,15 @@ class Output:
 
     @property
     def console(self) -> Console:
-        # Piped output is not cut to 80 columns (task IDs and steps stay whole); COLUMNS still wins.
-        wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-        return Console(highlight=False, width=PIPE_WIDTH if wide else None)
+        # Output that is not a terminal never wraps a value: a media URL stays one line, whole, for grep,
+        # copy and paste (a terminal's output is laid out to the terminal's width).
+        return Console(highlight=False, width=None if sys.stdout.isatty() else UNWRAPPED_WIDTH)
+
+    @property
+    def layout_width(self) -> int:
+        """The width that chooses a listing's columns: the terminal's, else COLUMNS, else PIPE_WIDTH."""
+        piped_default = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+        return Console(width=PIPE_WIDTH if piped_default else None).width
 
     def data(self, value: Any, *, compact: bool = False) -> None:
         """Print a model, list of models or plain value as JSON (only used with --json)."""
@@ -133,13 +140,14 @@ class Output:
         table.add_column("task_id", no_wrap=True, min_width=36)
         table.add_column("type", overflow="fold")
         table.add_column("status", no_wrap=True, min_width=10)
-        shown = {name for width, name in OPTIONAL_LIST_COLUMNS if console.width >= width}
+        layout_width = self.layout_width
+        shown = {name for width, name in OPTIONAL_LIST_COLUMNS if layout_width >= width}
         if "created" in shown:
             table.add_column("created", no_wrap=True)
         if "took" in shown:
             table.add_column("took", no_wrap=True, justify="right")
         if "error" in shown:
-            table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=console.width - 110)
+            table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=layout_width - 110)
         for task in tasks:
             row: list[str | Text] = [task.task_id, task.task_type, state_text(task.status)]
             if "created" in shown:
