@@ -20,7 +20,7 @@ from temporalio.worker import Replayer
 
 from taskservice.payloads import DATA_CONVERTER
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, limiter_workflow_id
-from tests.support.stack import API_KEYS, Stack
+from tests.support.stack import API_KEYS, HISTORY_NAMESPACE, Stack
 from workflows.bookkeeping import TaskMetricsWorkflow, WorkerRegistryWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
 
@@ -73,21 +73,17 @@ async def _submit_and_finish(url: str) -> None:
         raise AssertionError(f"{TASKS} tasks did not complete in 10 minutes: {counts}; {limiter.text[:1500]}")
 
 
-async def test_bookkeeping_histories_stay_small_and_replay_fast(
-    stack: Stack, temporal_client: Client
-) -> None:
-    process, url = stack.start_api("api-history", MAX_CONCURRENT_TASKS="50")
-    try:
-        await _submit_and_finish(url)
-    finally:
-        headers = {"X-API-Key": API_KEYS[0]}
-        async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60) as api:
-            # A failed run leaves no queued tasks to the tests after it.
-            for status in ("queued", "processing"):
-                body = {"project_id": PROJECT, "status": status}
-                await api.post("/api/v1/tasks/bulk/cancel", json=body)
-        process.stop()
-
+async def test_bookkeeping_histories_stay_small_and_replay_fast(stack: Stack) -> None:
+    async with stack.replica("histories", HISTORY_NAMESPACE, MAX_CONCURRENT_TASKS="50") as replica:
+        try:
+            await _submit_and_finish(replica.url)
+        finally:
+            async with replica.client() as api:
+                # A failed run leaves no queued tasks behind it.
+                for status in ("queued", "processing"):
+                    body = {"project_id": PROJECT, "status": status}
+                    await api.post("/api/v1/tasks/bulk/cancel", json=body)
+    temporal_client = await Client.connect(stack.temporal.address, namespace=HISTORY_NAMESPACE)
     replayer = Replayer(
         workflows=[TaskMetricsWorkflow, WorkerRegistryWorkflow, ConcurrencyLimiterWorkflow],
         data_converter=DATA_CONVERTER,

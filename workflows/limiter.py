@@ -106,6 +106,8 @@ class ConcurrencyLimiterWorkflow:
                 if not await self._tell(request.holder_id, SLOT_GRANTED_SIGNAL, s.group):
                     # The task closed while it waited (its release is on the way or was lost): free the slot.
                     s.holders.pop(request.holder_id, None)
+            if history_is_long_mid_step():
+                break  # the next run serves and defers the rest: its line is carried over
             # Signals handled while the deferrals were sent are served before the line is published.
             deferred = fair_slots.overflow(s) if fair else []
             if not deferred:
