@@ -30,6 +30,7 @@ from api.rest.route_errors import route_error_body
 from api.rest.routes import (
     admin,
     batch,
+    estimates,
     health,
     media,
     projects,
@@ -163,7 +164,20 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.state.services = services
     _install_http_metrics(app, services)
     _install_error_handlers(app)
-    routers = (health, tasks, webhooks, batch, statistics, projects, queues, workers, admin, streams, media)
+    routers = (
+        health,
+        estimates,
+        tasks,
+        webhooks,
+        batch,
+        statistics,
+        projects,
+        queues,
+        workers,
+        admin,
+        streams,
+        media,
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(graphql_router(services))  # seed 003's GraphQL API at /graphql

@@ -44,6 +44,8 @@ TENANCY_NAMESPACE = "tenancy"
 TRACING_NAMESPACE = "traces"
 # The console tests' own (tests/test_console.py): a default-queue worker only, one image slot.
 CONSOLE_NAMESPACE = "console"
+# The time-estimate tests' own (tests/test_eta.py): learned durations start from nothing there.
+ETA_NAMESPACE = "eta"
 NAMESPACES = (
     ISOLATED_NAMESPACE,
     EMPTY_NAMESPACE,
@@ -51,6 +53,7 @@ NAMESPACES = (
     TENANCY_NAMESPACE,
     TRACING_NAMESPACE,
     CONSOLE_NAMESPACE,
+    ETA_NAMESPACE,
 )
 WORKER_QUEUES = ["default", "cpu_intensive", "gpu_medium", "gpu_heavy"]
 
