@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +19,8 @@ from temporalio.client import Client
 
 from taskservice.durations import WINDOW, DurationSample, DurationWindows, fit
 from taskservice.work_units import work_units
+from taskservice_client.cli_output import ready_in
+from taskservice_client.models import TaskStatus
 from tests.support.stack import (
     API_KEYS,
     EMPTY_NAMESPACE,
@@ -216,3 +218,26 @@ async def test_a_queue_without_workers_gives_no_time_and_says_why(stack: Stack) 
             assert refused.status_code == 422 and "no worker is polling" in refused.json()["message"]
     finally:
         process.stop()
+
+
+def test_taskctl_says_when_it_will_be_ready() -> None:
+    now = datetime.now(UTC)
+    base = {"task_id": "t", "project_id": "p", "task_type": "test_prompt", "created_at": now}
+    estimate = {
+        "duration_p50_s": 100,
+        "duration_p90_s": 170,
+        "completion_p90_at": now + timedelta(seconds=180),
+    }
+    queued = TaskStatus.model_validate(
+        {
+            **base,
+            "status": "queued",
+            "estimated_completion_at": now + timedelta(seconds=120),
+            "estimate": estimate,
+        }
+    )
+    assert ready_in(queued, now) == "ready in ~2 min (90 %: 3 min)"
+    unserved = {"duration_p50_s": 10, "duration_p90_s": 15, "reason": "no worker is polling queue 'default'"}
+    nobody = TaskStatus.model_validate({**base, "status": "queued", "estimate": unserved})
+    assert ready_in(nobody, now) == "no estimate: no worker is polling queue 'default'"
+    assert ready_in(TaskStatus.model_validate({**base, "status": "completed"}), now) is None

@@ -169,6 +169,20 @@ async def _submit(m: Match) -> None:
     await m.changes_nothing(action)
 
 
+async def _quote(m: Match) -> None:
+    """A quote of the victim's body: an estimate that names no task, and nothing starts or changes."""
+
+    async def action() -> None:
+        response = await m.client.post("/api/v1/tasks/quote", json=done_body(m.victim))
+        assert response.status_code == 200, response.text
+        assert response.json()["estimate"] is not None
+        assert not any(task_id in response.text for task_id in m.victim_ids)
+        assert await m.own_view() == own_before
+
+    own_before = await m.own_view()
+    await m.changes_nothing(action)
+
+
 async def _batch(m: Match) -> None:
     async def action() -> None:
         response = await m.client.post("/api/v1/tasks/batch", json={"tasks": [done_body(m.victim)]})
@@ -375,6 +389,8 @@ ROUTE_PROBES: dict[tuple[str, str], Probe] = {
     ("GET", "/api/v1/tasks/metrics"): lambda m: _counts(m, "/api/v1/tasks/metrics"),
     ("GET", "/api/v1/tasks/statistics"): _statistics,
     ("POST", "/api/v1/tasks/submit"): _submit,
+    ("POST", "/api/v1/tasks/quote"): _quote,
+    ("GET", "/api/v1/tasks/estimates"): lambda m: _tells_nothing_of_tasks(m, "/api/v1/tasks/estimates"),
     ("GET", TASK): _as_missing("GET", TASK),
     ("DELETE", TASK): _as_missing("DELETE", TASK, role="unfinished"),
     ("GET", TASK + "/events"): _task_stream,
