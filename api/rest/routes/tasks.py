@@ -62,6 +62,16 @@ PAGE_HEADERS = {
     },
 }
 
+SubmitPrefer = Annotated[
+    str | None,
+    Header(
+        alias="Prefer",
+        max_length=200,
+        description="`wait=N` (N <= 60): answer with the finished task if it ends within N seconds; "
+        "`handling=strict`: refuse a `deadline_s` the task is not predicted to meet (422).",
+    ),
+]
+
 
 @router.post(
     "/submit",
@@ -93,15 +103,7 @@ async def submit_task(
             description="Deadline from now (`90`, `90s`, `5m`, `1h30m`); wins over `deadline_s`.",
         ),
     ] = None,
-    prefer: Annotated[
-        str | None,
-        Header(
-            alias="Prefer",
-            max_length=200,
-            description="`wait=N` (N <= 60): answer with the finished task if it ends within N seconds; "
-            "`handling=strict`: refuse a `deadline_s` the task is not predicted to meet (422).",
-        ),
-    ] = None,
+    prefer: SubmitPrefer = None,
 ) -> FinishedSubmitResponse | SubmitTaskResponse:
     """Submit a task.
 
