@@ -38,6 +38,7 @@ from api.rest.routes import (
     statistics,
     streams,
     tasks,
+    usage,
     webhooks,
     workers,
 )
@@ -74,6 +75,10 @@ OPENAPI_TAGS = [
     {"name": "webhooks", "description": "The tenant's webhook secret; failed deliveries, sent again."},
     {"name": "events", "description": "Live progress as Server-Sent Events."},
     {"name": "queues", "description": "Task queues: backlog and workers."},
+    {
+        "name": "usage",
+        "description": "What a tenant's tasks used: device and run time, by project, type and day.",
+    },
     {"name": "workers", "description": "Worker processes as they report themselves."},
     {"name": "health", "description": "Liveness, service health and Prometheus metrics."},
     {"name": "admin", "description": "Operators only (ADMIN_API_KEY)."},
@@ -173,6 +178,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         statistics,
         projects,
         queues,
+        usage,
         workers,
         admin,
         streams,

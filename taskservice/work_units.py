@@ -71,3 +71,14 @@ def work_units(task_type: str, task_data: dict[str, Any]) -> float:
     if task_type == "process_audio":
         return _audio_seconds(task_data)
     return _llm_tokens(task_data)
+
+
+# What a media result's metadata calls the seconds its attempt held a device, by kind of device.
+GPU_SECONDS = "gpu_seconds"
+CPU_SECONDS = "cpu_seconds"
+DEVICE_SECONDS_KEYS = (GPU_SECONDS, CPU_SECONDS)
+
+
+def device_seconds_key(device: str) -> str:
+    """`gpu_seconds` on an accelerator (cuda, mps), `cpu_seconds` on a CPU worker."""
+    return CPU_SECONDS if device.split(":", 1)[0] == "cpu" else GPU_SECONDS

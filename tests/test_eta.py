@@ -153,6 +153,10 @@ async def test_prior_then_learned_then_waits_behind_a_backlog(eta: Replica, temp
         behind = await _wait_for_backlog(api)
         assert behind["estimate"]["wait_p50_s"] > 0
         assert _at(behind["estimated_start_at"]) > _at(small["estimated_start_at"])
+        queues = {q["queue"]: q for q in (await api.get("/api/v1/queues")).json()["queues"]}
+        assert queues["default"]["drain_s"] > 0, queues["default"]
+        assert queues["gpu_heavy"]["drain_s"] is None
+        assert queues["gpu_heavy"]["drain_reason"] == "no worker is polling queue 'gpu_heavy'"
         # ...but are not listed to it.
         listed = (await api.get("/api/v1/tasks", params={"status": "queued"})).json()
         assert listed == []

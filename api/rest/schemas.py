@@ -293,6 +293,11 @@ class QueueStatus(BaseModel):
     worker_count: int
     configured_concurrency: int
     task_types: list[str]
+    drain_s: float | None = Field(
+        None,
+        description="Predicted seconds until its present backlog has started (null: no worker polls it).",
+    )
+    drain_reason: str | None = Field(None, description="Why there is no `drain_s`.")
 
 
 class QueuesResponse(BaseModel):
