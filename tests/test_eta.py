@@ -245,3 +245,32 @@ def test_taskctl_says_when_it_will_be_ready() -> None:
     nobody = TaskStatus.model_validate({**base, "status": "queued", "estimate": unserved})
     assert ready_in(nobody, now) == "no estimate: no worker is polling queue 'default'"
     assert ready_in(TaskStatus.model_validate({**base, "status": "completed"}), now) is None
+
+
+async def test_media_results_report_device_seconds_and_usage_sums_them(api: httpx.AsyncClient) -> None:
+    project = f"proj_usage_{time.time_ns()}"
+    response = await api.post(
+        "/api/v1/tasks/submit",
+        json={"project_id": project, "task_type": "generate_character_voice", "task_data": {"text": "Hi."}},
+    )
+    assert response.status_code == 200, response.text
+    done = await wait_status(api, response.json()["task_id"], timeout=180)
+    assert done["status"] == "completed", done
+    # The test workers run on CPU: named as such, never as GPU time.
+    seconds = done["result"]["metadata"]["cpu_seconds"]
+    assert seconds > 0 and "gpu_seconds" not in done["result"]["metadata"]
+    deadline = time.monotonic() + 20
+    while True:
+        usage = (await api.get("/api/v1/usage")).json()
+        rows = [r for r in usage["usage"] if r["project_id"] == project]
+        if rows or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    [row] = rows
+    assert row["task_type"] == "generate_character_voice" and row["tasks"] == 1
+    assert row["cpu_seconds"] == pytest.approx(seconds) and row["gpu_seconds"] == 0
+    assert row["day"] == datetime.now(UTC).date().isoformat()
+    backwards = await api.get(
+        "/api/v1/usage", params={"from": "2026-12-07T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
+    )
+    assert backwards.status_code == 400 and backwards.json()["error"] == "validation_error"

@@ -470,6 +470,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What the caller's tasks used
+         * @description The finished tasks of the caller's tenant (a user token: its own) in `[from, to)`, by project, task type and day: how many, their run time, and the device seconds media results report (`gpu_seconds`, or `cpu_seconds` on CPU workers). At most 93 days per request.
+         */
+        get: operations["usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workers/health": {
         parameters: {
             query?: never;
@@ -940,6 +960,16 @@ export interface components {
             configured_concurrency: number;
             /** Task Types */
             task_types: string[];
+            /**
+             * Drain S
+             * @description Predicted seconds until its present backlog has started (null: no worker polls it).
+             */
+            drain_s?: number | null;
+            /**
+             * Drain Reason
+             * @description Why there is no `drain_s`.
+             */
+            drain_reason?: string | null;
         };
         /** QueuesResponse */
         QueuesResponse: {
@@ -1216,6 +1246,60 @@ export interface components {
             task_id: string;
             /** Deliveries */
             deliveries: components["schemas"]["WebhookDeliveryResponse"][];
+        };
+        /** UsageResponse */
+        UsageResponse: {
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+            /** Tasks */
+            tasks: number;
+            /**
+             * Truncated
+             * @description True when more tasks finished than one answer sums (10 000).
+             */
+            truncated: boolean;
+            /** Totals */
+            totals: {
+                [key: string]: number;
+            };
+            /** Usage */
+            usage: components["schemas"]["UsageRowBody"][];
+        };
+        /** UsageRowBody */
+        UsageRowBody: {
+            /** Project Id */
+            project_id: string;
+            /** Task Type */
+            task_type: string;
+            /**
+             * Day
+             * @description UTC date the tasks finished (YYYY-MM-DD).
+             */
+            day: string;
+            /** Tasks */
+            tasks: number;
+            /** Processing Seconds */
+            processing_seconds: number;
+            /**
+             * Gpu Seconds
+             * @description Seconds media tasks held a GPU (as their results report).
+             * @default 0
+             */
+            gpu_seconds?: number;
+            /**
+             * Cpu Seconds
+             * @description Seconds media tasks ran on CPU workers.
+             * @default 0
+             */
+            cpu_seconds?: number;
         };
         /** WebhookDeliveriesResponse */
         WebhookDeliveriesResponse: {
@@ -4751,6 +4835,71 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["QueuesResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    usage: {
+        parameters: {
+            query?: {
+                /** @description Start, ISO 8601 with zone (default: 30 days ago). */
+                from?: string | null;
+                /** @description End, exclusive (default: now). */
+                to?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageResponse"];
+                };
+            };
+            /** @description `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
