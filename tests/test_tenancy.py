@@ -46,6 +46,7 @@ from tests.support.tenancy import (
 )
 
 Probe = Callable[[Match], Awaitable[None]]
+TASKS_QUERY = 'WorkflowType = "TaskWorkflow"'
 
 
 async def _owner_sees(m: Match, path: str) -> None:
@@ -136,6 +137,21 @@ async def _statistics(m: Match) -> None:
 
     attacker = m.world.parties[m.attacker]
     await eventually_equal(lambda: total(m.client), lambda: m.world.count(attacker.visibility_query(None)))
+
+
+async def _usage(m: Match) -> None:
+    """Usage sums the finished tasks in the caller's view only (a user's own, a tenant's, everyone's)."""
+
+    async def total() -> int:
+        response = await m.client.get("/api/v1/usage")
+        assert response.status_code == 200, response.text
+        return int(response.json()["tasks"])
+
+    attacker = m.world.parties[m.attacker]
+    finished = f'{attacker.visibility_query(None)} AND ExecutionStatus != "Running"'
+    mine = await eventually_equal(total, lambda: m.world.count(finished))
+    if attacker.kind != Kind.OPERATOR:
+        assert mine < await m.world.count(f'{TASKS_QUERY} AND ExecutionStatus != "Running"')
 
 
 async def _bulk(m: Match, operation: str, role: str) -> None:
@@ -390,6 +406,7 @@ ROUTE_PROBES: dict[tuple[str, str], Probe] = {
     ("GET", "/api/v1/tasks/statistics"): _statistics,
     ("POST", "/api/v1/tasks/submit"): _submit,
     ("POST", "/api/v1/tasks/quote"): _quote,
+    ("GET", "/api/v1/usage"): _usage,
     ("GET", "/api/v1/tasks/estimates"): lambda m: _tells_nothing_of_tasks(m, "/api/v1/tasks/estimates"),
     ("GET", TASK): _as_missing("GET", TASK),
     ("DELETE", TASK): _as_missing("DELETE", TASK, role="unfinished"),
