@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from taskservice.durations import WINDOW, DurationSample, DurationWindows, fit
 from taskservice.work_units import work_units
+from taskservice_client import AsyncTaskServiceClient, ConflictError
 from taskservice_client.cli_output import ready_in
 from taskservice_client.models import TaskStatus
 from tests.support.stack import (
@@ -274,3 +275,13 @@ async def test_media_results_report_device_seconds_and_usage_sums_them(api: http
         "/api/v1/usage", params={"from": "2026-12-07T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
     )
     assert backwards.status_code == 400 and backwards.json()["error"] == "validation_error"
+
+
+async def test_the_sdk_quotes_and_a_strict_deadline_it_would_miss_raises(eta: Replica) -> None:
+    async with AsyncTaskServiceClient(eta.url, API_KEYS[0]) as tasks:
+        quote = await tasks.quote("proj_eta", "test_prompt", _prompt(0.5))
+        assert quote.estimate is not None and quote.estimate.duration_p50_s > 0
+        assert quote.estimated_completion_at is not None and quote.queue == "default"
+        with pytest.raises(ConflictError) as refused:
+            await tasks.quote("proj_eta", "test_prompt", _prompt(0.5), deadline_s=0.01, strict=True)
+        assert refused.value.status_code == 422 and refused.value.error == "deadline_unreachable"

@@ -19,6 +19,7 @@ __all__ = [
     "Metrics",
     "Pagination",
     "QueueHealth",
+    "Quote",
     "RetryResult",
     "SubmitResult",
     "SystemLoad",
@@ -59,6 +60,17 @@ class TaskEstimate(_Model):
     basis: str = "prior"
     samples: int = 0
     reason: str | None = None
+
+
+class Quote(_Model):
+    """Answer of ``POST /api/v1/tasks/quote``: what a submit would be told about time; nothing started."""
+
+    task_type: str
+    queue: str
+    estimated_duration: int
+    estimated_start_at: datetime | None = None
+    estimated_completion_at: datetime | None = None
+    estimate: TaskEstimate | None = None
 
 
 class SubmitResult(_Model):
