@@ -21,10 +21,13 @@ from taskservice.contracts import MetricsState, TaskStatus
 from taskservice.durations import DurationFit, fit
 from taskservice.queues import Queue
 from taskservice.settings import Settings
+from taskservice.visibility import TaskQuery
 from taskservice.work_units import work_units
 
 # The learned models are read from the metrics workflow's memo at most this often per replica.
 MODEL_TTL_S = 2.0
+# Queued and running tasks per queue are counted in visibility at most this often per replica.
+LOAD_TTL_S = 1.0
 # A prior's p90 is this multiple of its p50 (the catalog gives one figure, not a spread).
 PRIOR_P90_FACTOR = 1.5
 
@@ -49,6 +52,16 @@ class TaskEstimate:
     reason: str | None = None
 
 
+@dataclass
+class QueueLoad:
+    """A queue's tasks as counted at `read_at` (loop time), and those this replica started since."""
+
+    read_at: float
+    queued: int
+    running: int
+    started_since: int = 0
+
+
 @dataclass(frozen=True)
 class TypeModel:
     """A task type's model as operators see it."""
@@ -68,6 +81,7 @@ class TaskEstimates:
         self.store = store
         self.settings = settings
         self._state: tuple[float, MetricsState] | None = None
+        self._loads: dict[str, QueueLoad] = {}
 
     async def _metrics(self) -> MetricsState:
         now = asyncio.get_running_loop().time()
@@ -97,16 +111,42 @@ class TaskEstimates:
         prior = float(spec.estimated_duration_s)
         return DurationEstimate(prior, prior * PRIOR_P90_FACTOR, "prior", model.samples)
 
-    async def queue_wait(self, queue: str) -> tuple[float | None, str | None]:
-        """Seconds a task added to `queue` now waits for a slot (p50), or None and why."""
-        state, metrics = await asyncio.gather(self.store.queues.get(queue), self._metrics())
+    def note_started(self, queue: str) -> None:
+        """A task this replica just started: counted ahead until the next count of the queue sees it."""
+        load = self._loads.get(queue)
+        if load is not None:
+            load.started_since += 1
+
+    async def _load(self, queue: str) -> QueueLoad:
+        """Every tenant's queued and running tasks of the queue's types, counted at most once a second."""
+        now = asyncio.get_running_loop().time()
+        load = self._loads.get(queue)
+        if load is None or now - load.read_at > LOAD_TTL_S:
+            query = TaskQuery(task_types=tuple(s.name for s in specs_for_queue(Queue(queue))))
+            queued, running = await asyncio.gather(
+                self.store.count(query.with_(status=TaskStatus.QUEUED)),
+                self.store.count(query.with_(status=TaskStatus.PROCESSING)),
+            )
+            load = QueueLoad(now, queued, running)
+            self._loads[queue] = load
+        return load
+
+    async def queue_wait(self, queue: str, *, queued_itself: bool = False) -> tuple[float | None, str | None]:
+        """Seconds a task added to `queue` now (or queued there, `queued_itself`) waits for a slot (p50), or
+        None and why: the tasks ahead (queued, started since the count, or Temporal's backlog, whichever
+        is most) at the queue's mean run time plus half a run of each running one, over its slots."""
+        state, metrics, load = await asyncio.gather(
+            self.store.queues.get(queue), self._metrics(), self._load(queue)
+        )
         capacity = len(state.pollers) * self.settings.worker_concurrency(Queue(queue))
         if capacity <= 0:
             return None, f"no worker is polling queue '{queue}'"
-        if state.backlog <= 0:
+        ahead = max(state.backlog, load.queued + load.started_since - int(queued_itself))
+        running = min(load.running, capacity)
+        if ahead + running < capacity:
             return 0.0, None
         mean = self._queue_mean(metrics, Queue(queue))
-        return round((state.backlog * mean + capacity * mean / 2) / capacity, 3), None
+        return round((ahead * mean + running * mean / 2) / capacity, 3), None
 
     def _queue_mean(self, metrics: MetricsState, queue: Queue) -> float:
         """The mean run time of the queue's finished tasks (the catalog's mean before any finished)."""
@@ -117,10 +157,12 @@ class TaskEstimates:
             return total / count
         return sum(s.estimated_duration_s for s in specs) / max(1, len(specs))
 
-    async def for_new(self, spec: TaskSpec, task_data: dict[str, Any]) -> TaskEstimate:
-        """A task not yet started (a quote, a submit): its wait from now and its run time after."""
+    async def for_new(
+        self, spec: TaskSpec, task_data: dict[str, Any], *, queued_itself: bool = False
+    ) -> TaskEstimate:
+        """A task not yet started (a quote, a submit; or queued): its wait from now and its run time after."""
         duration, (wait, reason) = await asyncio.gather(
-            self.duration(spec, task_data), self.queue_wait(spec.queue.value)
+            self.duration(spec, task_data), self.queue_wait(spec.queue.value, queued_itself=queued_itself)
         )
         return _timed(duration, datetime.now(UTC), wait, reason)
 
@@ -130,7 +172,7 @@ class TaskEstimates:
         if spec is None or view.status.is_terminal:
             return None
         if view.status == TaskStatus.QUEUED or view.started_at is None:
-            return await self.for_new(spec, view.task_data)
+            return await self.for_new(spec, view.task_data, queued_itself=True)
         duration = await self.duration(spec, view.task_data)
         now = datetime.now(UTC)
         elapsed = max(0.0, (now - view.started_at).total_seconds())

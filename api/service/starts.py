@@ -89,6 +89,7 @@ class TaskStarts:
         view, created = await self.store.start(task_input)
         if not created:
             return _replay(command, view, record, spec)
+        self.estimates.note_started(spec.queue.value)
         if command.retry_of is not None:
             await self.store.record_retry(RetryRecorded(command.retry_of, task_id, tenant=record.tenant))
         if self._metrics is not None:
