@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from statistics import median
 from typing import Any
 
 from api.store.projection import TaskView
@@ -149,8 +150,14 @@ class TaskEstimates:
         return round((ahead * mean + running * mean / 2) / capacity, 3), None
 
     def _queue_mean(self, metrics: MetricsState, queue: Queue) -> float:
-        """The mean run time of the queue's finished tasks (the catalog's mean before any finished)."""
+        """A typical run time of the queue's tasks: the median of its types' newest samples (robust to a
+        cold model load, which a mean follows), else the mean of every finished one, else the catalog's."""
         specs = specs_for_queue(queue)
+        samples = [
+            seconds for spec in specs for _, seconds in (metrics.durations.current(spec.name) or ("", []))[1]
+        ]
+        if samples:
+            return median(samples)
         total = sum(metrics.duration_sum.get(s.name, 0.0) for s in specs)
         count = sum(metrics.duration_count.get(s.name, 0) for s in specs)
         if count:
