@@ -106,12 +106,23 @@ async def _stream(api: httpx.AsyncClient, kinds: list[str], rounds: int) -> dict
         await asyncio.sleep(0.5)
     ends = await asyncio.gather(*(_finished(api, a["task_id"]) for _, a in submitted))
     errors: dict[str, list[float]] = {}
+    parts: dict[str, list[tuple[float, float, float, float]]] = {}
     for (kind, answer), end in zip(submitted, ends, strict=True):
         if end["status"] != "completed" or not answer.get("estimated_completion_at"):
             continue
         actual = (_at(end["completed_at"]) - answer["submitted_at"]).total_seconds()
         off = abs((_at(answer["estimated_completion_at"]) - _at(end["completed_at"])).total_seconds())
         errors.setdefault(kind, []).append(100 * off / max(actual, 1e-3))
+        waited = (_at(end["started_at"]) - answer["submitted_at"]).total_seconds()
+        estimate = answer["estimate"]
+        parts.setdefault(kind, []).append(
+            (estimate["wait_p50_s"], waited, estimate["duration_p50_s"], end["processing_time"])
+        )
+    print("| type | predicted wait s | actual wait s | predicted run s | actual run s | (medians) |")
+    print("|---|---|---|---|---|---|")
+    for kind, rows in parts.items():
+        medians = [quantile([row[i] for row in rows], 0.5) for i in range(4)]
+        print(f"| {kind} | " + " | ".join(f"{m:.1f}" for m in medians) + " | |")
     return errors
 
 
