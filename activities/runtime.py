@@ -16,6 +16,7 @@ import contextvars
 import functools
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
@@ -26,6 +27,7 @@ from temporalio.service import RPCError
 
 from activities.attempt import AttemptAnnouncement, workflow_handle
 from taskservice.contracts import TaskActivityInput, TaskAttemptResult, TaskProgressUpdate
+from taskservice.work_units import device_seconds_key
 from workflows.task import TaskWorkflow
 
 if TYPE_CHECKING:
@@ -158,13 +160,21 @@ async def run_task(
     task: TaskActivityInput,
     model: type[M],
     work: Callable[[M, TaskProgress], Awaitable[dict[str, Any]]],
+    *,
+    device: str | None = None,
 ) -> TaskAttemptResult:
     """Run one task attempt, announced to its workflow: its inputs parsed as `model`, `work` under heartbeats
     and the soft time limit. An attempt that fails is announced before it ends (its start is recorded with
-    its failure)."""
+    its failure). With `device` (a media task's torch device), the result's metadata tells the seconds the
+    attempt held it (`gpu_seconds` or `cpu_seconds`: taskservice.work_units.device_seconds_key)."""
     announcement = await AttemptAnnouncement.begin(task)
+    started = time.perf_counter()
     try:
-        return announcement.result(await _run_work(task, model, work))
+        result = await _run_work(task, model, work)
+        metadata = result.get("metadata")
+        if device is not None and isinstance(metadata, dict):
+            metadata[device_seconds_key(device)] = round(time.perf_counter() - started, 3)
+        return announcement.result(result)
     except asyncio.CancelledError:
         raise
     except BaseException:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskservice.durations import DurationSample, DurationWindows
+
 # TaskStatus is declared with the outcome it is part of; importable from here as ever.
 from taskservice.record import TaskRecord
 from taskservice.record import TaskStatus as TaskStatus
@@ -255,6 +257,8 @@ class ScanTally(FinishedTally):
     """One visibility scan's worth of finished tasks, in all and per tenant."""
 
     tenants: dict[str, FinishedTally] = field(default_factory=dict)
+    # Completed tasks' measured run times, for the learned durations.
+    samples: list[DurationSample] = field(default_factory=list)
 
 
 @dataclass
@@ -269,9 +273,13 @@ class MetricsState(FinishedTally):
     tenants: dict[str, TenantTally] = field(default_factory=dict)
     # Tasks that closed before this instant (server time, ISO) are counted; later ones by the next scan.
     counted_until: str | None = None
+    # The newest measured run times per task type and build (taskservice.durations).
+    durations: DurationWindows = field(default_factory=DurationWindows)
 
     def add_scan(self, scan: ScanTally) -> None:
         self.add(scan)
+        for sample in scan.samples:
+            self.durations.add(sample)
         for tenant, tally in scan.tenants.items():
             self.tenants.setdefault(tenant, TenantTally()).add(tally)
 

@@ -22,6 +22,9 @@ MEMO_RESULT_LIMIT = 16_000
 # The bookkeeping workflows publish their state under one memo key each: `MetricsState` and the
 # `WorkerReport`s by worker identity.
 METRICS_MEMO = "metrics"
+# The metrics workflow's learned-duration samples (`MetricsState.durations`), under a key of their own:
+# published only when they change, so the counters' frequent publishes stay small.
+DURATIONS_MEMO = "durations"
 WORKERS_MEMO = "workers"
 
 

@@ -50,6 +50,7 @@ class MediaActivities(TaskActivities):
         from activities.media.models import ModelCache  # no torch import: see media_models
 
         settings = resources.settings
+        self._device = settings.torch_device
         self.models = ModelCache(
             device=settings.torch_device,
             max_gb=settings.model_cache_max_gb,
@@ -73,12 +74,21 @@ class MediaActivities(TaskActivities):
 
     @activity.defn
     async def generate_image(self, task: TaskActivityInput) -> TaskAttemptResult:
-        return await run_task(task, GenerateImageData, functools.partial(generate_image, self._tools, task))
+        return await run_task(
+            task, GenerateImageData, functools.partial(generate_image, self._tools, task), device=self._device
+        )
 
     @activity.defn
     async def generate_video(self, task: TaskActivityInput) -> TaskAttemptResult:
-        return await run_task(task, GenerateVideoData, functools.partial(generate_clip, self._tools, task))
+        return await run_task(
+            task, GenerateVideoData, functools.partial(generate_clip, self._tools, task), device=self._device
+        )
 
     @activity.defn
     async def render_animation(self, task: TaskActivityInput) -> TaskAttemptResult:
-        return await run_task(task, RenderAnimationData, functools.partial(generate_clip, self._tools, task))
+        return await run_task(
+            task,
+            RenderAnimationData,
+            functools.partial(generate_clip, self._tools, task),
+            device=self._device,
+        )

@@ -36,6 +36,8 @@ class StartTask:
     metadata: dict[str, Any] = field(default_factory=dict)
     # Seconds from submission (a `Cancel-After` header is already resolved into it).
     deadline_s: float | None = None
+    # Refuse the task (deadline_unreachable) when its predicted p90 completion is past its deadline.
+    strict_deadline: bool = False
     # Which webhooks to send; None: the default (`completed` only).
     webhook_events: tuple[str, ...] | None = None
     # Who asks: an idempotency key is theirs (their tenant's, or their own as a user), and a replay of it

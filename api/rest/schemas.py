@@ -63,9 +63,45 @@ class SubmitTaskRequest(BaseModel):
         description="Which webhooks to send to callback_url: `start` (first attempt began), `progress` "
         "(every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.",
     )
+    deadline_policy: Literal["accept", "reject"] = Field(
+        "accept",
+        description="`reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion "
+        "is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel "
+        "at the deadline.",
+    )
 
 
-class SubmitTaskResponse(BaseModel):
+class TaskEstimateBody(BaseModel):
+    """How long the task should run and wait, learned from finished tasks of its type (or the catalog's
+    prior before ETA_MIN_SAMPLES of them); `wait_p50_s` is null, with `reason`, when no worker serves its
+    queue."""
+
+    duration_p50_s: float
+    duration_p90_s: float
+    wait_p50_s: float | None
+    completion_p90_at: datetime | None
+    basis: Literal["learned", "prior"]
+    samples: int
+    reason: str | None = None
+
+
+class EstimatedTimes(BaseModel):
+    """When the task should start and finish (null once finished, or with no worker for its queue)."""
+
+    estimated_start_at: datetime | None = None
+    estimated_completion_at: datetime | None = None
+    estimate: TaskEstimateBody | None = None
+
+
+class TaskQuoteResponse(EstimatedTimes):
+    """What a submit of this body would be told about time and cost, without starting it."""
+
+    task_type: str
+    queue: str
+    estimated_duration: int
+
+
+class SubmitTaskResponse(EstimatedTimes):
     task_id: str
     status: TaskStatus
     project_id: str
@@ -75,7 +111,7 @@ class SubmitTaskResponse(BaseModel):
     created_at: datetime
 
 
-class TaskStatusResponse(BaseModel):
+class TaskStatusResponse(EstimatedTimes):
     task_id: str
     project_id: str
     task_type: str
@@ -257,6 +293,11 @@ class QueueStatus(BaseModel):
     worker_count: int
     configured_concurrency: int
     task_types: list[str]
+    drain_s: float | None = Field(
+        None,
+        description="Predicted seconds until its present backlog has started (null: no worker polls it).",
+    )
+    drain_reason: str | None = Field(None, description="Why there is no `drain_s`.")
 
 
 class QueuesResponse(BaseModel):

@@ -17,6 +17,7 @@ from api.service.alerts import (
     stale_since_of,
     staleness_alerts,
 )
+from api.service.estimates import TaskEstimates
 from api.service.quotas import Quota, Quotas
 from api.service.scope import scope_of
 from api.store.store import TaskStore
@@ -52,6 +53,10 @@ class QueueSummary:
     configured_concurrency: int
     task_types: list[str]
     worker_count: int = 0
+    # Seconds until the queue's present backlog is started (TaskEstimates.queue_wait); None, with why,
+    # when no worker polls it.
+    drain_s: float | None = None
+    drain_reason: str | None = None
 
     @property
     def capacity(self) -> int:
@@ -122,10 +127,13 @@ def worker_is_alive(report: WorkerReport, now: datetime, report_interval_s: floa
 
 
 class InsightService:
-    def __init__(self, store: TaskStore, settings: Settings, quotas: Quotas) -> None:
+    def __init__(
+        self, store: TaskStore, settings: Settings, quotas: Quotas, estimates: TaskEstimates | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
         self.quotas = quotas
+        self.estimates = estimates or TaskEstimates(store, settings)
 
     async def metrics(self, caller: Caller) -> TaskMetricsSummary:
         """The caller's tenant's cumulative counts (every tenant's, for an operator)."""
@@ -234,8 +242,11 @@ class InsightService:
             )
             return queued, running
 
-        states, finished, per_queue = await asyncio.gather(
-            self.store.queues.all(), self.store.metrics_state(), asyncio.gather(*(counts(q) for q in Queue))
+        states, finished, per_queue, drains = await asyncio.gather(
+            self.store.queues.all(),
+            self.store.metrics_state(),
+            asyncio.gather(*(counts(q) for q in Queue)),
+            asyncio.gather(*(self.estimates.queue_wait(q.value) for q in Queue)),
         )
         summaries = [
             QueueSummary(
@@ -247,8 +258,12 @@ class InsightService:
                 worker_count=len(states[queue.value].pollers),
                 configured_concurrency=self.settings.worker_concurrency(queue),
                 task_types=[s.name for s in specs_for_queue(queue)],
+                drain_s=drain_s,
+                drain_reason=drain_reason,
             )
-            for queue, (queued, running) in zip(Queue, per_queue, strict=True)
+            for queue, (queued, running), (drain_s, drain_reason) in zip(
+                Queue, per_queue, drains, strict=True
+            )
         ]
         return QueueOverview(queues=summaries, finished=finished.of_tenant(tenant))
 

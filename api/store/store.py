@@ -37,9 +37,10 @@ from api.store.projection import (
 from api.store.queues import QueueStates
 from taskservice import search_attributes as sa
 from taskservice.contracts import MetricsState, RetryRecorded, TaskStatus, TaskWorkflowInput, WorkerReport
+from taskservice.durations import DurationWindows
 from taskservice.payloads import decode
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE
-from taskservice.record import METRICS_MEMO, WORKERS_MEMO, MemoKey, TaskMemo, TaskOutcome
+from taskservice.record import DURATIONS_MEMO, METRICS_MEMO, WORKERS_MEMO, MemoKey, TaskMemo, TaskOutcome
 from taskservice.visibility import TaskQuery
 from workflows import console
 from workflows.bookkeeping import TaskMetricsWorkflow
@@ -271,7 +272,9 @@ class TaskStore:
 
     async def metrics_state(self) -> MetricsState:
         memo = await self._bookkeeping_memo(METRICS_WORKFLOW_ID)
-        return decode(MetricsState, memo.get(METRICS_MEMO) or {})
+        state = decode(MetricsState, memo.get(METRICS_MEMO) or {})
+        state.durations = decode(DurationWindows, memo.get(DURATIONS_MEMO) or {})
+        return state
 
     async def worker_reports(self) -> list[WorkerReport]:
         memo = await self._bookkeeping_memo(WORKER_REGISTRY_WORKFLOW_ID)

@@ -27,6 +27,7 @@ from taskservice_client.models import (
     Health,
     Metrics,
     QueueHealth,
+    Quote,
     RetryResult,
     SubmitResult,
     TaskListItem,
@@ -100,6 +101,11 @@ class TaskServiceClient(ClientCore):
             self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key
         )
         return self._transport.run(submission)
+
+    def quote(self, project_id: str, task_type: str, task_data: dict[str, Any], **options: Any) -> Quote:
+        """When a task would start and finish if submitted now, starting nothing (a read, not a submit).
+        ``deadline_s=…, strict=True``: a deadline it would miss raises (422 ``deadline_unreachable``)."""
+        return self._transport.run(operations.quote(self, project_id, task_type, task_data, **options))
 
     def status(self, task_id: str) -> TaskStatus:
         """The task's current status, progress, step, result or error."""
@@ -270,6 +276,12 @@ class AsyncTaskServiceClient(ClientCore):
             self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key
         )
         return await self._transport.run(submission)
+
+    async def quote(
+        self, project_id: str, task_type: str, task_data: dict[str, Any], **options: Any
+    ) -> Quote:
+        """See ``TaskServiceClient.quote``."""
+        return await self._transport.run(operations.quote(self, project_id, task_type, task_data, **options))
 
     async def status(self, task_id: str) -> TaskStatus:
         return await self._transport.run(operations.status(self, task_id))

@@ -38,6 +38,23 @@ def submit(
     return models.SubmitResult.model_validate({**response.json(), "replayed": replayed})
 
 
+def quote(
+    core: ClientCore,
+    project_id: str,
+    task_type: str,
+    task_data: dict[str, Any],
+    *,
+    deadline_s: float | None = None,
+    strict: bool = False,
+) -> Operation[models.Quote]:
+    body: dict[str, Any] = {"project_id": project_id, "task_type": task_type, "task_data": task_data}
+    if deadline_s is not None:
+        body["deadline_s"] = deadline_s
+    headers = {"Prefer": "handling=strict"} if strict else {}
+    response = yield from core._request("POST", "/api/v1/tasks/quote", json_body=body, headers=headers)
+    return models.Quote.model_validate(response.json())
+
+
 def status(core: ClientCore, task_id: str) -> Operation[models.TaskStatus]:
     response = yield from core._request("GET", f"/api/v1/tasks/{task_id}/status")
     return models.TaskStatus.model_validate(response.json())
