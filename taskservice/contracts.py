@@ -12,6 +12,7 @@ from typing import Any
 # TaskStatus is declared with the outcome it is part of; importable from here as ever.
 from taskservice.record import TaskRecord
 from taskservice.record import TaskStatus as TaskStatus
+from taskservice.render_cache import CachePlan
 
 
 @dataclass
@@ -46,6 +47,8 @@ class TaskWorkflowInput:
     concurrency: list[ConcurrencySlot] = field(default_factory=list)
     # The tenant's share of each queue under load (Temporal task-queue fairness, keyed by tenant).
     fairness_weight: float = 1.0
+    # What the task does with the render cache (None: nothing), decided at submit from its type and mode.
+    cache: CachePlan | None = None
 
     @property
     def closes_with_outcome(self) -> bool:

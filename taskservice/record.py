@@ -72,6 +72,8 @@ class TaskRecord:
     # Who owns it: a tenant and, when a JWT user created it, that user (their `sub`).
     tenant: str = "default"
     user: str | None = None
+    # The submit's render-cache mode (`auto`, `reuse`, `refresh`, `off`: taskservice/render_cache.py).
+    cache: str = "auto"
 
 
 @dataclass

@@ -223,6 +223,12 @@ class Settings(ModelSettings):
         description="Signs the local backend's /media URLs; required in production with "
         "STORAGE_BACKEND=local (development keeps one in DATA_DIR).",
     )
+    cache_ttl_days: float = Field(
+        30.0, gt=0, description="Render cache: days an entry answers repeats of its task (then a miss)."
+    )
+    build_commit: str | None = Field(
+        None, description="The service's git commit in provenance records (unset: `git rev-parse HEAD`)."
+    )
     payload_api_url: str | None = Field(None, description="Payload CMS API base; results get registered.")
     payload_api_key: SecretStr | None = Field(None, description="Payload CMS API key.")
     # Models (ids or local paths; `make dev` and tests use tiny local ones).

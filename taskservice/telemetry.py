@@ -128,6 +128,18 @@ class WorkerMetrics:
             ["queue", "gpu"],
             registry=self.registry,
         )
+        self.cache_lookups = Counter(
+            "taskservice_cache_lookups",
+            "Render cache lookups answered by this worker, by task type and outcome (hit, miss, refresh).",
+            ["task_type", "outcome"],
+            registry=self.registry,
+        )
+        self.cache_saved_seconds = Counter(
+            "taskservice_cache_saved_seconds",
+            "Processing seconds of the source tasks whose results answered cache hits, by task type.",
+            ["task_type"],
+            registry=self.registry,
+        )
         self.registry.register(_ModelCollector(queue, model_stats))
 
 

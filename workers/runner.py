@@ -19,6 +19,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.bookkeeping import BookkeepingActivities, ensure_limiter_running
+from activities.io.cache import CacheActivities
 from activities.io.webhooks import WebhookActivities
 from activities.resources import WorkerResources
 from taskservice.catalog import CONCURRENCY_GROUPS, QUEUE_HARD_TIMEOUT_S, specs_for_queue
@@ -182,6 +183,9 @@ def _workers(
         activities=[
             *WebhookActivities(settings, resources.http, metrics=metrics).activities(),
             *BookkeepingActivities(client).activities(),
+            *CacheActivities(
+                settings, resources.publisher.storage, resources.fetcher, metrics=metrics
+            ).activities(),
         ],
         graceful_shutdown_timeout=timedelta(seconds=45),
         identity=state.identity,

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
     from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
     from taskservice.timefmt import iso_z
+    from workflows import render
     from workflows.limiter import ConcurrencyLimiterWorkflow
     from workflows.webhook import deliver_progress_webhook, deliver_started_webhook, deliver_webhook
 
@@ -53,8 +54,16 @@ class TaskWorkflow:
     async def run(self, task: TaskWorkflowInput) -> TaskOutcome:
         self._task = task
         try:
+            lookup = await render.look_up(task)
+            if lookup is not None and (cached := render.hit_result(lookup)) is not None:
+                # Answered from the render cache: no slot, no GPU-queue activity.
+                return await self._finish(TaskStatus.COMPLETED, result=cached)
             await self._acquire_slots(task)
             self._ran = await self._run_activity(task)
+            result = self._ran.result
+            if lookup is not None:
+                seconds = self._seconds_since(self._ran.started_at)
+                result = await render.remember(task, lookup, result, seconds)
         except ActivityError as err:
             if isinstance(err.cause, TemporalCancelledError):
                 await self._finish(TaskStatus.CANCELLED, failure=self._cancel_reason())
@@ -67,7 +76,10 @@ class TaskWorkflow:
         except asyncio.CancelledError:
             await self._finish(TaskStatus.CANCELLED, failure=self._cancel_reason())
             raise
-        return await self._finish(TaskStatus.COMPLETED, result=self._ran.result)
+        return await self._finish(TaskStatus.COMPLETED, result=result)
+
+    def _seconds_since(self, started_at: str) -> float:
+        return round((workflow.now() - datetime.fromisoformat(started_at)).total_seconds(), 3)
 
     async def _run_activity(self, task: TaskWorkflowInput) -> TaskAttemptResult:
         plan, record = task.plan, task.task

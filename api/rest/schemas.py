@@ -11,6 +11,7 @@ from api.service.alerts import Alert, TaskMetrics
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
 from taskservice.priority import TaskPriority
+from taskservice.render_cache import CacheMode
 
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
@@ -61,6 +62,14 @@ class SubmitTaskRequest(BaseModel):
         max_length=3,
         description="Which webhooks to send to callback_url: `start` (first attempt began), `progress` "
         "(every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.",
+    )
+    cache: CacheMode | None = Field(
+        None,
+        description="Render cache: `auto` (default: reuse an earlier identical task's result when the output "
+        "is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` "
+        "(reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. "
+        "Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.",
+        examples=["auto"],
     )
 
 

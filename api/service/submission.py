@@ -17,6 +17,7 @@ from api.rest.schemas import SubmitTaskRequest
 from taskservice.catalog import CATALOG, TaskSpec
 from taskservice.contracts import ConcurrencySlot, TaskWorkflowInput
 from taskservice.record import TaskRecord
+from taskservice.render_cache import cache_plan
 from taskservice.settings import Settings
 
 # Largest `metadata` of a task (it is passed back in every webhook).
@@ -87,7 +88,9 @@ def check_sizes(record: TaskRecord) -> None:
 
 
 def request_hash(body: SubmitTaskRequest) -> str:
-    return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    # `cache` counts only when given, so bodies hash as they did before the field existed.
+    fields = body.model_dump(mode="json", exclude={"cache"} if body.cache is None else None)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def idempotent_task_id(owner: str, idempotency_key: str) -> str:
@@ -112,6 +115,7 @@ def workflow_input(task_id: str, spec: TaskSpec, record: TaskRecord, settings: S
         deadline_at=deadline_at,
         concurrency=[ConcurrencySlot(group, limit) for group, limit in spec.concurrency_limits(settings)],
         fairness_weight=float(settings.weights().get(record.tenant, 1)),
+        cache=cache_plan(spec.cache_policy, record.cache, record.task_data),
     )
 
 

@@ -27,6 +27,7 @@ from taskservice.catalog import TaskSpec
 from taskservice.contracts import RetryRecorded, TaskStatus
 from taskservice.netguard import UnsafeURLError, check_outbound_url
 from taskservice.record import TaskRecord
+from taskservice.render_cache import CacheMode
 from taskservice.settings import Settings
 from taskservice.telemetry import ApiMetrics
 from taskservice.visibility import TaskQuery
@@ -143,6 +144,7 @@ class TaskService:
             request_hash=submission.request_hash(body),
             tenant=caller.tenant,
             user=caller.subject,
+            cache=(body.cache or CacheMode.AUTO).value,
         )
         submission.check_sizes(record)
         task_id = submission.new_task_id()

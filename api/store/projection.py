@@ -44,6 +44,7 @@ RECORD_FIELDS = (
     "webhook_events",
     "tenant",
     "user",
+    "cache",
 )
 
 
@@ -83,6 +84,8 @@ class TaskView:
     # Its owner: a tenant, and the JWT user who created it (if one did).
     tenant: str = "default"
     user: str | None = None
+    # The submit's render-cache mode.
+    cache: str = "auto"
 
     @property
     def error_text(self) -> str | None:
