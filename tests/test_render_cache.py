@@ -84,6 +84,16 @@ async def test_a_seeded_repeat_is_a_hit_with_the_same_bytes_and_no_gpu_activity(
     # Signed again when the hit is answered (the same URL within the same second), the same file.
     urls = (second["result"]["media_url"], first["result"]["media_url"])
     assert await _sha256(api, urls[0]) == await _sha256(api, urls[1])
+    # The output says what made it; the hit carries its source's record.
+    provenance = first["result"]["metadata"]["provenance"]
+    assert provenance["output_sha256"] == await _sha256(api, urls[1])
+    assert provenance == second["result"]["metadata"]["provenance"]
+    assert provenance["model_id"] == stack.env["IMAGE_MODEL"]
+    assert len(provenance["model_fingerprints"][stack.env["IMAGE_MODEL"]]) == 64
+    assert provenance["seeds"] == [11] and provenance["steps"] == 2 and provenance["size"] == "64x64"
+    assert provenance["device"] == "cpu" and provenance["libraries"]["diffusers"]
+    assert provenance["scheduler"] and provenance["guidance_scale"] == 7.5
+    assert provenance["build"] and provenance["input_hashes"] == {}
     assert await _activity_queues(temporal_client, second["task_id"]) == ["task-workflows"]
     assert "gpu_medium" in await _activity_queues(temporal_client, first["task_id"])
     # A hit is a task like any other: it is listed.
@@ -132,6 +142,8 @@ async def test_an_input_url_whose_content_changed_misses(
     url = file_server.put(path, _png((200, 30, 30)), "image/png")
     data = _image(_unique("portrait"), seed=4, reference_images=[url])
     first = await _done(api, data)
+    reference = hashlib.sha256(_png((200, 30, 30))).hexdigest()
+    assert first["result"]["metadata"]["provenance"]["input_hashes"] == {url: reference}
     assert (await _done(api, data))["result"]["cache"]["hit"] is True
     file_server.put(path, _png((30, 200, 30)), "image/png")
     changed = await _done(api, data)

@@ -28,7 +28,7 @@ class AudioActivities(TaskActivities):
         self._settings = resources.settings
         self._engines = SpeechEngines(resources.settings.tts_model, resources.settings.torch_device)
         self._voice = CharacterVoice(resources.fetcher, resources.publisher, self._engines)
-        self._mix = AudioMix(resources.fetcher, resources.publisher)
+        self._mix = AudioMix(resources.fetcher, resources.publisher, resources.settings)
 
     def loaded_models(self) -> list[str]:
         return self._engines.loaded()

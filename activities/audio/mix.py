@@ -4,6 +4,7 @@ keep peaks under full scale, encode, and measure what was written."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import tempfile
 from pathlib import Path
@@ -17,10 +18,12 @@ from activities.audio.files import AUDIO_TYPES, Signal, StopCheck
 from activities.audio.output import audio_result, encode_output, publish_output
 from activities.io.fetch import InputFetcher
 from activities.io.publish import MediaPublisher
+from activities.provenance import audio_provenance
 from activities.runtime import TaskProgress, permanent_error
 from taskservice.audio_operations import AudioOperation, CompressOp, DenoiseOp, NormalizeOp, TrimSilenceOp
 from taskservice.contracts import TaskActivityInput
 from taskservice.netguard import redact_url
+from taskservice.settings import Settings
 from taskservice.task_data import AudioTrack, ProcessAudioData
 
 
@@ -31,9 +34,10 @@ def _json_number(value: float | None, digits: int = 2) -> float | None:
 class AudioMix:
     """The mixing task on the worker's fetcher and publisher."""
 
-    def __init__(self, fetcher: InputFetcher, publisher: MediaPublisher) -> None:
+    def __init__(self, fetcher: InputFetcher, publisher: MediaPublisher, settings: Settings) -> None:
         self._fetcher = fetcher
         self._publisher = publisher
+        self._settings = settings
 
     async def run(
         self, task: TaskActivityInput, data: ProcessAudioData, progress: TaskProgress
@@ -42,7 +46,8 @@ class AudioMix:
         stop: StopCheck = lambda: progress.should_stop  # noqa: E731 - named for the many calls below
         with tempfile.TemporaryDirectory(prefix="mix-") as tmp_name:
             tmp = Path(tmp_name)
-            paths = await self._download(data.tracks, tmp, progress)
+            hashes: dict[str, str] = {}
+            paths = await self._download(data.tracks, tmp, progress, hashes)
             mix = await self._mix_tracks(data.tracks, paths, rate, progress)
             applied: list[str] = []
             for index, op in enumerate(data.operations):
@@ -67,6 +72,15 @@ class AudioMix:
             loudness = await progress.run_blocking(dsp.integrated_loudness, info.signal, info.sample_rate)
             peak = await progress.run_blocking(dsp.true_peak_dbtp, info.signal)
             alt = f"audio mix {task.task_id}"
+            provenance = await asyncio.to_thread(
+                audio_provenance,
+                self._settings,
+                out,
+                model=None,
+                input_hashes=hashes,
+                sample_rate=rate,
+                operations=[op.model_dump(mode="json") for op in data.operations],
+            )
             published = await publish_output(self._publisher, task, out, data.output_format, alt, progress)
         return audio_result(
             published,
@@ -76,14 +90,18 @@ class AudioMix:
             true_peak_dbtp=_json_number(peak),
             tracks=len(data.tracks),
             operations=applied,
+            provenance=provenance,
         )
 
-    async def _download(self, tracks: list[AudioTrack], tmp: Path, progress: TaskProgress) -> list[Path]:
+    async def _download(
+        self, tracks: list[AudioTrack], tmp: Path, progress: TaskProgress, hashes: dict[str, str]
+    ) -> list[Path]:
         paths: list[Path] = []
         for index, track in enumerate(tracks):
             progress.raise_if_stopped()
             progress.report(0.02 + 0.18 * index / len(tracks), f"downloading {index + 1}/{len(tracks)}")
             fetched = await self._fetcher.fetch(track.url, accept=AUDIO_TYPES)
+            hashes[track.url] = hashlib.sha256(fetched.data).hexdigest()
             path = tmp / f"track{index}"
             await asyncio.to_thread(path.write_bytes, fetched.data)
             paths.append(path)
