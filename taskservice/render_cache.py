@@ -62,6 +62,19 @@ def cache_plan(policy: CachePolicy, mode: str, task_data: dict[str, Any]) -> Cac
     return CachePlan(lookup=True, store=True) if deterministic else None
 
 
+# The coalesced render's workflow type and its attach signal, by name where the `join_render` activity
+# starts it (workflows/coalesce.py declares them; importing it there would be circular).
+RENDER_WORKFLOW = "RenderWorkflow"
+ATTACH_SIGNAL = "attach"
+# Sent by a waiting task that is cancelled: the render is cancelled once no task waits on it.
+DETACH_SIGNAL = "detach"
+
+
+def render_workflow_id(tenant: str, key: str) -> str:
+    """The one render of a key per tenant: its workflow ID."""
+    return f"render-{tenant}-{key}"
+
+
 def manifest_key(tenant: str, key: str) -> str:
     """Where a tenant's entry of a key is kept: `cache/<tenant>/<key>.json`."""
     if not _SAFE_PART.fullmatch(tenant) or not re.fullmatch(r"[0-9a-f]{64}", key):

@@ -5,6 +5,7 @@ Every test uses its own prompt, so no test sees another's entries.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -95,7 +96,8 @@ async def test_a_seeded_repeat_is_a_hit_with_the_same_bytes_and_no_gpu_activity(
     assert provenance["scheduler"] and provenance["guidance_scale"] == 7.5
     assert provenance["build"] and provenance["input_hashes"] == {}
     assert await _activity_queues(temporal_client, second["task_id"]) == ["task-workflows"]
-    assert "gpu_medium" in await _activity_queues(temporal_client, first["task_id"])
+    # The first task's render ran on gpu_medium, as the key's one render.
+    assert "gpu_medium" in await _activity_queues(temporal_client, f"render-default-{key}")
     # A hit is a task like any other: it is listed.
     listed = (await api.get("/api/v1/tasks", params={"project_id": "other_project"})).json()
     assert second["task_id"] in [task["task_id"] for task in listed]
@@ -190,6 +192,86 @@ def test_a_new_checkpoint_at_the_same_path_is_a_new_key(tiny_models: dict[str, P
     assert content_key(IMAGE, url_data, settings, same, fingerprints) == content_key(
         IMAGE, moved, settings, same, fingerprints
     )
+
+
+async def _renders(temporal: Client, key: str) -> list[str]:
+    """The render workflow runs of a key (default tenant), as their close statuses."""
+    runs = temporal.list_workflows(f'WorkflowId = "render-default-{key}"')
+    return [str(run.status.name if run.status else "RUNNING") async for run in runs]
+
+
+async def test_four_identical_submits_render_once(api: httpx.AsyncClient, temporal_client: Client) -> None:
+    data = _image(_unique("storyboard frame"), seed=8, num_inference_steps=40)
+    ids = await asyncio.gather(*(submit(api, IMAGE, data) for _ in range(4)))
+    done = [await wait_status(api, task_id, "completed", timeout=180) for task_id in ids]
+    key = done[0]["result"]["cache"]["key"]
+    caches = [status["result"]["cache"] for status in done]
+    assert sum(1 for cache in caches if not cache["hit"]) == 1, caches
+    assert sum(1 for cache in caches if cache.get("coalesced")) >= 2, caches
+    assert {cache["key"] for cache in caches} == {key}
+    hashes = {await _sha256(api, status["result"]["media_url"]) for status in done}
+    assert len(hashes) == 1
+    assert await _renders(temporal_client, key) == ["COMPLETED"]
+
+
+async def _processing(api: httpx.AsyncClient, task_id: str) -> None:
+    await wait_status(api, task_id, "processing", timeout=120)
+
+
+async def test_cancelling_one_waiter_leaves_the_render_to_the_other(
+    api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    data = _image(_unique("long shot"), seed=2, num_inference_steps=150)
+    first = await submit(api, IMAGE, data)
+    second = await submit(api, IMAGE, data)
+    await _processing(api, second)
+    assert (await api.delete(f"/api/v1/tasks/{second}")).status_code == 200
+    await wait_status(api, second, "cancelled", timeout=30)
+    status = await wait_status(api, first, "completed", timeout=180)
+    # Either task may have started the render (their joins race); the render went on for the one left.
+    assert status["result"]["cache"]["source_task_id" if status["result"]["cache"]["hit"] else "key"]
+    await _sha256(api, status["result"]["media_url"])
+
+
+async def test_cancelling_every_waiter_stops_the_render(
+    api: httpx.AsyncClient, stack: Stack, temporal_client: Client
+) -> None:
+    data = _image(_unique("very long shot"), seed=2, num_inference_steps=150, resolution="384x384")
+    ids = [await submit(api, IMAGE, data) for _ in range(2)]
+    await _processing(api, ids[1])
+    for task_id in ids:
+        assert (await api.delete(f"/api/v1/tasks/{task_id}")).status_code == 200
+    for task_id in ids:
+        await wait_status(api, task_id, "cancelled", timeout=30)
+    key = await _key_of(temporal_client, ids[0])
+    render = temporal_client.get_workflow_handle(f"render-default-{key}")
+    await asyncio.wait_for(render.result(), timeout=30)
+    events = [event.event_type async for event in render.fetch_history_events()]
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED in events
+    assert not _manifest(stack, "default", key).exists()
+
+
+async def test_a_failed_render_fails_every_waiter_and_is_not_cached(
+    api: httpx.AsyncClient, stack: Stack, file_server: StaticFileServer, temporal_client: Client
+) -> None:
+    url = file_server.put(f"/broken-{uuid.uuid4().hex[:8]}.png", b"not a png at all", "image/png")
+    data = _image(_unique("broken"), seed=6, reference_images=[url])
+    ids = await asyncio.gather(*(submit(api, IMAGE, data) for _ in range(2)))
+    failed = [await wait_status(api, task_id, {"completed", "failed"}, timeout=120) for task_id in ids]
+    assert [status["status"] for status in failed] == ["failed", "failed"]
+    assert failed[0]["error"] == failed[1]["error"] and failed[0]["error"].startswith("InvalidInput")
+    key = await _key_of(temporal_client, ids[0])
+    assert not _manifest(stack, "default", key).exists()
+
+
+async def _key_of(temporal: Client, task_id: str) -> str:
+    """The content key a task computed (its lookup activity's result)."""
+    async for event in temporal.get_workflow_handle(task_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            payload = event.activity_task_completed_event_attributes.result.payloads[0]
+            key: str = json.loads(payload.data)["key"]
+            return key
+    raise AssertionError(f"{task_id} computed no key")
 
 
 def _png(color: tuple[int, int, int]) -> bytes:

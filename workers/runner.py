@@ -34,6 +34,7 @@ from workers.lifecycle import TaskLifecycleInterceptor, WorkerState
 from workers.recycling import overlap_recycle
 from workers.registry import QueueActivities, build_queue_activities
 from workflows.bookkeeping import REPORT_SIGNAL, TaskMetricsWorkflow, WorkerRegistryWorkflow
+from workflows.coalesce import RenderWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
 from workflows.task import TaskWorkflow
 
@@ -179,12 +180,18 @@ def _workers(
     workflow_worker = Worker(
         client,
         task_queue=WORKFLOW_QUEUE,
-        workflows=[TaskWorkflow, TaskMetricsWorkflow, WorkerRegistryWorkflow, ConcurrencyLimiterWorkflow],
+        workflows=[
+            TaskWorkflow,
+            RenderWorkflow,
+            TaskMetricsWorkflow,
+            WorkerRegistryWorkflow,
+            ConcurrencyLimiterWorkflow,
+        ],
         activities=[
             *WebhookActivities(settings, resources.http, metrics=metrics).activities(),
             *BookkeepingActivities(client).activities(),
             *CacheActivities(
-                settings, resources.publisher.storage, resources.fetcher, metrics=metrics
+                settings, resources.publisher.storage, resources.fetcher, client=client, metrics=metrics
             ).activities(),
         ],
         graceful_shutdown_timeout=timedelta(seconds=45),

@@ -7,23 +7,26 @@ and only for tasks whose input carries a `CachePlan`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.io.cache import CacheActivities
-    from taskservice.contracts import TaskWorkflowInput
+    from taskservice.contracts import JoinRender, RenderInput, TaskWorkflowInput
     from taskservice.queues import WORKFLOW_QUEUE
     from taskservice.render_cache import (
+        DETACH_SIGNAL,
         CacheLookup,
         CacheLookupInput,
         CacheStoreInput,
         cache_field,
+        render_workflow_id,
     )
 
 CACHE_PATCH = "render-cache"
@@ -67,6 +70,67 @@ def hit_result(lookup: CacheLookup) -> dict[str, Any] | None:
     return {**lookup.hit.result, "cache": cache_field(lookup.key, lookup.hit)}
 
 
+def coalesces(task: TaskWorkflowInput, lookup: CacheLookup | None) -> bool:
+    """Whether a missed task waits on its key's one render (`RenderWorkflow`) instead of rendering itself:
+    any task that may be answered from the cache; `refresh` renders on its own."""
+    return lookup is not None and lookup.key is not None and task.cache is not None and task.cache.lookup
+
+
+async def join(task: TaskWorkflowInput, key: str) -> None:
+    """Attach the task to the render of its key, starting the render if none runs."""
+    record = task.task
+    render_task = replace(
+        task,
+        task_id=render_workflow_id(record.tenant, key),
+        # The render sends no webhooks of its own and is not cached again: its tasks do both.
+        task=replace(record, callback_url=None, webhook_events=[], metadata={}, cache="off"),
+        deadline_at=None,
+        cache=None,
+    )
+    store = task.cache is not None and task.cache.store
+    await workflow.execute_activity_method(
+        CacheActivities.join_render,
+        JoinRender(RenderInput(render_task, key, task.task_id, store), task.task_id),
+        task_queue=WORKFLOW_QUEUE,
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=_RETRY,
+    )
+
+
+async def detach(task: TaskWorkflowInput, key: str) -> None:
+    """Tell the render this task no longer waits (the render stops when no task waits on it)."""
+    handle = workflow.get_external_workflow_handle(render_workflow_id(task.task.tenant, key))
+    try:
+        await handle.signal(DETACH_SIGNAL, task.task_id)
+    except (ApplicationError, FailureError):
+        pass  # the render has ended already
+
+
+async def keep(
+    tenant: str, task_type: str, key: str, source_task_id: str, result: dict[str, Any], seconds: float
+) -> None:
+    """Keep a rendered result under its key (a failure to keep it only logs: the task still completes)."""
+    try:
+        await workflow.execute_activity_method(
+            CacheActivities.store_cache,
+            CacheStoreInput(
+                task_id=source_task_id,
+                tenant=tenant,
+                task_type=task_type,
+                key=key,
+                result=result,
+                processing_seconds=seconds,
+            ),
+            task_queue=WORKFLOW_QUEUE,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+    except ActivityError as err:
+        if isinstance(err.cause, TemporalCancelledError):
+            raise
+        workflow.logger.warning("Render cache store failed", extra={"error": str(err)})
+
+
 async def remember(
     task: TaskWorkflowInput, lookup: CacheLookup, result: dict[str, Any], processing_seconds: float
 ) -> dict[str, Any]:
@@ -74,23 +138,6 @@ async def remember(
     if lookup.key is None:
         return result
     if task.cache is not None and task.cache.store:
-        try:
-            await workflow.execute_activity_method(
-                CacheActivities.store_cache,
-                CacheStoreInput(
-                    task_id=task.task_id,
-                    tenant=task.task.tenant,
-                    task_type=task.task.task_type,
-                    key=lookup.key,
-                    result=result,
-                    processing_seconds=processing_seconds,
-                ),
-                task_queue=WORKFLOW_QUEUE,
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=_RETRY,
-            )
-        except ActivityError as err:
-            if isinstance(err.cause, TemporalCancelledError):
-                raise
-            workflow.logger.warning("Render cache store failed", extra={"error": str(err)})
+        record = task.task
+        await keep(record.tenant, record.task_type, lookup.key, task.task_id, result, processing_seconds)
     return {**result, "cache": cache_field(lookup.key, None)}

@@ -16,12 +16,18 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
 from taskservice.catalog import CATALOG
 from taskservice.content_key import ModelFingerprints, content_key, input_urls
+from taskservice.contracts import JoinRender
 from taskservice.payloads import decode
+from taskservice.queues import WORKFLOW_QUEUE
 from taskservice.render_cache import (
+    ATTACH_SIGNAL,
+    RENDER_WORKFLOW,
     CacheHit,
     CacheLookup,
     CacheLookupInput,
@@ -49,8 +55,10 @@ class CacheActivities:
         storage: MediaStorage,
         fetcher: InputFetcher,
         *,
+        client: Client | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
+        self._client = client
         self._settings = settings
         self._storage = storage
         self._fetcher = fetcher
@@ -58,7 +66,7 @@ class CacheActivities:
         self._fingerprints = ModelFingerprints()
 
     def activities(self) -> Sequence[Callable[..., Any]]:
-        return [self.lookup_cache, self.store_cache]
+        return [self.lookup_cache, self.store_cache, self.join_render]
 
     @activity.defn(name="lookup_cache")
     async def lookup_cache(self, task: CacheLookupInput) -> CacheLookup:
@@ -100,6 +108,21 @@ class CacheActivities:
         log.info(
             "Render cached",
             extra={"task_id": entry.task_id, "task_type": entry.task_type, "cache_key": entry.key},
+        )
+
+    @activity.defn(name="join_render")
+    async def join_render(self, join: JoinRender) -> None:
+        """Attach the task to its key's render: signal-with-start, so two tasks of one key start one."""
+        if self._client is None:
+            raise RuntimeError("join_render needs the worker's Temporal client")
+        await self._client.start_workflow(
+            RENDER_WORKFLOW,
+            join.render,
+            id=join.render.task.task_id,
+            task_queue=WORKFLOW_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal=ATTACH_SIGNAL,
+            start_signal_args=[join.task_id],
         )
 
     async def _input_hashes(self, task_data: dict[str, Any]) -> dict[str, str] | None:
