@@ -103,6 +103,13 @@ class TaskActivityInput:
     # Announce the attempt (`task_started`) before it runs, not only once it has run a while: its start
     # webhook must precede its progress webhooks.
     announce_at_once: bool = False
+    # The task whose name the output files take, when the attempt runs for others (a coalesced render
+    # runs as its own workflow and names its files after the task that started it).
+    output_id: str | None = None
+
+    @property
+    def output_name(self) -> str:
+        return self.output_id or self.task_id
 
 
 @dataclass

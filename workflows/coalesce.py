@@ -37,8 +37,8 @@ class RenderWorkflow(TaskWorkflow):
 
     @workflow.run
     async def run(self, render_input: RenderInput) -> None:  # type: ignore[override]
-        task = render_input.task
-        self._task = task
+        self._task = render_input.task
+        self._output_id = render_input.first_task_id
         work = asyncio.create_task(self._render_once())
         await workflow.wait_condition(lambda: work.done() or (self._joined and not self._waiters))
         if not work.done():

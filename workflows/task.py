@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.priority import TaskPriority
     from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
     from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
-    from taskservice.render_cache import CacheHit, CacheLookup, cache_field
+    from taskservice.render_cache import CacheHit, CacheLookup, cache_field, render_workflow_id
     from taskservice.timefmt import iso_z
     from workflows import render
     from workflows.limiter import ConcurrencyLimiterWorkflow
@@ -52,6 +52,8 @@ class TaskWorkflow:
         self._requested_slots: list[str] = []
         self._granted_slots: set[str] = set()
         self._render_outcome: RenderOutcome | None = None
+        # Set by a coalesced render: the task its output files are named after.
+        self._output_id: str | None = None
 
     @workflow.run
     async def run(self, task: TaskWorkflowInput) -> TaskOutcome:
@@ -95,6 +97,7 @@ class TaskWorkflow:
 
     async def _coalesced(self, task: TaskWorkflowInput, key: str) -> dict[str, Any]:
         """Wait on the one render of the key (started by the first task to ask) and take its result."""
+        workflow.upsert_memo({MemoKey.RENDER: render_workflow_id(task.task.tenant, key)})
         try:
             await render.join(task, key)
             await workflow.wait_condition(
@@ -135,6 +138,7 @@ class TaskWorkflow:
                 soft_timeout_s=plan.soft_timeout_s,
                 progress_updates=_sends(record, "progress"),
                 announce_at_once=_sends(record, "start") or _sends(record, "progress"),
+                output_id=self._output_id,
             ),
             task_queue=plan.queue,
             start_to_close_timeout=timedelta(seconds=plan.hard_timeout_s),

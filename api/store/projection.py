@@ -81,6 +81,8 @@ class TaskView:
     result_in_history: bool = False
     # The concurrency group a queued task waits for.
     waiting_for_slot: str | None = None
+    # The coalesced render the task waits on (its attempt and progress are the render's).
+    render_id: str | None = None
     # Its owner: a tenant, and the JWT user who created it (if one did).
     tenant: str = "default"
     user: str | None = None
@@ -126,6 +128,7 @@ def base_view(execution: WorkflowExecution, memo: TaskMemo) -> TaskView:
     view.attempt = memo.attempt
     view.result_in_history = memo.result_in_history
     view.waiting_for_slot = memo.waiting_for_slot
+    view.render_id = memo.render
     outcome = memo.outcome
     if outcome is not None:
         view.status = outcome.status
