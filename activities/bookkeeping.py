@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from taskservice.contracts import FinishedTally, LimiterState, ScanTally, ScanWindow
+from taskservice.contracts import FinishedTally, LimiterState, ScanTally, ScanWindow, TaskStatus
 from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
 from taskservice.record import TaskMemo
 from taskservice.visibility import CLOSED_AS_STATUS, TaskQuery
@@ -59,8 +59,11 @@ class BookkeepingActivities:
             else:
                 continue
             seconds = outcome.processing_time if outcome is not None else None
-            tally.count(status, memo.task.task_type, seconds)
-            tally.tenants.setdefault(memo.task.tenant, FinishedTally()).count(
-                status, memo.task.task_type, seconds
-            )
+            tenant_tally = tally.tenants.setdefault(memo.task.tenant, FinishedTally())
+            for counted in (tally, tenant_tally):
+                counted.count(status, memo.task.task_type, seconds)
+            cache = (outcome.result or {}).get("cache") if outcome is not None else None
+            if status == TaskStatus.COMPLETED and isinstance(cache, dict):
+                for counted in (tally, tenant_tally):
+                    counted.count_cache(memo.task.task_type, cache)
         return tally

@@ -243,6 +243,12 @@ class FinishedTally:
     cancelled: int = 0
     duration_sum: dict[str, float] = field(default_factory=dict)
     duration_count: dict[str, int] = field(default_factory=dict)
+    # Render cache, per task type: completed tasks answered by an entry (hits), by another task's render
+    # (coalesced), rendered with a key (misses), and the source's processing seconds every answer saved.
+    cache_hits: dict[str, int] = field(default_factory=dict)
+    cache_coalesced: dict[str, int] = field(default_factory=dict)
+    cache_misses: dict[str, int] = field(default_factory=dict)
+    cache_saved_seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: FinishedTally) -> None:
         self.total_finished += other.total_finished
@@ -253,6 +259,26 @@ class FinishedTally:
             self.duration_sum[task_type] = self.duration_sum.get(task_type, 0.0) + seconds
         for task_type, count in other.duration_count.items():
             self.duration_count[task_type] = self.duration_count.get(task_type, 0) + count
+        for mine, theirs in (
+            (self.cache_hits, other.cache_hits),
+            (self.cache_coalesced, other.cache_coalesced),
+            (self.cache_misses, other.cache_misses),
+        ):
+            for task_type, number in theirs.items():
+                mine[task_type] = mine.get(task_type, 0) + number
+        for task_type, seconds in other.cache_saved_seconds.items():
+            saved = self.cache_saved_seconds.get(task_type, 0.0) + seconds
+            self.cache_saved_seconds[task_type] = round(saved, 3)
+
+    def count_cache(self, task_type: str, cache: dict[str, Any]) -> None:
+        """A completed task's `result.cache`: a hit (from an entry or a shared render) or a miss."""
+        if not cache.get("hit"):
+            self.cache_misses[task_type] = self.cache_misses.get(task_type, 0) + 1
+            return
+        counts = self.cache_coalesced if cache.get("coalesced") else self.cache_hits
+        counts[task_type] = counts.get(task_type, 0) + 1
+        saved = float(cache.get("saved_seconds") or 0.0)
+        self.cache_saved_seconds[task_type] = round(self.cache_saved_seconds.get(task_type, 0.0) + saved, 3)
 
     def count(self, status: TaskStatus, task_type: str, processing_time: float | None) -> None:
         """One finished task (a completed one's processing time counts toward its type's average)."""

@@ -23,8 +23,9 @@ from temporalio.client import Client
 
 from taskservice.content_key import ModelFingerprints, content_key
 from tests.support.file_server import StaticFileServer
-from tests.support.stack import OTHER_KEYS, Stack
+from tests.support.stack import ADMIN_KEY, OTHER_KEYS, Stack
 from tests.support.tasks import submit, wait_status
+from tests.support.tenancy import token
 
 IMAGE = "generate_image"
 
@@ -287,3 +288,29 @@ def _png(color: tuple[int, int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+async def test_metrics_count_hits_and_saved_seconds_exactly(api: httpx.AsyncClient, stack: Stack) -> None:
+    tenant = f"cachemetrics{uuid.uuid4().hex[:8]}"  # a tenant of its own: its counts are this test's
+    headers = {"Authorization": f"Bearer {token('metrics-user', tenant)}"}
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60) as client:
+        data = _image(_unique("metrics"), seed=12)
+        first = await _done(client, data)
+        hits = [await _done(client, data) for _ in range(2)]
+        assert first["result"]["cache"]["hit"] is False
+        saved = round(sum(hit["result"]["cache"]["saved_seconds"] for hit in hits), 3)
+        assert saved > 0
+        deadline = time.monotonic() + 60
+        while (metrics := (await client.get("/api/v1/tasks/metrics")).json()["metrics"])[
+            "completed_tasks"
+        ] < 3:
+            assert time.monotonic() < deadline, metrics
+            await asyncio.sleep(0.5)
+        assert metrics["cache"] == {IMAGE: {"hits": 2, "coalesced": 0, "misses": 1, "saved_seconds": saved}}
+    # Prometheus: every tenant's counts, refreshed from the metrics workflow.
+    hit_line = 'taskservice_cache_tasks_total{answer="hit",task_type="generate_image"}'
+    admin = {"X-API-Key": ADMIN_KEY}
+    while hit_line not in (exposition := (await api.get("/metrics", headers=admin)).text):
+        assert time.monotonic() < deadline + 30, exposition[-2000:]
+        await asyncio.sleep(0.5)
+    assert 'taskservice_cache_gpu_seconds_saved_total{task_type="generate_image"}' in exposition
