@@ -314,3 +314,18 @@ async def test_metrics_count_hits_and_saved_seconds_exactly(api: httpx.AsyncClie
         assert time.monotonic() < deadline + 30, exposition[-2000:]
         await asyncio.sleep(0.5)
     assert 'taskservice_cache_gpu_seconds_saved_total{task_type="generate_image"}' in exposition
+
+
+async def test_graphql_create_takes_the_cache_mode(api: httpx.AsyncClient) -> None:
+    mutation = "mutation C($input: CreateAITaskInput!) { createAITask(input: $input) { id } }"
+    data = _image(_unique("graphql"), seed=13)
+    created = []
+    for mode in ("auto", "reuse"):
+        variables = {"input": {"projectId": "p_gql", "taskType": IMAGE, "inputData": data, "cache": mode}}
+        body = (await api.post("/graphql", json={"query": mutation, "variables": variables})).json()
+        assert not body.get("errors"), body
+        created.append(await wait_status(api, body["data"]["createAITask"]["id"], "completed", timeout=120))
+    assert [status["result"]["cache"]["hit"] for status in created] == [False, True]
+    bad = {"input": {"projectId": "p_gql", "taskType": IMAGE, "inputData": data, "cache": "sometimes"}}
+    body = (await api.post("/graphql", json={"query": mutation, "variables": bad})).json()
+    assert body["errors"][0]["extensions"]["code"] == "validation_error", body

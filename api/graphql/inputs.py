@@ -31,6 +31,10 @@ class CreateAITaskInput:
     metadata: JSON | None = None
     estimated_cost: float | None = strawberry.field(default=None, description="Kept in metadata.")
     workflow_step_id: str | None = strawberry.field(default=None, description="Kept in metadata.")
+    cache: str | None = strawberry.field(
+        default=None,
+        description="Render cache mode: auto (default), reuse, refresh or off (as REST's `cache`).",
+    )
 
 
 @strawberry.input(name="AITaskFilter")
@@ -86,6 +90,7 @@ def submit_request(item: CreateAITaskInput) -> SubmitTaskRequest:
                 "priority": item.priority.value,
                 "callback_url": item.callback_url,
                 "metadata": metadata,
+                "cache": item.cache,
             }
         )
     except ValidationError as err:
