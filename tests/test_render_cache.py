@@ -20,10 +20,13 @@ import httpx
 from PIL import Image
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from typer.testing import CliRunner
 
 from taskservice.content_key import ModelFingerprints, content_key
+from taskservice_client import TaskServiceClient
+from taskservice_client.cli import app
 from tests.support.file_server import StaticFileServer
-from tests.support.stack import ADMIN_KEY, OTHER_KEYS, Stack
+from tests.support.stack import ADMIN_KEY, API_KEYS, OTHER_KEYS, Stack
 from tests.support.tasks import submit, wait_status
 from tests.support.tenancy import token
 
@@ -329,3 +332,17 @@ async def test_graphql_create_takes_the_cache_mode(api: httpx.AsyncClient) -> No
     bad = {"input": {"projectId": "p_gql", "taskType": IMAGE, "inputData": data, "cache": "sometimes"}}
     body = (await api.post("/graphql", json={"query": mutation, "variables": bad})).json()
     assert body["errors"][0]["extensions"]["code"] == "validation_error", body
+
+
+def test_sdk_and_taskctl_reuse_an_llm_answer(stack: Stack) -> None:
+    prompt = {"prompt_template": f"reuse me {uuid.uuid4().hex[:8]}"}
+    with TaskServiceClient(stack.api_url, API_KEYS[0]) as client:
+        first = client.submit_and_wait("p_sdk_cache", "test_prompt", prompt, cache="reuse", timeout=60)
+        again = client.submit_and_wait("p_sdk_cache", "test_prompt", prompt, cache="reuse", timeout=60)
+        auto = client.submit_and_wait("p_sdk_cache", "test_prompt", prompt, timeout=60)
+    assert not first.cache_hit and again.cache_hit and not auto.cache_hit  # LLM types: only `reuse`
+    assert again.result is not None and again.result["cache"]["source_task_id"] == first.task_id
+    args = ["--url", stack.api_url, "--api-key", API_KEYS[0], "submit", "test_prompt", "-p", "p_cli_cache"]
+    shown = CliRunner().invoke(app, [*args, "--data", json.dumps(prompt), "--cache", "reuse", "--wait"])
+    assert shown.exit_code == 0, shown.output
+    assert f"hit: the result of {first.task_id}" in shown.output

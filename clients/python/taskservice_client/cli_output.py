@@ -120,6 +120,10 @@ class Output:
         table.add_row("completed", _when(status.completed_at))
         if status.processing_time is not None:
             table.add_row("took", f"{status.processing_time:.2f} s")
+        if status.cache_hit:
+            cache = (status.result or {})["cache"]
+            source = cache.get("source_task_id", "?")
+            table.add_row("cache", f"hit: the result of {source} ({cache.get('saved_seconds', 0)} s saved)")
         if status.error:
             table.add_row("error", Text(status.error, style="red"))
         console = self.console
