@@ -520,6 +520,40 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /**
+         * CacheMode
+         * @description The submit's `cache` field.
+         * @enum {string}
+         */
+        CacheMode: "auto" | "reuse" | "refresh" | "off";
+        /**
+         * CacheSavings
+         * @description The render cache's work for one task type: completed tasks answered from an entry (`hits`) or from
+         *     another task's render (`coalesced`), those that rendered with a key (`misses`), and the processing
+         *     seconds the answers saved (each the source task's).
+         */
+        CacheSavings: {
+            /**
+             * Hits
+             * @default 0
+             */
+            hits?: number;
+            /**
+             * Coalesced
+             * @default 0
+             */
+            coalesced?: number;
+            /**
+             * Misses
+             * @default 0
+             */
+            misses?: number;
+            /**
+             * Saved Seconds
+             * @default 0
+             */
+            saved_seconds?: number;
+        };
         /** CancelTaskResponse */
         CancelTaskResponse: {
             /**
@@ -911,6 +945,10 @@ export interface components {
             };
             /** Currently Running */
             currently_running: number;
+            /** Cache */
+            cache?: {
+                [key: string]: components["schemas"]["CacheSavings"];
+            };
         };
         /**
          * TaskPriority
@@ -2096,6 +2134,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRenderAnimationRequest
@@ -2154,6 +2197,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitGenerateImageRequest
@@ -2215,6 +2263,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitGenerateCharacterVoiceRequest
@@ -2273,6 +2326,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitProcessAudioRequest
@@ -2345,6 +2403,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitEvaluateDepartmentRequest
@@ -2418,6 +2481,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitAutomatedGatherCreationRequest
@@ -2478,6 +2546,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitTestPromptRequest
@@ -2537,6 +2610,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitTranslateDialogueRequest
@@ -2600,6 +2678,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunLlmInferenceRequest
@@ -2663,6 +2746,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunSdInferenceRequest
@@ -2724,6 +2812,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunTtsInferenceRequest
@@ -2782,6 +2875,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunImageToTextInferenceRequest
@@ -2836,6 +2934,11 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
     };
     responses: never;
