@@ -304,12 +304,10 @@ async def test_metrics_count_hits_and_saved_seconds_exactly(api: httpx.AsyncClie
         saved = round(sum(hit["result"]["cache"]["saved_seconds"] for hit in hits), 3)
         assert saved > 0
         deadline = time.monotonic() + 60
-        while (metrics := (await client.get("/api/v1/tasks/metrics")).json()["metrics"])[
-            "completed_tasks"
-        ] < 3:
-            assert time.monotonic() < deadline, metrics
+        while (body := (await client.get("/api/v1/tasks/metrics")).json())["metrics"]["completed_tasks"] < 3:
+            assert time.monotonic() < deadline, body
             await asyncio.sleep(0.5)
-        assert metrics["cache"] == {IMAGE: {"hits": 2, "coalesced": 0, "misses": 1, "saved_seconds": saved}}
+        assert body["cache"] == {IMAGE: {"hits": 2, "coalesced": 0, "misses": 1, "saved_seconds": saved}}
     # Prometheus: every tenant's counts, refreshed from the metrics workflow.
     hit_line = 'taskservice_cache_tasks_total{answer="hit",task_type="generate_image"}'
     admin = {"X-API-Key": ADMIN_KEY}

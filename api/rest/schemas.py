@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from api.service.alerts import Alert, TaskMetrics
+from api.service.alerts import Alert, CacheSavings, TaskMetrics
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
 from taskservice.priority import TaskPriority
@@ -175,6 +175,12 @@ class MetricsResponse(BaseModel):
         None,
         description="Set when counting stopped moving (the metrics workflow makes no progress): the counts "
         "are those of this instant.",
+    )
+    cache: dict[str, CacheSavings] = Field(
+        default_factory=dict,
+        description="Render cache per task type (the caller's tenant): completed tasks answered from an "
+        "entry (`hits`) or another task's render (`coalesced`), rendered with a key (`misses`), and the "
+        "processing seconds the answers saved (`saved_seconds`, each its source task's).",
     )
 
 

@@ -40,8 +40,6 @@ class TaskMetrics:
     failure_rate: float
     average_durations: dict[str, float]
     currently_running: int
-    # Render cache counts per task type (types that never used the cache are absent).
-    cache: dict[str, CacheSavings] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,6 +47,8 @@ class TaskMetricsSummary(TaskMetrics):
     # Finished tasks are counted up to this instant; `stale_since` is set when counting stopped moving.
     counted_until: datetime | None = None
     stale_since: datetime | None = None
+    # Render cache counts per task type (types that never used the cache are absent); beside the seed's.
+    cache: dict[str, CacheSavings] = field(default_factory=dict)
 
 
 @dataclass

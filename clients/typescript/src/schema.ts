@@ -720,6 +720,13 @@ export interface components {
              * @description Set when counting stopped moving (the metrics workflow makes no progress): the counts are those of this instant.
              */
             stale_since?: string | null;
+            /**
+             * Cache
+             * @description Render cache per task type (the caller's tenant): completed tasks answered from an entry (`hits`) or another task's render (`coalesced`), rendered with a key (`misses`), and the processing seconds the answers saved (`saved_seconds`, each its source task's).
+             */
+            cache?: {
+                [key: string]: components["schemas"]["CacheSavings"];
+            };
         };
         /** Pagination */
         Pagination: {
@@ -945,10 +952,6 @@ export interface components {
             };
             /** Currently Running */
             currently_running: number;
-            /** Cache */
-            cache?: {
-                [key: string]: components["schemas"]["CacheSavings"];
-            };
         };
         /**
          * TaskPriority
