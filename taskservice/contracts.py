@@ -169,6 +169,9 @@ class RenderOutcome:
     error: str | None = None
     error_type: str | None = None
     saved_seconds: float = 0.0
+    # The render's attempt: when it started (each waiting task's processing time counts from there).
+    started_at: str | None = None
+    attempt: int = 0
 
 
 # The fields each kind of webhook carries besides the task's identity, status and metadata: seed 001's

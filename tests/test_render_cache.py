@@ -73,6 +73,8 @@ async def test_a_seeded_repeat_is_a_hit_with_the_same_bytes_and_no_gpu_activity(
     first = await _done(api, data)
     key = first["result"]["cache"]["key"]
     assert first["result"]["cache"] == {"hit": False, "key": key}
+    # It waited on its key's render: the render's attempt is its own.
+    assert first["processing_time"] > 0 and first["started_at"] and first["attempt"] == 1
     assert _manifest(stack, "default", key).is_file()
 
     body = {"project_id": "other_project", "task_type": IMAGE, "task_data": data}

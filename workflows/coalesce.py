@@ -56,20 +56,23 @@ class RenderWorkflow(TaskWorkflow):
 
     async def _ended(self, work: asyncio.Task[TaskAttemptResult], render_input: RenderInput) -> RenderOutcome:
         source = render_input.first_task_id
+        began = (self._started.started_at, self._started.attempt) if self._started else (None, 0)
         try:
             ran = await work
         except ActivityError as err:
             if isinstance(err.cause, TemporalCancelledError):
-                return RenderOutcome(source, error=CANCELLED[0], error_type=CANCELLED[1])
+                return RenderOutcome(source, None, *CANCELLED, 0.0, *began)
             failure = activity_failure(err)
-            return RenderOutcome(source, error=failure.message, error_type=failure.type)
+            return RenderOutcome(source, None, failure.message, failure.type, 0.0, *began)
         except asyncio.CancelledError:
-            return RenderOutcome(source, error=CANCELLED[0], error_type=CANCELLED[1])
+            return RenderOutcome(source, None, *CANCELLED, 0.0, *began)
         seconds = self._seconds_since(ran.started_at)
         if render_input.store:
             record = self._task.task
             await render.keep(record.tenant, record.task_type, render_input.key, source, ran.result, seconds)
-        return RenderOutcome(source, result=ran.result, saved_seconds=seconds)
+        return RenderOutcome(
+            source, result=ran.result, saved_seconds=seconds, started_at=ran.started_at, attempt=ran.attempt
+        )
 
     async def _tell(self, waiter: str) -> None:
         self._told.add(waiter)

@@ -112,6 +112,9 @@ class TaskWorkflow:
             raise
         outcome = self._render_outcome
         assert outcome is not None
+        if self._started is None and outcome.started_at is not None:
+            # The render's attempt was not announced (it was short): record it as this task's.
+            self._ran = TaskAttemptResult(outcome.result or {}, outcome.started_at, outcome.attempt)
         if outcome.result is None:
             raise _RenderFailed(_Failure(outcome.error or "the render failed", outcome.error_type))
         coalesced = outcome.source_task_id != task.task_id
