@@ -117,9 +117,7 @@ async def main(requests: int, in_flight: int) -> None:
         async with httpx.AsyncClient(base_url=stack.url, headers=headers, timeout=120) as client:
             warm = stream(2, 0.0, 0)
             await run_stream(client, warm, "off", 1)  # model load
-            print(
-                "| stream | wall s | GPU busy s | hits / coalesced | hit latency p50 / p99 ms | > 60 s |"
-            )
+            print("| stream | wall s | GPU busy s | hits / coalesced | hit latency p50 / p99 ms | > 60 s |")
             print("|---|---|---|---|---|---|")
             for share in SHARES:
                 for mode in ("off", "auto"):
