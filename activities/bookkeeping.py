@@ -64,10 +64,13 @@ class BookkeepingActivities:
             else:
                 continue
             seconds = outcome.processing_time if outcome is not None else None
-            tally.count(status, memo.task.task_type, seconds)
-            tally.tenants.setdefault(memo.task.tenant, FinishedTally()).count(
-                status, memo.task.task_type, seconds
-            )
+            tenant_tally = tally.tenants.setdefault(memo.task.tenant, FinishedTally())
+            for counted in (tally, tenant_tally):
+                counted.count(status, memo.task.task_type, seconds)
+            cache = (outcome.result or {}).get("cache") if outcome is not None else None
+            if status == TaskStatus.COMPLETED and isinstance(cache, dict):
+                for counted in (tally, tenant_tally):
+                    counted.count_cache(memo.task.task_type, cache)
             if outcome is not None and status == TaskStatus.COMPLETED and seconds is not None:
                 tally.samples.append(_sample(memo, outcome, seconds))
         return tally

@@ -14,6 +14,7 @@ from taskservice.durations import DurationSample, DurationWindows
 # TaskStatus is declared with the outcome it is part of; importable from here as ever.
 from taskservice.record import TaskRecord
 from taskservice.record import TaskStatus as TaskStatus
+from taskservice.render_cache import CachePlan
 
 
 @dataclass
@@ -48,6 +49,8 @@ class TaskWorkflowInput:
     concurrency: list[ConcurrencySlot] = field(default_factory=list)
     # The tenant's share of each queue under load (Temporal task-queue fairness, keyed by tenant).
     fairness_weight: float = 1.0
+    # What the task does with the render cache (None: nothing), decided at submit from its type and mode.
+    cache: CachePlan | None = None
 
     @property
     def closes_with_outcome(self) -> bool:
@@ -122,6 +125,13 @@ class TaskActivityInput:
     # Announce the attempt (`task_started`) before it runs, not only once it has run a while: its start
     # webhook must precede its progress webhooks.
     announce_at_once: bool = False
+    # The task whose name the output files take, when the attempt runs for others (a coalesced render
+    # runs as its own workflow and names its files after the task that started it).
+    output_id: str | None = None
+
+    @property
+    def output_name(self) -> str:
+        return self.output_id or self.task_id
 
 
 @dataclass
@@ -150,6 +160,40 @@ class TaskAttemptResult:
     result: dict[str, Any]
     started_at: str
     attempt: int
+
+
+@dataclass
+class RenderInput:
+    """A coalesced render (`RenderWorkflow`, one per tenant and content key): the task it runs as (its own ID,
+    no callback, no cache), the key, and the task that started it (the source of the cached result)."""
+
+    task: TaskWorkflowInput
+    key: str
+    first_task_id: str
+    # Keep the result under the key once rendered (the tasks' CachePlan).
+    store: bool = True
+
+
+@dataclass
+class JoinRender:
+    """Input of the `join_render` activity: attach a task to its key's render, starting it if none runs."""
+
+    render: RenderInput
+    task_id: str
+
+
+@dataclass
+class RenderOutcome:
+    """How a render ended, sent to every task that waited on it (`TaskWorkflow.render_finished`)."""
+
+    source_task_id: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    error_type: str | None = None
+    saved_seconds: float = 0.0
+    # The render's attempt: when it started (each waiting task's processing time counts from there).
+    started_at: str | None = None
+    attempt: int = 0
 
 
 # The fields each kind of webhook carries besides the task's identity, status and metadata: seed 001's
@@ -227,6 +271,12 @@ class FinishedTally:
     cancelled: int = 0
     duration_sum: dict[str, float] = field(default_factory=dict)
     duration_count: dict[str, int] = field(default_factory=dict)
+    # Render cache, per task type: completed tasks answered by an entry (hits), by another task's render
+    # (coalesced), rendered with a key (misses), and the source's processing seconds every answer saved.
+    cache_hits: dict[str, int] = field(default_factory=dict)
+    cache_coalesced: dict[str, int] = field(default_factory=dict)
+    cache_misses: dict[str, int] = field(default_factory=dict)
+    cache_saved_seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: FinishedTally) -> None:
         self.total_finished += other.total_finished
@@ -237,6 +287,26 @@ class FinishedTally:
             self.duration_sum[task_type] = self.duration_sum.get(task_type, 0.0) + seconds
         for task_type, count in other.duration_count.items():
             self.duration_count[task_type] = self.duration_count.get(task_type, 0) + count
+        for mine, theirs in (
+            (self.cache_hits, other.cache_hits),
+            (self.cache_coalesced, other.cache_coalesced),
+            (self.cache_misses, other.cache_misses),
+        ):
+            for task_type, number in theirs.items():
+                mine[task_type] = mine.get(task_type, 0) + number
+        for task_type, seconds in other.cache_saved_seconds.items():
+            saved = self.cache_saved_seconds.get(task_type, 0.0) + seconds
+            self.cache_saved_seconds[task_type] = round(saved, 3)
+
+    def count_cache(self, task_type: str, cache: dict[str, Any]) -> None:
+        """A completed task's `result.cache`: a hit (from an entry or a shared render) or a miss."""
+        if not cache.get("hit"):
+            self.cache_misses[task_type] = self.cache_misses.get(task_type, 0) + 1
+            return
+        counts = self.cache_coalesced if cache.get("coalesced") else self.cache_hits
+        counts[task_type] = counts.get(task_type, 0) + 1
+        saved = float(cache.get("saved_seconds") or 0.0)
+        self.cache_saved_seconds[task_type] = round(self.cache_saved_seconds.get(task_type, 0.0) + saved, 3)
 
     def count(self, status: TaskStatus, task_type: str, processing_time: float | None) -> None:
         """One finished task (a completed one's processing time counts toward its type's average)."""

@@ -74,6 +74,13 @@ class ModelSettings(BaseSettings):
     llm_max_tokens_test_prompt: int | None = Field(
         None, ge=1, description="Largest `max_tokens` of test_prompt; unset: LLM_MAX_TOKENS."
     )
+    # What a rendered output is remembered and described by: the render cache and provenance records.
+    cache_ttl_days: float = Field(
+        30.0, gt=0, description="Render cache: days an entry answers repeats of its task (then a miss)."
+    )
+    build_commit: str | None = Field(
+        None, description="The service's git commit in provenance records (unset: `git rev-parse HEAD`)."
+    )
 
     def llm_models(self) -> list[str]:
         """The models a task may name: LLM_MODEL, then LLM_ALLOWED_MODELS."""

@@ -24,6 +24,7 @@ from activities.media.tools import (
     parse_resolution,
     workdir,
 )
+from activities.provenance import Recipe
 from activities.runtime import TaskInterrupted, TaskProgress
 from taskservice.contracts import TaskActivityInput
 from taskservice.media_budget import NATIVE_FPS
@@ -104,11 +105,16 @@ async def generate_clip(
 
     tools.check_budget(task.task_type, data)
     request = _clip_request(tools, data)
-    images = await tools.fetch_images(request.image_urls, progress)
+    hashes: dict[str, str] = {}
+    images = await tools.fetch_images(request.image_urls, progress, hashes)
     with workdir(task) as folder:
         job = _plan_job(task, data, request, images, folder / "video.mp4")
         rendered = await tools.run_blocking(progress, _render_clip, tools, job, progress)
         info = await asyncio.to_thread(probe_video, job.path)
+        recipe = Recipe(
+            job.model_id, [job.seed], job.steps, (info.width, info.height), tools.models.device, hashes
+        )
+        provenance = await tools.provenance_of(recipe, job.path)
         published = await tools.publish(
             task, ResultFile(job.path, "mp4", "video/mp4"), request.prompt, progress
         )
@@ -127,6 +133,7 @@ async def generate_clip(
         codec=info.codec,
         native_fps=NATIVE_FPS,
         native_frames=rendered.native_frames,
+        provenance=provenance,
         clips=rendered.clips,
         steps_per_clip=rendered.steps_per_clip,
         steps_total=sum(rendered.steps_per_clip),

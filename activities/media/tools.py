@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 
 from activities.io.fetch import IMAGE_TYPES, InputFetcher, decode_image
 from activities.io.publish import MediaPublisher, PublishedMedia, ResultFile
+from activities.provenance import ProvenanceRecorder, Recipe
 from activities.runtime import TaskProgress, permanent_error
 from taskservice.contracts import TaskActivityInput
 from taskservice.media_budget import budget_device, over_budget
@@ -75,6 +77,7 @@ class MediaTools:
         self._fetcher = fetcher
         self._publisher = publisher
         self._step_observer = step_observer
+        self.provenance = ProvenanceRecorder(settings)
 
     def model_id(self, kind: PipelineKind) -> str:
         """The model configured for this kind of pipeline; none: a ConfigurationError naming its setting."""
@@ -139,14 +142,23 @@ class MediaTools:
             await asyncio.to_thread(self.models.release_device_memory, collect=False)
             raise
 
-    async def fetch_images(self, urls: Sequence[str], progress: TaskProgress) -> list[Image]:
+    async def fetch_images(
+        self, urls: Sequence[str], progress: TaskProgress, hashes: dict[str, str] | None = None
+    ) -> list[Image]:
+        """The images at `urls`; `hashes` (if given) gets each URL's content SHA-256 (provenance)."""
         progress.report(0.01, "fetching_inputs")
         fetched = await asyncio.gather(*(self._fetcher.fetch(url, accept=IMAGE_TYPES) for url in urls))
         limit = self.settings.max_input_pixels
+        if hashes is not None:
+            hashes.update({f.url: hashlib.sha256(f.data).hexdigest() for f in fetched})
         return [
             await asyncio.to_thread(decode_image, f.data, f"input URL {redact_url(f.url)}", max_pixels=limit)
             for f in fetched
         ]
+
+    async def provenance_of(self, recipe: Recipe, output: Path) -> dict[str, Any]:
+        """The output's provenance record (hashing the file off the event loop)."""
+        return await asyncio.to_thread(self.provenance.record, recipe, output)
 
     async def publish(
         self, task: TaskActivityInput, file: ResultFile, alt: str, progress: TaskProgress

@@ -65,6 +65,7 @@ def start_task(
         strict_deadline=strict or body.deadline_policy == "reject",
         webhook_events=tuple(events) if events is not None else None,
         idempotency_key=idempotency_key,
+        cache=body.cache,
     )
 
 

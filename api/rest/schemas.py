@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api.domain.commands import MAX_CALLBACK_URL_LENGTH, MAX_DEADLINE_S, PROJECT_ID_PATTERN
-from api.service.alerts import Alert, TaskMetrics
+from api.service.alerts import Alert, CacheSavings, TaskMetrics
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
 from taskservice.priority import TaskPriority
+from taskservice.render_cache import CacheMode
 
 
 class SubmitTaskRequest(BaseModel):
@@ -68,6 +69,14 @@ class SubmitTaskRequest(BaseModel):
         description="`reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion "
         "is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel "
         "at the deadline.",
+    )
+    cache: CacheMode | None = Field(
+        None,
+        description="Render cache: `auto` (default: reuse an earlier identical task's result when the output "
+        "is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` "
+        "(reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. "
+        "Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.",
+        examples=["auto"],
     )
 
 
@@ -203,6 +212,12 @@ class MetricsResponse(BaseModel):
         None,
         description="Set when counting stopped moving (the metrics workflow makes no progress): the counts "
         "are those of this instant.",
+    )
+    cache: dict[str, CacheSavings] = Field(
+        default_factory=dict,
+        description="Render cache per task type (the caller's tenant): completed tasks answered from an "
+        "entry (`hits`) or another task's render (`coalesced`), rendered with a key (`misses`), and the "
+        "processing seconds the answers saved (`saved_seconds`, each its source task's).",
     )
 
 

@@ -12,6 +12,7 @@ from api.domain.errors import ValidationFailed
 from api.service import submission
 from api.service.alerts import (
     Alert,
+    CacheSavings,
     TaskMetricsSummary,
     failure_rate_alerts,
     stale_since_of,
@@ -22,7 +23,7 @@ from api.service.quotas import Quota, Quotas
 from api.service.scope import scope_of
 from api.store.store import TaskStore
 from taskservice.catalog import CATALOG, specs_for_queue
-from taskservice.contracts import TaskStatus, TenantTally, WorkerReport
+from taskservice.contracts import FinishedTally, TaskStatus, TenantTally, WorkerReport
 from taskservice.queues import Queue
 from taskservice.settings import Settings
 from taskservice.visibility import TaskQuery
@@ -164,6 +165,7 @@ class InsightService:
                 if count
             },
             currently_running=running,
+            cache=cache_savings(state),
             counted_until=counted_until,
             stale_since=stale_since_of(counted_until, datetime.now(UTC)),
         )
@@ -324,3 +326,17 @@ def _memory_alerts(workers: list[WorkerStatus], *, named: bool) -> list[Alert]:
         for worker in workers
         if worker.alive and worker.rss_mb > WORKER_MEMORY_WARNING_MB
     ]
+
+
+def cache_savings(state: FinishedTally) -> dict[str, CacheSavings]:
+    """The render cache's counts per task type, from the metrics workflow's tally."""
+    types = {*state.cache_hits, *state.cache_coalesced, *state.cache_misses}
+    return {
+        task_type: CacheSavings(
+            hits=state.cache_hits.get(task_type, 0),
+            coalesced=state.cache_coalesced.get(task_type, 0),
+            misses=state.cache_misses.get(task_type, 0),
+            saved_seconds=round(state.cache_saved_seconds.get(task_type, 0.0), 3),
+        )
+        for task_type in sorted(types)
+    }

@@ -26,6 +26,7 @@ from taskservice.contracts import RetryRecorded
 from taskservice.netguard import UnsafeURLError, check_outbound_url
 from taskservice.priority import allowed
 from taskservice.record import TaskRecord
+from taskservice.render_cache import CacheMode
 from taskservice.settings import Settings
 from taskservice.telemetry import ApiMetrics
 from taskservice.timefmt import iso_z, now_z
@@ -146,6 +147,7 @@ class TaskStarts:
             request_hash=command.request_hash(),
             tenant=command.tenant,
             user=command.user,
+            cache=(command.cache or CacheMode.AUTO).value,
         )
         submission.check_sizes(record)
         return spec, record

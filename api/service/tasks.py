@@ -18,6 +18,7 @@ from api.service.watch import project_changes, task_changes
 from api.store.projection import TaskView
 from api.store.store import TaskStore, metered
 from taskservice.contracts import TaskStatus
+from taskservice.render_cache import CacheMode
 from taskservice.settings import Settings
 from taskservice.telemetry import ApiMetrics
 from taskservice.visibility import TaskQuery
@@ -221,6 +222,7 @@ def retry_command(caller: Caller, original: TaskView) -> StartTask:
         deadline_s=original.deadline_s,
         webhook_events=tuple(original.webhook_events),
         retry_of=original.task_id,
+        cache=CacheMode(original.cache),
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio.api.common.v1 import WorkflowExecution as WorkflowExecutionRef
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import (
@@ -203,6 +204,16 @@ class TaskStore:
             view.result = outcome.result
         return view, int(desc.raw_description.workflow_execution_info.history_length)
 
+    async def _render_activities(self, render_id: str) -> list[PendingActivityInfo]:
+        """The pending activities of the render a task waits on (none once it has ended)."""
+        try:
+            desc = await self.client.get_workflow_handle(render_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return []
+            raise
+        return list(desc.raw_description.pending_activities)
+
     async def project(self, desc: WorkflowExecutionDescription) -> TaskView:
         """The whole view of one task: memo and search attributes, then its pending activity or queue."""
         return (await self._projected(desc))[0]
@@ -215,7 +226,10 @@ class TaskStore:
         view = base_view(desc, memo)
         if view.status.is_terminal:
             return view, False
-        activity = task_activity(view, list(desc.raw_description.pending_activities))
+        pending = list(desc.raw_description.pending_activities)
+        if view.render_id is not None:
+            pending = await self._render_activities(view.render_id)
+        activity = task_activity(view, pending)
         in_gap = activity is None and view.status == TaskStatus.PROCESSING
         if activity is not None:
             apply_activity(view, activity, self.client.data_converter.payload_converter)

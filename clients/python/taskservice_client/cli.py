@@ -229,6 +229,10 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Repeat-safe submit: the same key returns the same task.")
     ] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option("--cache", help="Render cache: auto (default), reuse, refresh or off."),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Then follow the task to its end (like watch).")
     ] = False,
@@ -249,6 +253,7 @@ def submit(
             callback_url=callback_url,
             metadata=meta,
             idempotency_key=idempotency_key,
+            cache=cache,
         )
         if quiet and not wait:
             typer.echo(result.task_id)

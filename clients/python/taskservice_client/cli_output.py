@@ -130,6 +130,10 @@ class Output:
         ready = ready_in(status, datetime.now(UTC))
         if ready:
             table.add_row("ready", ready)
+        if status.cache_hit:
+            cache = (status.result or {})["cache"]
+            source = cache.get("source_task_id", "?")
+            table.add_row("cache", f"hit: the result of {source} ({cache.get('saved_seconds', 0)} s saved)")
         if status.error:
             table.add_row("error", Text(status.error, style="red"))
         console = self.console

@@ -94,11 +94,13 @@ class TaskServiceClient(ClientCore):
         callback_url: str | None = None,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        cache: str | None = None,
     ) -> SubmitResult:
         """Submit a task. With ``idempotency_key``, repeating the call returns the same task
-        (``result.replayed`` is then True); the same key with another body raises ``ConflictError``."""
+        (``result.replayed`` is then True); the same key with another body raises ``ConflictError``.
+        ``cache``: ``auto`` (the server's default), ``reuse``, ``refresh`` or ``off`` (the render cache)."""
         submission = operations.submit(
-            self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key
+            self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key, cache
         )
         return self._transport.run(submission)
 
@@ -270,10 +272,11 @@ class AsyncTaskServiceClient(ClientCore):
         callback_url: str | None = None,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        cache: str | None = None,
     ) -> SubmitResult:
         """See ``TaskServiceClient.submit``."""
         submission = operations.submit(
-            self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key
+            self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key, cache
         )
         return await self._transport.run(submission)
 

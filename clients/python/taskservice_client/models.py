@@ -117,6 +117,12 @@ class TaskStatus(_Model):
         return self.status.is_terminal
 
     @property
+    def cache_hit(self) -> bool:
+        """Whether the result came from the render cache (an earlier task's, or a render it shared)."""
+        cache = (self.result or {}).get("cache")
+        return isinstance(cache, dict) and bool(cache.get("hit"))
+
+    @property
     def succeeded(self) -> bool:
         return self.status is TaskState.COMPLETED
 

@@ -22,6 +22,7 @@ def submit(
     callback_url: str | None = None,
     metadata: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    cache: str | None = None,
 ) -> Operation[models.SubmitResult]:
     body: dict[str, Any] = {
         "project_id": project_id,
@@ -32,6 +33,8 @@ def submit(
     }
     if callback_url is not None:
         body["callback_url"] = callback_url
+    if cache is not None:
+        body["cache"] = cache
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     response = yield from core._request("POST", "/api/v1/tasks/submit", json_body=body, headers=headers)
     replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"

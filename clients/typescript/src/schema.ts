@@ -682,6 +682,40 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /**
+         * CacheMode
+         * @description The submit's `cache` field.
+         * @enum {string}
+         */
+        CacheMode: "auto" | "reuse" | "refresh" | "off";
+        /**
+         * CacheSavings
+         * @description The render cache's work for one task type: completed tasks answered from an entry (`hits`) or from
+         *     another task's render (`coalesced`), those that rendered with a key (`misses`), and the processing
+         *     seconds the answers saved (each the source task's).
+         */
+        CacheSavings: {
+            /**
+             * Hits
+             * @default 0
+             */
+            hits?: number;
+            /**
+             * Coalesced
+             * @default 0
+             */
+            coalesced?: number;
+            /**
+             * Misses
+             * @default 0
+             */
+            misses?: number;
+            /**
+             * Saved Seconds
+             * @default 0
+             */
+            saved_seconds?: number;
+        };
         /** CancelTaskResponse */
         CancelTaskResponse: {
             /**
@@ -890,6 +924,13 @@ export interface components {
              * @description Set when counting stopped moving (the metrics workflow makes no progress): the counts are those of this instant.
              */
             stale_since?: string | null;
+            /**
+             * Cache
+             * @description Render cache per task type (the caller's tenant): completed tasks answered from an entry (`hits`) or another task's render (`coalesced`), rendered with a key (`misses`), and the processing seconds the answers saved (`saved_seconds`, each its source task's).
+             */
+            cache?: {
+                [key: string]: components["schemas"]["CacheSavings"];
+            };
         };
         /** Pagination */
         Pagination: {
@@ -2505,6 +2546,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRenderAnimationRequest
@@ -2570,6 +2616,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitGenerateImageRequest
@@ -2638,6 +2689,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitGenerateCharacterVoiceRequest
@@ -2703,6 +2759,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitProcessAudioRequest
@@ -2782,6 +2843,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitEvaluateDepartmentRequest
@@ -2862,6 +2928,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitAutomatedGatherCreationRequest
@@ -2929,6 +3000,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitTestPromptRequest
@@ -2995,6 +3071,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitTranslateDialogueRequest
@@ -3065,6 +3146,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunLlmInferenceRequest
@@ -3135,6 +3221,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunSdInferenceRequest
@@ -3203,6 +3294,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunTtsInferenceRequest
@@ -3268,6 +3364,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunImageToTextInferenceRequest
@@ -3329,6 +3430,11 @@ export interface components {
              * @enum {string}
              */
             deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
     };
     responses: never;
