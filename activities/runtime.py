@@ -54,6 +54,7 @@ class TaskProgress:
         self._step = "starting"
         self._stop = threading.Event()
         self._stop_reason = ""
+        self.cleanup_grace_s = CLEANUP_GRACE_S
 
     def report(self, progress: float, step: str) -> None:
         """Record progress (0..1, never moving backwards) and a human-readable step."""
@@ -84,18 +85,70 @@ class TaskProgress:
             raise TaskInterrupted(self._stop_reason)
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn` in a thread; on cancel or soft timeout ask it to stop and wait for its cleanup."""
+        """Run `fn` in a thread; on cancel or soft timeout ask it to stop and wait for its cleanup, at most
+        `cleanup_grace_s`: work that has not stopped by then is left running (`abandoned_work`; its worker
+        is replaced, see `workers.lifecycle`) and the task ends as it was asked to."""
         # In a copy of the caller's context: the thread's spans and log lines belong to this task.
         work = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        future = asyncio.get_running_loop().run_in_executor(None, work)
+        thread, future = _start_daemon(work)
         try:
             return await asyncio.shield(future)
         except BaseException:
             self.request_stop("interrupted")
             # The thread owns the GPU/CPU until it returns: give it the documented cleanup window.
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(future), CLEANUP_GRACE_S)
+                await asyncio.wait_for(asyncio.shield(future), self.cleanup_grace_s)
+            if thread.is_alive():
+                abandoned_work.add(thread)
             raise
+
+
+def _start_daemon(work: Callable[[], T]) -> tuple[threading.Thread, asyncio.Future[T]]:
+    """`work` in a daemon thread of its own (not the loop's executor, which the interpreter waits for at
+    exit: a thread that never returns must not keep a replaced worker alive), and the future of its end."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    # Its outcome is read even when nobody waits any more (the task ended past the grace period).
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def settle(outcome: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(lambda: None if future.done() else outcome())
+
+    def target() -> None:
+        try:
+            result = work()
+        except BaseException as err:
+            failure = err
+            settle(lambda: future.set_exception(failure))
+        else:
+            settle(lambda: future.set_result(result))
+
+    thread = threading.Thread(target=target, name="task-work", daemon=True)
+    thread.start()
+    return thread, future
+
+
+class AbandonedWork:
+    """Blocking work that did not stop within its grace period after its task ended: it still holds the
+    process's device and memory, so the worker process is replaced (one per process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def add(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._threads.append(thread)
+
+    def running(self) -> int:
+        """How many abandoned threads are still running (one that ended after all no longer counts)."""
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            return len(self._threads)
+
+
+abandoned_work = AbandonedWork()
 
 
 def parse_task_data(model: type[M], task: TaskActivityInput) -> M:

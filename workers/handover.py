@@ -18,7 +18,8 @@ RECYCLE_EXIT_CODE = 75
 HEALTHY_LIFETIME_S = 60.0
 RESTART_DELAY_S = (1.0, 30.0)  # first and longest wait before a restart that follows a short-lived child
 
-RecycleReason = Literal["tasks", "memory"]
+# `stuck`: a cancelled task's work did not stop within CANCEL_GRACE_S (activities.runtime.abandoned_work).
+RecycleReason = Literal["tasks", "memory", "stuck"]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ them)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -179,9 +180,7 @@ def _render_clip(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> _C
 
     native, per_clip = _denoise_clips(tools, job, progress)
     progress.report(P_ENCODE, "encoding_video")
-
-    def on_frame(written: int, count: int) -> None:
-        progress.report(P_ENCODE + (P_UPLOAD - P_ENCODE) * written / count, "encoding_video")
+    on_frame = tools.phase_hook(job.task_id, progress, "encoding_video", (P_ENCODE, P_UPLOAD))
 
     with span("media.encode", format="mp4", frames=job.target_frames):
         encode_mp4(
@@ -200,6 +199,14 @@ def _denoise_clips(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> 
     import numpy as np
 
     from activities.media.device import prepare_call
+    from activities.media.video import decode_latent_frames
+
+    decode = functools.partial(
+        decode_latent_frames,
+        chunk_s=tools.settings.cancel_check_s,
+        should_stop=lambda: progress.should_stop,
+        on_chunk=tools.phase_hook(job.task_id, progress, "decoding_video"),
+    )
 
     def waiting() -> None:
         progress.report(P_WAITING, "waiting_for_device")
@@ -226,7 +233,9 @@ def _denoise_clips(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> 
             pipe = text_pipe if strength is None else image_pipe
             prepare_call(pipe, tools.models.options, images=frames, width=job.width, height=job.height)
             on_step = tools.models.compile_clock.watch(pipe, (frames, job.height, job.width), on_step)
-            rendered.append(_denoise_clip(job, pipe, index, frames, strength, rendered, on_step, progress))
+            rendered.append(
+                _denoise_clip(job, pipe, index, frames, strength, rendered, on_step, decode, progress)
+            )
     return np.concatenate(rendered), per_clip
 
 
@@ -258,6 +267,7 @@ def _denoise_clip(
     strength: float | None,
     rendered: list[Frames],
     on_step: Callable[[int], bool],
+    decode: Callable[[Any, Any], Frames],
     progress: TaskProgress,
 ) -> Frames:
     """One clip's native frames: text-to-video, or video-to-video from its keyframe (or the previous
@@ -266,7 +276,6 @@ def _denoise_clip(
     from PIL import Image as PILImage
 
     from activities.media.device import call_instance, run_denoising
-    from activities.media.video import to_uint8_frames
 
     kwargs: dict[str, Any] = {
         "prompt": job.prompt,
@@ -274,7 +283,8 @@ def _denoise_clip(
         "num_inference_steps": job.steps,
         # A distinct, reproducible noise per clip.
         "generator": torch.Generator("cpu").manual_seed((job.seed + index) % 2**32),
-        "output_type": "np",
+        # Decoded here, frames at a time, so that a cancel need not wait for the whole clip's decode.
+        "output_type": "latent",
     }
     if strength is None:
         kwargs.update(num_frames=frames, height=job.height, width=job.width)
@@ -290,7 +300,8 @@ def _denoise_clip(
         output = run_denoising(call_instance(pipe), on_step, **kwargs)
     if output is None:
         raise TaskInterrupted(progress.stop_reason)
-    return to_uint8_frames(output.frames[0])
+    with span("media.decode", clip=index + 1, frames=frames):
+        return decode(pipe.vae, output.frames)
 
 
 def _plan_clips(native_frames: int, keyframes: int) -> Sequence[int]:
