@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import sys
 import threading
@@ -21,11 +22,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
+from temporalio.converter import value_to_type
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.attempt import AttemptAnnouncement, workflow_handle
-from taskservice.contracts import TaskActivityInput, TaskAttemptResult, TaskProgressUpdate
+from taskservice.contracts import ClipCheckpoint, TaskActivityInput, TaskAttemptResult, TaskProgressUpdate
 from workflows.task import TaskWorkflow
 
 if TYPE_CHECKING:
@@ -55,6 +57,9 @@ class TaskProgress:
         self._stop = threading.Event()
         self._stop_reason = ""
         self.cleanup_grace_s = CLEANUP_GRACE_S
+        self._clips: ClipCheckpoint | None = None
+        # What the previous attempt of this task last heartbeated (a retry's starting point), if anything.
+        self.previous: TaskProgressUpdate | None = None
 
     def report(self, progress: float, step: str) -> None:
         """Record progress (0..1, never moving backwards) and a human-readable step."""
@@ -65,7 +70,12 @@ class TaskProgress:
     def snapshot(self) -> TaskProgressUpdate:
         """The progress as the attempt heartbeats it."""
         with self._lock:
-            return TaskProgressUpdate(progress=round(self._progress, 4), step=self._step)
+            return TaskProgressUpdate(progress=round(self._progress, 4), step=self._step, clips=self._clips)
+
+    def keep_clips(self, clips: ClipCheckpoint) -> None:
+        """Record the finished clips of a render (heartbeated: what a retry resumes from)."""
+        with self._lock:
+            self._clips = dataclasses.replace(clips, keys=list(clips.keys))
 
     @property
     def should_stop(self) -> bool:
@@ -185,6 +195,22 @@ def out_of_memory_error(task: TaskActivityInput, err: BaseException) -> Applicat
     )
 
 
+def _previous_heartbeat() -> TaskProgressUpdate | None:
+    """The last heartbeat of the previous attempt (decoded without type hints by the SDK); None if none or
+    not one of ours."""
+    details = activity.info().heartbeat_details
+    if not details:
+        return None
+    last = details[-1]
+    if isinstance(last, TaskProgressUpdate):
+        return last
+    try:
+        update: TaskProgressUpdate = value_to_type(TaskProgressUpdate, last)
+    except (TypeError, ValueError):
+        return None
+    return update
+
+
 async def _heartbeat_forever(progress: TaskProgress, task: TaskActivityInput) -> None:
     announced = -1.0
     while True:
@@ -232,6 +258,7 @@ async def _run_work(
 ) -> dict[str, Any]:
     data = parse_task_data(model, task)
     progress = TaskProgress()
+    progress.previous = _previous_heartbeat()
     heartbeats = asyncio.create_task(_heartbeat_forever(progress, task))
     try:
         async with asyncio.timeout(task.soft_timeout_s):

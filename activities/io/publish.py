@@ -39,7 +39,7 @@ class MediaPublisher:
     """Puts a task's file under its deterministic key (a retried attempt overwrites it), then registers it."""
 
     def __init__(self, storage: MediaStorage, cms: PayloadCMS) -> None:
-        self._storage = storage
+        self.storage = storage
         self._cms = cms
 
     async def publish(
@@ -53,7 +53,7 @@ class MediaPublisher:
         """Store `file` as the task's result; `on_stored` runs between the upload and the CMS call."""
         key = media_key(task.project_id, task.task_type, task.task_id, file.ext)
         with span("media.upload", content_type=file.content_type):
-            stored = await self._storage.put_file(key, file.path, file.content_type)
+            stored = await self.storage.put_file(key, file.path, file.content_type)
         if on_stored is not None:
             on_stored()
         media_id = await self._cms.register_media(

@@ -32,6 +32,14 @@ class StoredMedia:
 class MediaStorage(Protocol):
     async def put_file(self, key: str, path: Path, content_type: str) -> StoredMedia: ...
 
+    async def get_file(self, key: str, path: Path) -> bool:
+        """Copy the object at `key` to `path`; False when there is none."""
+        ...
+
+    async def delete(self, keys: list[str]) -> None:
+        """Remove these objects (missing ones are no error)."""
+        ...
+
 
 def media_key(project_id: str, task_type: str, task_id: str, ext: str) -> str:
     """The storage key of a task's result; ids are path-checked so a key cannot climb out of its folder."""
@@ -50,12 +58,27 @@ class LocalStorage:
         self._signer = media_signer(settings)
 
     async def put_file(self, key: str, path: Path, content_type: str) -> StoredMedia:
-        target = (self.root / key).resolve()
-        if not target.is_relative_to(self.root):
-            raise ValueError(f"storage key {key!r} escapes the media folder")
+        target = self._path(key)
         size = await asyncio.to_thread(_copy_atomically, path, target)
         url = self._signer.signed_url(self._public_url, key)
         return StoredMedia(key=key, url=url, size=size, content_type=content_type)
+
+    async def get_file(self, key: str, path: Path) -> bool:
+        source = self._path(key)
+        if not source.is_file():
+            return False
+        await asyncio.to_thread(shutil.copyfile, source, path)
+        return True
+
+    async def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
+
+    def _path(self, key: str) -> Path:
+        target = (self.root / key).resolve()
+        if not target.is_relative_to(self.root):
+            raise ValueError(f"storage key {key!r} escapes the media folder")
+        return target
 
 
 def _copy_atomically(source: Path, target: Path) -> int:
@@ -115,6 +138,27 @@ class S3Storage:
         # The key, not the URL: a presigned URL's query string is a bearer credential.
         log.info("Stored media", extra={"bucket": self._bucket, "key": key, "size": size})
         return StoredMedia(key=key, url=url, size=size, content_type=content_type)
+
+    async def get_file(self, key: str, path: Path) -> bool:
+        return await asyncio.to_thread(self._get_file, key, path)
+
+    def _get_file(self, key: str, path: Path) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.download_file(self._bucket, key, str(path))
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return False
+            raise
+        return True
+
+    async def delete(self, keys: list[str]) -> None:
+        if keys:
+            objects = [{"Key": key} for key in keys]
+            await asyncio.to_thread(
+                self._client.delete_objects, Bucket=self._bucket, Delete={"Objects": objects}
+            )
 
     def _ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError

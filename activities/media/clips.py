@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from temporalio.exceptions import ApplicationError
+
 from activities.io.publish import ResultFile
 from activities.media.prompts import compose_animation_prompt, compose_video_prompt
+from activities.media.resume import ClipStore
 from activities.media.tools import (
     P_ENCODE,
     P_LOAD,
@@ -108,11 +111,22 @@ async def generate_clip(
     images = await tools.fetch_images(request.image_urls, progress)
     with workdir(task) as folder:
         job = _plan_job(task, data, request, images, folder / "video.mp4")
-        rendered = await tools.run_blocking(progress, _render_clip, tools, job, progress)
-        info = await asyncio.to_thread(probe_video, job.path)
-        published = await tools.publish(
-            task, ResultFile(job.path, "mp4", "video/mp4"), request.prompt, progress
+        store = await ClipStore.open(
+            tools.storage, task, folder, progress, seed=job.seed, clips=len(job.clips)
         )
+        job.seed = store.seed  # a resumed render keeps the seed it started with
+        store.on_kept = tools.phase_hook(task.task_id, progress, "kept_clip")
+        try:
+            rendered = await tools.run_blocking(progress, _render_clip, tools, job, store, progress)
+            info = await asyncio.to_thread(probe_video, job.path)
+            published = await tools.publish(
+                task, ResultFile(job.path, "mp4", "video/mp4"), request.prompt, progress
+            )
+        except (asyncio.CancelledError, ApplicationError) as err:
+            if not isinstance(err, ApplicationError) or err.non_retryable:
+                await store.discard()  # no retry will resume it
+            raise
+        await store.discard()
     return media_result(
         published,
         model_id=job.model_id,
@@ -131,6 +145,7 @@ async def generate_clip(
         clips=rendered.clips,
         steps_per_clip=rendered.steps_per_clip,
         steps_total=sum(rendered.steps_per_clip),
+        resumed=store.resumed(),
     )
 
 
@@ -173,12 +188,12 @@ def _plan_job(
     )
 
 
-def _render_clip(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> _ClipResult:
+def _render_clip(tools: MediaTools, job: _ClipJob, store: ClipStore, progress: TaskProgress) -> _ClipResult:
     """Blocking: generate the native frames clip by clip (holding the device), then resample them to fps
     and encode the MP4 (the device free for the next task meanwhile)."""
     from activities.media.video import encode_mp4, resampled_chunks
 
-    native, per_clip = _denoise_clips(tools, job, progress)
+    native, per_clip = _denoise_clips(tools, job, store, progress)
     progress.report(P_ENCODE, "encoding_video")
     on_frame = tools.phase_hook(job.task_id, progress, "encoding_video", (P_ENCODE, P_UPLOAD))
 
@@ -194,8 +209,11 @@ def _render_clip(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> _C
     return _ClipResult(clips=len(job.clips), native_frames=int(native.shape[0]), steps_per_clip=per_clip)
 
 
-def _denoise_clips(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> tuple[Frames, list[int]]:
-    """Blocking, holding the device: every clip's native frames, and the steps each clip ran."""
+def _denoise_clips(
+    tools: MediaTools, job: _ClipJob, store: ClipStore, progress: TaskProgress
+) -> tuple[Frames, list[int]]:
+    """Blocking, holding the device: every clip's native frames (those an earlier attempt kept, then the
+    rest, each kept as it finishes), and the steps each clip ran."""
     import numpy as np
 
     from activities.media.device import prepare_call
@@ -224,8 +242,10 @@ def _denoise_clips(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> 
             else:
                 strengths.append(None)
         per_clip = [job.steps if s is None else int(job.steps * s) for s in strengths]
-        rendered: list[Frames] = []
+        rendered: list[Frames] = store.finished()
         for index, (frames, strength) in enumerate(zip(job.clips, strengths, strict=True)):
+            if index < len(rendered):
+                continue
             suffix = f" (clip {index + 1}/{len(job.clips)})" if len(job.clips) > 1 else ""
             offset, span = sum(per_clip[:index]), sum(per_clip)
             on_step = tools.step_hook(job.task_id, progress, total=per_clip[index], offset=offset, span=span,
@@ -236,6 +256,8 @@ def _denoise_clips(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> 
             rendered.append(
                 _denoise_clip(job, pipe, index, frames, strength, rendered, on_step, decode, progress)
             )
+            if len(job.clips) > 1:
+                store.keep(index, rendered[-1])
     return np.concatenate(rendered), per_clip
 
 

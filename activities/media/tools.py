@@ -89,6 +89,7 @@ class MediaTools:
         self.images = images
         self._fetcher = fetcher
         self._publisher = publisher
+        self.storage = publisher.storage  # where renders keep their finished clips (activities.media.resume)
         self._step_observer = step_observer
         self._phase_observer = phase_observer
 

@@ -8,47 +8,17 @@ import concurrent.futures
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from activities.media.activities import MediaActivities
-from activities.media.tools import PhaseEvent, StepEvent
-from tests.support.media import Run, activity_env, make_settings, task_input
+from tests.support.media import PhaseRecorder, Run, Seen, activity_env, make_settings, task_input
 from tests.support.worker_resources import opened
 
 CANCEL_BOUND_S = 5.0  # plus one denoising step
 FRAMES = 16  # 2 s at 8 fps: one native clip, 16 output frames
-
-
-@dataclass(frozen=True)
-class Seen:
-    phase: str  # "denoising", "decoding_video", "encoding_video"
-    done: int
-    total: int
-    at: float
-
-
-class PhaseRecorder:
-    """Every denoising step and every decoded/encoded chunk, in order; `on_event` may act on one (it runs in
-    the task's worker thread, which waits for it)."""
-
-    def __init__(self) -> None:
-        self.seen: list[Seen] = []
-        self.on_event: Callable[[Seen], None] | None = None
-
-    def step(self, event: StepEvent) -> None:
-        self._add(Seen("denoising", event.step, event.total, event.at))
-
-    def phase(self, event: PhaseEvent) -> None:
-        self._add(Seen(event.phase, event.done, event.total, event.at))
-
-    def _add(self, seen: Seen) -> None:
-        self.seen.append(seen)
-        if self.on_event is not None:
-            self.on_event(seen)
 
 
 @pytest.fixture(scope="module")
