@@ -218,7 +218,8 @@ async def _heartbeat_forever(progress: TaskProgress, task: TaskActivityInput) ->
         activity.heartbeat(snapshot)
         if task.progress_updates and snapshot.progress - announced >= PROGRESS_EVENT_STEP:
             announced = snapshot.progress
-            await _announce_progress(snapshot)
+            # The workflow needs how far and what (its progress webhook), not the kept clips.
+            await _announce_progress(dataclasses.replace(snapshot, clips=None))
         await asyncio.sleep(HEARTBEAT_EVERY_S)
 
 
