@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.io.publish import ResultFile
@@ -123,7 +124,7 @@ async def generate_clip(
                 task, ResultFile(job.path, "mp4", "video/mp4"), request.prompt, progress
             )
         except (asyncio.CancelledError, ApplicationError) as err:
-            if not isinstance(err, ApplicationError) or err.non_retryable:
+            if _ends_the_task(err):
                 await store.discard()  # no retry will resume it
             raise
         await store.discard()
@@ -324,6 +325,15 @@ def _denoise_clip(
         raise TaskInterrupted(progress.stop_reason)
     with span("media.decode", clip=index + 1, frames=frames):
         return decode(pipe.vae, output.frames)
+
+
+def _ends_the_task(err: BaseException) -> bool:
+    """Whether no attempt follows this one: the task was cancelled (not a soft limit's or a worker shutdown's
+    cancellation: those are retried), or it failed for good."""
+    if isinstance(err, ApplicationError):
+        return err.non_retryable
+    details = activity.cancellation_details()
+    return details is not None and details.cancel_requested
 
 
 def _plan_clips(native_frames: int, keyframes: int) -> Sequence[int]:

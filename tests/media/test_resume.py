@@ -139,3 +139,33 @@ async def test_a_checkpoint_of_another_render_is_not_resumed(media: MediaActivit
     result = await retry.run(media.generate_video, task)
     assert result["metadata"]["resumed"] == {"from_clip": 0, "attempts": 1}
     assert result["metadata"]["seed"] == 11
+
+
+async def test_a_cancelled_render_leaves_no_kept_clips(
+    media: MediaActivities, media_dir: Path, recorder: PhaseRecorder
+) -> None:
+    """A cancel ends the task for good: what it kept is deleted (a retryable failure keeps it, above)."""
+    run = TaskActivityEnvironment()
+    sent: list[TaskProgressUpdate] = []
+    run.on_heartbeat = lambda *details: sent.append(details[0])
+    loop = asyncio.get_running_loop()
+    cancelled: list[concurrent.futures.Future[None]] = []
+
+    async def cancel() -> None:
+        run.cancel()
+        await asyncio.sleep(0.05)
+
+    def on_event(seen: Seen) -> None:
+        if seen.phase == "kept_clip" and not cancelled:
+            assert len(kept_clips(media_dir, "vid_cancelled")) == 1
+            cancelled.append(asyncio.run_coroutine_threadsafe(cancel(), loop))
+            cancelled[0].result(timeout=30)
+
+    recorder.on_event = on_event
+    task = task_input("generate_video", {**DATA, "duration": 3}, task_id="vid_cancelled", soft_timeout_s=900)
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await run.run(media.generate_video, task)
+    finally:
+        recorder.on_event = None
+    assert cancelled and kept_clips(media_dir, "vid_cancelled") == []
