@@ -135,12 +135,26 @@ class TaskActivityInput:
 
 
 @dataclass
+class ClipCheckpoint:
+    """The finished clips of a video or animation render, kept in storage: a retry of the task renders from
+    the first unfinished clip with the same seed (`activities.media.resume`)."""
+
+    seed: int
+    clips: int  # clips of the whole render
+    keys: list[str] = field(default_factory=list)  # storage keys of the finished clips' frames, in order
+    attempts: int = 1  # attempts that rendered clips of it, the current one included
+    resumed_from: int = 0  # clips the current attempt found finished
+
+
+@dataclass
 class TaskProgressUpdate:
     """How far an attempt is (0..1) and what it does: its heartbeat details (read back by the API's task
-    view) and the payload of the `task_progress` signal."""
+    view) and the payload of the `task_progress` signal; `clips` where a render keeps finished clips (absent
+    from older histories)."""
 
     progress: float
     step: str
+    clips: ClipCheckpoint | None = None
 
 
 @dataclass

@@ -57,6 +57,17 @@ class ModelSettings(BaseSettings):
         description="Keep models in CPU memory and move each part (`model`) or each layer (`sequential`) to "
         "the GPU when used: for GPUs smaller than the model.",
     )
+    cancel_check_s: float = Field(
+        1.0,
+        gt=0,
+        description="Longest stretch of media work between two looks for a cancel outside the denoising loop "
+        "(frames decoded at once, s).",
+    )
+    cancel_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a cancelled task's work may take to stop before its worker is replaced, s.",
+    )
     tts_model: str | None = Field(None, description="Coqui TTS model name or local path; espeak-ng if unset.")
     llm_model: str = Field("gpt-4o-mini", description="Chat model used by the LLM task types.")
     llm_timeout_s: float = Field(60.0, description="Timeout of one chat completion request, seconds.")

@@ -44,6 +44,14 @@ class MediaStorage(Protocol):
         """A URL a caller can fetch the object at (signed and expiring unless the bucket is public)."""
         ...
 
+    async def get_file(self, key: str, path: Path) -> bool:
+        """Copy the object at `key` to `path`; False when there is none."""
+        ...
+
+    async def delete(self, keys: list[str]) -> None:
+        """Remove these objects (missing ones are no error)."""
+        ...
+
 
 def media_key(project_id: str, task_type: str, task_id: str, ext: str) -> str:
     """The storage key of a task's result; ids are path-checked so a key cannot climb out of its folder."""
@@ -62,9 +70,7 @@ class LocalStorage:
         self._signer = media_signer(settings)
 
     async def put_file(self, key: str, path: Path, content_type: str) -> StoredMedia:
-        target = (self.root / key).resolve()
-        if not target.is_relative_to(self.root):
-            raise ValueError(f"storage key {key!r} escapes the media folder")
+        target = self._path(key)
         size = await asyncio.to_thread(_copy_atomically, path, target)
         return StoredMedia(key=key, url=self.url_for(key), size=size, content_type=content_type)
 
@@ -83,6 +89,17 @@ class LocalStorage:
 
     def url_for(self, key: str) -> str:
         return self._signer.signed_url(self._public_url, key)
+
+    async def get_file(self, key: str, path: Path) -> bool:
+        source = self._path(key)
+        if not source.is_file():
+            return False
+        await asyncio.to_thread(shutil.copyfile, source, path)
+        return True
+
+    async def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
 
     def _path(self, key: str) -> Path:
         target = (self.root / key).resolve()
@@ -194,6 +211,27 @@ class S3Storage:
                 return False
             raise
         return True
+
+    async def get_file(self, key: str, path: Path) -> bool:
+        return await asyncio.to_thread(self._get_file, key, path)
+
+    def _get_file(self, key: str, path: Path) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.download_file(self._bucket, key, str(path))
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return False
+            raise
+        return True
+
+    async def delete(self, keys: list[str]) -> None:
+        if keys:
+            objects = [{"Key": key} for key in keys]
+            await asyncio.to_thread(
+                self._client.delete_objects, Bucket=self._bucket, Delete={"Objects": objects}
+            )
 
     def _ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError

@@ -59,6 +59,20 @@ class StepEvent:
 StepObserver = Callable[[StepEvent], None]
 
 
+@dataclass(frozen=True)
+class PhaseEvent:
+    """A piece of work outside the denoising loop done (frames decoded, frames encoded), for observers."""
+
+    task_id: str
+    phase: str  # "decoding", "encoding"
+    done: int
+    total: int
+    at: float
+
+
+PhaseObserver = Callable[[PhaseEvent], None]
+
+
 class MediaTools:
     """The worker's model cache, fetcher and publisher, with the steps every media task takes through them."""
 
@@ -70,14 +84,17 @@ class MediaTools:
         fetcher: InputFetcher,
         publisher: MediaPublisher,
         step_observer: StepObserver | None,
+        phase_observer: PhaseObserver | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
         self.images = images
         self._fetcher = fetcher
         self._publisher = publisher
+        self.storage = publisher.storage  # where renders keep their finished clips (activities.media.resume)
         self._step_observer = step_observer
         self.provenance = ProvenanceRecorder(settings)
+        self._phase_observer = phase_observer
 
     def model_id(self, kind: PipelineKind) -> str:
         """The model configured for this kind of pipeline; none: a ConfigurationError naming its setting."""
@@ -118,8 +135,23 @@ class MediaTools:
 
         return on_step
 
+    def phase_hook(
+        self, task_id: str, progress: TaskProgress, phase: str, band: tuple[float, float] | None = None
+    ) -> Callable[[int, int], None]:
+        """The callback of a chunked phase (`done` of `total` units): report `<phase> done/total` (moving
+        progress across `band` when given), tell the observer; the caller looks for a cancel after it."""
+
+        def on_chunk(done: int, total: int) -> None:
+            value = 0.0 if band is None else band[0] + (band[1] - band[0]) * done / max(total, 1)
+            progress.report(value, f"{phase} {done}/{total}")
+            if self._phase_observer is not None:
+                self._phase_observer(PhaseEvent(task_id, phase, done, total, time.perf_counter()))
+
+        return on_chunk
+
     async def run_blocking(self, progress: TaskProgress, fn: Callable[..., Any], *args: Any) -> Any:
         """Run the heavy part in a thread; load failures → ConfigurationError; free memory on failure."""
+        progress.cleanup_grace_s = self.settings.cancel_grace_s
         return await self.guarded(progress.run_blocking(fn, *args))
 
     async def guarded(self, work: Awaitable[T]) -> T:
