@@ -21,7 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.contracts import RenderInput, RenderOutcome, TaskAttemptResult, TaskStarted
     from taskservice.render_cache import ATTACH_SIGNAL, DETACH_SIGNAL, RENDER_WORKFLOW
     from workflows import render
-    from workflows.task import TaskWorkflow, activity_failure
+    from workflows.failures import activity_failure
+    from workflows.task import TaskWorkflow
 
 CANCELLED = ("the render was cancelled", "RenderCancelled")
 

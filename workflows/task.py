@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,13 +30,13 @@ with workflow.unsafe.imports_passed_through():
         TaskStatus,
         TaskWorkflowInput,
     )
-    from taskservice.host_paths import scrub_host_paths
     from taskservice.priority import TaskPriority
     from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
     from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
     from taskservice.render_cache import CacheHit, CacheLookup, cache_field, render_workflow_id
     from taskservice.timefmt import iso_z
     from workflows import console, render
+    from workflows.failures import TaskFailure, activity_failure
     from workflows.limiter import ConcurrencyLimiterWorkflow
     from workflows.webhook import deliver_progress_webhook, deliver_started_webhook, deliver_webhook
 
@@ -125,7 +125,7 @@ class TaskWorkflow:
             # The render's attempt was not announced (it was short): record it as this task's.
             self._ran = TaskAttemptResult(outcome.result or {}, outcome.started_at, outcome.attempt)
         if outcome.result is None:
-            raise _RenderFailed(_Failure(outcome.error or "the render failed", outcome.error_type))
+            raise _RenderFailed(TaskFailure(outcome.error or "the render failed", outcome.error_type))
         coalesced = outcome.source_task_id != task.task_id
         hit = CacheHit(outcome.result, outcome.source_task_id, outcome.saved_seconds) if coalesced else None
         return {**outcome.result, "cache": cache_field(key, hit, coalesced=coalesced)}
@@ -276,10 +276,10 @@ class TaskWorkflow:
     def slot_deferred(self, deferred: SlotDeferred) -> None:
         self._deferred_slots.add(deferred.group)
 
-    def _cancel_reason(self) -> _Failure:
+    def _cancel_reason(self) -> TaskFailure:
         if self._deadline_exceeded:
-            return _Failure(f"the task's deadline ({self._task.deadline_at}) passed", "DeadlineExceeded")
-        return _Failure("Task was cancelled")
+            return TaskFailure(f"the task's deadline ({self._task.deadline_at}) passed", "DeadlineExceeded")
+        return TaskFailure("Task was cancelled")
 
     @workflow.signal(name="task_started")
     async def task_started(self, started: TaskStarted) -> None:
@@ -308,7 +308,7 @@ class TaskWorkflow:
             await deliver_progress_webhook(self._task, self._progress_events, update)
 
     async def _finish(
-        self, status: TaskStatus, *, result: dict[str, Any] | None = None, failure: _Failure | None = None
+        self, status: TaskStatus, *, result: dict[str, Any] | None = None, failure: TaskFailure | None = None
     ) -> TaskOutcome:
         """Record the terminal state first (the metrics workflow counts it from there), free the slots,
         then send the webhook."""
@@ -350,17 +350,10 @@ class TaskWorkflow:
         return outcome
 
 
-@dataclass(frozen=True)
-class _Failure:
-    message: str
-    type: str | None = None
-    traceback: str | None = None
-
-
 class _RenderFailed(Exception):
     """The render a task waited on failed: the task fails with the render's error."""
 
-    def __init__(self, failure: _Failure) -> None:
+    def __init__(self, failure: TaskFailure) -> None:
         super().__init__(failure.message)
         self.failure = failure
 
@@ -390,17 +383,3 @@ def _longest_run_s(task: TaskWorkflowInput) -> float:
 def _reask_delay_s(deferrals: int) -> float:
     """How long a task the limiter did not keep in line waits before asking again: 5 s, doubling to 60 s."""
     return float(min(5 * 2 ** (deferrals - 1), 60))
-
-
-def activity_failure(err: ActivityError) -> _Failure:
-    """The innermost failure's message (what went wrong), its type and its stack trace, if the worker sent
-    one."""
-    cause: BaseException = err
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    message = str(cause.message if isinstance(cause, FailureError) else cause) or type(cause).__name__
-    error_type = cause.type if isinstance(cause, ApplicationError) and cause.type else None
-    trace = cause.failure.stack_trace if isinstance(cause, FailureError) and cause.failure else None
-    # What tenants read (the error, the failure webhook's traceback) names no host path.
-    traceback = scrub_host_paths(f"Traceback (most recent call last):\n{trace}") if trace else None
-    return _Failure(scrub_host_paths(message) or message, error_type, traceback)
