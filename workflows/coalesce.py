@@ -18,8 +18,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from taskservice.contracts import RenderInput, RenderOutcome, TaskAttemptResult, TaskStarted
+    from taskservice.contracts import TaskAttemptResult, TaskStarted
     from taskservice.render_cache import ATTACH_SIGNAL, DETACH_SIGNAL, RENDER_WORKFLOW
+    from taskservice.render_contracts import RenderInput, RenderOutcome
     from workflows import render
     from workflows.failures import activity_failure
     from workflows.task import TaskWorkflow

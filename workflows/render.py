@@ -18,7 +18,7 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.io.cache import CacheActivities
-    from taskservice.contracts import JoinRender, RenderInput, TaskWorkflowInput
+    from taskservice.contracts import TaskWorkflowInput
     from taskservice.queues import WORKFLOW_QUEUE
     from taskservice.render_cache import (
         DETACH_SIGNAL,
@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         cache_field,
         render_workflow_id,
     )
+    from taskservice.render_contracts import JoinRender, RenderInput
 
 CACHE_PATCH = "render-cache"
 # Fetching input URLs to hash them is the longest part of a lookup (FETCH_TIMEOUT_S each).

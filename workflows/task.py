@@ -20,7 +20,6 @@ with workflow.unsafe.imports_passed_through():
         SLOT_DEFERRED_SIGNAL,
         SLOT_GRANTED_SIGNAL,
         ConcurrencySlot,
-        RenderOutcome,
         SlotDeferred,
         SlotRequest,
         TaskActivityInput,
@@ -34,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
     from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
     from taskservice.render_cache import CacheHit, CacheLookup, cache_field, render_workflow_id
+    from taskservice.render_contracts import RenderOutcome
     from taskservice.timefmt import iso_z
     from workflows import console, render
     from workflows.failures import TaskFailure, activity_failure

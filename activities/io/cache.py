@@ -22,7 +22,6 @@ from temporalio.exceptions import ApplicationError
 
 from taskservice.catalog import CATALOG
 from taskservice.content_key import ModelFingerprints, content_key, input_urls
-from taskservice.contracts import JoinRender
 from taskservice.payloads import decode
 from taskservice.queues import WORKFLOW_QUEUE
 from taskservice.render_cache import (
@@ -35,6 +34,7 @@ from taskservice.render_cache import (
     CacheStoreInput,
     manifest_key,
 )
+from taskservice.render_contracts import JoinRender
 from taskservice.settings import Settings
 from taskservice.telemetry import WorkerMetrics
 
