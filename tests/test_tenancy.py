@@ -425,6 +425,7 @@ ROUTE_PROBES: dict[tuple[str, str], Probe] = {
     ("GET", "/health"): _liveness,
     ("GET", "/media/{key}"): _guessed_media,
     ("GET", "/docs"): lambda m: _documentation(m, "/docs"),
+    ("GET", "/graphql/ide/{name}"): lambda m: _documentation(m, "/graphql/ide/graphiql.min.css"),
     ("GET", "/docs/oauth2-redirect"): lambda m: _documentation(m, "/docs/oauth2-redirect"),
     ("GET", "/redoc"): lambda m: _documentation(m, "/redoc"),
     ("MOUNT", "/static-offline-docs"): lambda m: _documentation(m, "/static-offline-docs"),

@@ -25,7 +25,16 @@ from taskservice.settings import Settings
 from tests.support.stack import API_KEYS, Stack
 
 # /media needs no key but a signed URL (tests/test_tenancy.py walks it).
-PUBLIC_PATHS = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/media/{key}"}
+# GraphiQL's scripts and styles are static files like the docs' (the page itself answers with the API).
+PUBLIC_PATHS = {
+    "/health",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+    "/media/{key}",
+    "/graphql/ide/{name}",
+}
 WRONG_KEYS = {
     "missing": None,
     "empty": "",
