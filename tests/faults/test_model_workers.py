@@ -34,11 +34,19 @@ def _sample(text: str, name: str) -> float:
 async def _worker_stats(client: httpx.AsyncClient, pid: int) -> dict[str, Any]:
     """The worker's entry in /api/v1/workers/stats, once it has reported after its last task."""
     await asyncio.sleep(1.0)  # five reports at 0.2 s
-    # Workers are listed to operators only.
-    response = await client.get("/api/v1/workers/stats", headers={"X-API-Key": ADMIN_KEY})
-    assert response.status_code == 200, response.text
-    [worker] = [w for w in response.json()["workers"] if w["pid"] == pid]
-    return dict(worker)
+    # The registry publishes a moment after a report (and a run that continued as new publishes first thing):
+    # the worker is looked for a little longer than its reports take.
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        # Workers are listed to operators only.
+        response = await client.get("/api/v1/workers/stats", headers={"X-API-Key": ADMIN_KEY})
+        assert response.status_code == 200, response.text
+        found = [w for w in response.json()["workers"] if w["pid"] == pid]
+        if found or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert len(found) == 1, (pid, response.text[:3000])
+    return dict(found[0])
 
 
 async def test_a_worker_whose_model_exceeds_the_memory_limit_keeps_serving(stack: Stack) -> None:
