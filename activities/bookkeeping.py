@@ -10,10 +10,12 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from taskservice.contracts import FinishedTally, LimiterState, ScanTally, ScanWindow
+from taskservice.contracts import FinishedTally, LimiterState, ScanTally, ScanWindow, TaskStatus
+from taskservice.durations import DurationSample
 from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
-from taskservice.record import TaskMemo
+from taskservice.record import TaskMemo, TaskOutcome
 from taskservice.visibility import CLOSED_AS_STATUS, TaskQuery
+from taskservice.work_units import work_units
 from workflows import console
 from workflows.limiter import ConcurrencyLimiterWorkflow
 
@@ -62,8 +64,23 @@ class BookkeepingActivities:
             else:
                 continue
             seconds = outcome.processing_time if outcome is not None else None
-            tally.count(status, memo.task.task_type, seconds)
-            tally.tenants.setdefault(memo.task.tenant, FinishedTally()).count(
-                status, memo.task.task_type, seconds
-            )
+            tenant_tally = tally.tenants.setdefault(memo.task.tenant, FinishedTally())
+            for counted in (tally, tenant_tally):
+                counted.count(status, memo.task.task_type, seconds)
+            cache = (outcome.result or {}).get("cache") if outcome is not None else None
+            if status == TaskStatus.COMPLETED and isinstance(cache, dict):
+                for counted in (tally, tenant_tally):
+                    counted.count_cache(memo.task.task_type, cache)
+            if outcome is not None and status == TaskStatus.COMPLETED and seconds is not None:
+                tally.samples.append(_sample(memo, outcome, seconds))
         return tally
+
+
+def _sample(memo: TaskMemo, outcome: TaskOutcome, seconds: float) -> DurationSample:
+    """A completed task's measured run time; its build is the model its result names."""
+    metadata = (outcome.result or {}).get("metadata")
+    model = metadata.get("model") if isinstance(metadata, dict) else None
+    task = memo.task
+    return DurationSample(
+        task.task_type, str(model or ""), work_units(task.task_type, task.task_data), seconds
+    )

@@ -13,19 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
+from temporalio.converter import value_to_type
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.attempt import AttemptAnnouncement, workflow_handle
-from taskservice.contracts import TaskActivityInput, TaskAttemptResult, TaskProgressUpdate
+from taskservice.contracts import ClipCheckpoint, TaskActivityInput, TaskAttemptResult, TaskProgressUpdate
+from taskservice.work_units import device_seconds_key
 from workflows.task import TaskWorkflow
 
 if TYPE_CHECKING:
@@ -54,6 +58,10 @@ class TaskProgress:
         self._step = "starting"
         self._stop = threading.Event()
         self._stop_reason = ""
+        self.cleanup_grace_s = CLEANUP_GRACE_S
+        self._clips: ClipCheckpoint | None = None
+        # What the previous attempt of this task last heartbeated (a retry's starting point), if anything.
+        self.previous: TaskProgressUpdate | None = None
 
     def report(self, progress: float, step: str) -> None:
         """Record progress (0..1, never moving backwards) and a human-readable step."""
@@ -64,7 +72,12 @@ class TaskProgress:
     def snapshot(self) -> TaskProgressUpdate:
         """The progress as the attempt heartbeats it."""
         with self._lock:
-            return TaskProgressUpdate(progress=round(self._progress, 4), step=self._step)
+            return TaskProgressUpdate(progress=round(self._progress, 4), step=self._step, clips=self._clips)
+
+    def keep_clips(self, clips: ClipCheckpoint) -> None:
+        """Record the finished clips of a render (heartbeated: what a retry resumes from)."""
+        with self._lock:
+            self._clips = dataclasses.replace(clips, keys=list(clips.keys))
 
     @property
     def should_stop(self) -> bool:
@@ -84,18 +97,70 @@ class TaskProgress:
             raise TaskInterrupted(self._stop_reason)
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn` in a thread; on cancel or soft timeout ask it to stop and wait for its cleanup."""
+        """Run `fn` in a thread; on cancel or soft timeout ask it to stop and wait for its cleanup, at most
+        `cleanup_grace_s`: work that has not stopped by then is left running (`abandoned_work`; its worker
+        is replaced, see `workers.lifecycle`) and the task ends as it was asked to."""
         # In a copy of the caller's context: the thread's spans and log lines belong to this task.
         work = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        future = asyncio.get_running_loop().run_in_executor(None, work)
+        thread, future = _start_daemon(work)
         try:
             return await asyncio.shield(future)
         except BaseException:
             self.request_stop("interrupted")
             # The thread owns the GPU/CPU until it returns: give it the documented cleanup window.
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(future), CLEANUP_GRACE_S)
+                await asyncio.wait_for(asyncio.shield(future), self.cleanup_grace_s)
+            if thread.is_alive():
+                abandoned_work.add(thread)
             raise
+
+
+def _start_daemon(work: Callable[[], T]) -> tuple[threading.Thread, asyncio.Future[T]]:
+    """`work` in a daemon thread of its own (not the loop's executor, which the interpreter waits for at
+    exit: a thread that never returns must not keep a replaced worker alive), and the future of its end."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    # Its outcome is read even when nobody waits any more (the task ended past the grace period).
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def settle(outcome: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(lambda: None if future.done() else outcome())
+
+    def target() -> None:
+        try:
+            result = work()
+        except BaseException as err:
+            failure = err
+            settle(lambda: future.set_exception(failure))
+        else:
+            settle(lambda: future.set_result(result))
+
+    thread = threading.Thread(target=target, name="task-work", daemon=True)
+    thread.start()
+    return thread, future
+
+
+class AbandonedWork:
+    """Blocking work that did not stop within its grace period after its task ended: it still holds the
+    process's device and memory, so the worker process is replaced (one per process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def add(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._threads.append(thread)
+
+    def running(self) -> int:
+        """How many abandoned threads are still running (one that ended after all no longer counts)."""
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            return len(self._threads)
+
+
+abandoned_work = AbandonedWork()
 
 
 def parse_task_data(model: type[M], task: TaskActivityInput) -> M:
@@ -132,6 +197,22 @@ def out_of_memory_error(task: TaskActivityInput, err: BaseException) -> Applicat
     )
 
 
+def _previous_heartbeat() -> TaskProgressUpdate | None:
+    """The last heartbeat of the previous attempt (decoded without type hints by the SDK); None if none or
+    not one of ours."""
+    details = activity.info().heartbeat_details
+    if not details:
+        return None
+    last = details[-1]
+    if isinstance(last, TaskProgressUpdate):
+        return last
+    try:
+        update: TaskProgressUpdate = value_to_type(TaskProgressUpdate, last)
+    except (TypeError, ValueError):
+        return None
+    return update
+
+
 async def _heartbeat_forever(progress: TaskProgress, task: TaskActivityInput) -> None:
     announced = -1.0
     while True:
@@ -139,7 +220,8 @@ async def _heartbeat_forever(progress: TaskProgress, task: TaskActivityInput) ->
         activity.heartbeat(snapshot)
         if task.progress_updates and snapshot.progress - announced >= PROGRESS_EVENT_STEP:
             announced = snapshot.progress
-            await _announce_progress(snapshot)
+            # The workflow needs how far and what (its progress webhook), not the kept clips.
+            await _announce_progress(dataclasses.replace(snapshot, clips=None))
         await asyncio.sleep(HEARTBEAT_EVERY_S)
 
 
@@ -158,13 +240,21 @@ async def run_task(
     task: TaskActivityInput,
     model: type[M],
     work: Callable[[M, TaskProgress], Awaitable[dict[str, Any]]],
+    *,
+    device: str | None = None,
 ) -> TaskAttemptResult:
     """Run one task attempt, announced to its workflow: its inputs parsed as `model`, `work` under heartbeats
     and the soft time limit. An attempt that fails is announced before it ends (its start is recorded with
-    its failure)."""
+    its failure). With `device` (a media task's torch device), the result's metadata tells the seconds the
+    attempt held it (`gpu_seconds` or `cpu_seconds`: taskservice.work_units.device_seconds_key)."""
     announcement = await AttemptAnnouncement.begin(task)
+    started = time.perf_counter()
     try:
-        return announcement.result(await _run_work(task, model, work))
+        result = await _run_work(task, model, work)
+        metadata = result.get("metadata")
+        if device is not None and isinstance(metadata, dict):
+            metadata[device_seconds_key(device)] = round(time.perf_counter() - started, 3)
+        return announcement.result(result)
     except asyncio.CancelledError:
         raise
     except BaseException:
@@ -179,6 +269,7 @@ async def _run_work(
 ) -> dict[str, Any]:
     data = parse_task_data(model, task)
     progress = TaskProgress()
+    progress.previous = _previous_heartbeat()
     heartbeats = asyncio.create_task(_heartbeat_forever(progress, task))
     try:
         async with asyncio.timeout(task.soft_timeout_s):

@@ -31,6 +31,7 @@ from api.rest.route_errors import route_error_body
 from api.rest.routes import (
     admin,
     batch,
+    estimates,
     health,
     media,
     projects,
@@ -38,6 +39,7 @@ from api.rest.routes import (
     statistics,
     streams,
     tasks,
+    usage,
     webhooks,
     workers,
 )
@@ -74,6 +76,10 @@ OPENAPI_TAGS = [
     {"name": "webhooks", "description": "The tenant's webhook secret; failed deliveries, sent again."},
     {"name": "events", "description": "Live progress as Server-Sent Events."},
     {"name": "queues", "description": "Task queues: backlog and workers."},
+    {
+        "name": "usage",
+        "description": "What a tenant's tasks used: device and run time, by project, type and day.",
+    },
     {"name": "workers", "description": "Worker processes as they report themselves."},
     {"name": "health", "description": "Liveness, service health and Prometheus metrics."},
     {"name": "admin", "description": "Operators only (ADMIN_API_KEY)."},
@@ -164,7 +170,21 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.state.services = services
     _install_http_metrics(app, services)
     _install_error_handlers(app)
-    routers = (health, tasks, webhooks, batch, statistics, projects, queues, workers, admin, streams, media)
+    routers = (
+        health,
+        estimates,
+        tasks,
+        webhooks,
+        batch,
+        statistics,
+        projects,
+        queues,
+        usage,
+        workers,
+        admin,
+        streams,
+        media,
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(graphql_router(services))  # seed 003's GraphQL API at /graphql

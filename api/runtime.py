@@ -18,6 +18,7 @@ from api.service.bulk import BulkService
 from api.service.insights import InsightService
 from api.service.quotas import Quotas
 from api.service.tasks import TaskService
+from api.service.usage import UsageService
 from api.service.webhooks import WebhookService
 from api.store.store import TaskStore
 from api.store.webhooks import WebhookStore
@@ -43,14 +44,16 @@ class Operations:
     insights: InsightService
     admin: AdminService
     webhooks: WebhookService
+    usage: UsageService
 
     @classmethod
     def open(cls, client: Client, settings: Settings, quotas: Quotas, metrics: ApiMetrics) -> Operations:
         store = TaskStore(client)
         tasks = TaskService(store, settings, quotas, metrics)
-        insights = InsightService(store, settings, quotas)
+        insights = InsightService(store, settings, quotas, tasks.starts.estimates)
         webhooks = WebhookService(tasks, WebhookStore(client))
-        return cls(store, tasks, BulkService(tasks), insights, AdminService(tasks), webhooks)
+        usage = UsageService(store, quotas)
+        return cls(store, tasks, BulkService(tasks), insights, AdminService(tasks), webhooks, usage)
 
 
 @dataclass
@@ -123,6 +126,9 @@ class Services:
 
     def webhooks(self) -> WebhookService:
         return self.operations().webhooks
+
+    def usage(self) -> UsageService:
+        return self.operations().usage
 
     async def _refresh_metrics_forever(self) -> None:
         """Keep the Prometheus gauges that come from Temporal (backlog, pollers, outcomes) fresh."""

@@ -274,7 +274,15 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), help="default: gpu on a GPU, cpu otherwise")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of phases (5 CPU, 1 GPU)")
     parser.add_argument("--budget-s", type=float, default=None, help="seconds (480 GPU, 1200 CPU)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="only the resume bench (bench/media_resume.py): tiny video model",
+    )
     args = parser.parse_args()
+    if args.resume:
+        _resume(args.device)
+        return
 
     from activities.media.models import resolve_device
 
@@ -293,6 +301,19 @@ def main() -> None:
             continue
         rows.append(asyncio.run(measure(case, device, rounds, started + budget)))
         report(rows[-1:])
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\nload average at the end: {load}; total {time.monotonic() - started:.0f} s")
+
+
+def _resume(device_name: str) -> None:
+    from activities.media.models import resolve_device
+    from bench.media_resume import resume_costs
+
+    started = time.monotonic()
+    device = resolve_device(device_name)
+    print(machine_info(device))
+    for line in asyncio.run(resume_costs(build_tiny_models()["tiny-video"], device)):
+        print(line)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\nload average at the end: {load}; total {time.monotonic() - started:.0f} s")
 

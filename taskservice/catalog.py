@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from taskservice.contracts import RetrySpec, TaskPlan
 from taskservice.queues import Queue
+from taskservice.render_cache import CachePolicy
 from taskservice.settings import Settings
 from taskservice.task_data import (
     AutomatedGatherCreationData,
@@ -55,6 +56,8 @@ MEDIA_ACTIVITIES = "activities.media.activities:MediaActivities"
 AUDIO_ACTIVITIES = "activities.audio.activities:AudioActivities"
 LLM_ACTIVITIES = "activities.llm.activities:LLMActivities"
 VISION_ACTIVITIES = "activities.media.vision:VisionActivities"
+# What decides an LLM task's answer besides its input (reused only with `cache: reuse`).
+LLM_CACHE_SETTINGS = ("llm_model", "openai_base_url")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,15 @@ class TaskSpec:
     soft_timeout_override_s: float | None = None
     # The sibling contract that adds the type, when it is not seed 001's (shown in the README).
     origin: str | None = None
+    # When `cache: auto` reuses a result (taskservice/render_cache.py), and the Settings fields that decide
+    # the output besides task_data (part of the content key; model settings by the model's identity).
+    cache_policy: CachePolicy = CachePolicy.NEVER
+    cache_settings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.cache_settings:
+            if name not in Settings.model_fields:
+                raise ValueError(f"task type {self.name!r}: Settings has no field {name!r}")
 
     @property
     def activity_name(self) -> str:
@@ -149,6 +161,8 @@ CATALOG: dict[str, TaskSpec] = {
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=300,
             concurrency_group=VIDEO_GROUP,
+            cache_policy=CachePolicy.SEEDED,
+            cache_settings=("video_model", "torch_device"),
         ),
         TaskSpec(
             name="render_animation",
@@ -159,6 +173,8 @@ CATALOG: dict[str, TaskSpec] = {
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=240,
             concurrency_group=VIDEO_GROUP,
+            cache_policy=CachePolicy.SEEDED,
+            cache_settings=("animation_model", "torch_device"),
         ),
         TaskSpec(
             name="generate_image",
@@ -169,6 +185,8 @@ CATALOG: dict[str, TaskSpec] = {
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=60,
             concurrency_group=IMAGE_GROUP,
+            cache_policy=CachePolicy.SEEDED,
+            cache_settings=("image_model", "image_reference_model", "torch_device"),
         ),
         TaskSpec(
             name="generate_character_voice",
@@ -178,6 +196,8 @@ CATALOG: dict[str, TaskSpec] = {
             activity_class=AUDIO_ACTIVITIES,
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=20,
+            cache_policy=CachePolicy.SEEDED,
+            cache_settings=("tts_model",),
         ),
         TaskSpec(
             name="process_audio",
@@ -187,6 +207,8 @@ CATALOG: dict[str, TaskSpec] = {
             activity_class=AUDIO_ACTIVITIES,
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=25,
+            cache_policy=CachePolicy.ALWAYS,
+            cache_settings=(),
         ),
         TaskSpec(
             name="evaluate_department",
@@ -196,6 +218,8 @@ CATALOG: dict[str, TaskSpec] = {
             activity_class=LLM_ACTIVITIES,
             estimated_duration_s=75,
             hard_timeout_override_s=300,
+            cache_policy=CachePolicy.NEVER,
+            cache_settings=LLM_CACHE_SETTINGS,
         ),
         TaskSpec(
             name="automated_gather_creation",
@@ -204,6 +228,8 @@ CATALOG: dict[str, TaskSpec] = {
             queue=Queue.CPU_INTENSIVE,
             activity_class=LLM_ACTIVITIES,
             estimated_duration_s=240,
+            cache_policy=CachePolicy.NEVER,
+            cache_settings=LLM_CACHE_SETTINGS,
         ),
         TaskSpec(
             name="test_prompt",
@@ -212,6 +238,8 @@ CATALOG: dict[str, TaskSpec] = {
             queue=Queue.DEFAULT,
             activity_class=LLM_ACTIVITIES,
             estimated_duration_s=10,
+            cache_policy=CachePolicy.NEVER,
+            cache_settings=LLM_CACHE_SETTINGS,
         ),
         TaskSpec(
             name="translate_dialogue",
@@ -220,6 +248,8 @@ CATALOG: dict[str, TaskSpec] = {
             queue=Queue.DEFAULT,
             activity_class=LLM_ACTIVITIES,
             estimated_duration_s=20,
+            cache_policy=CachePolicy.NEVER,
+            cache_settings=LLM_CACHE_SETTINGS,
         ),
         # Seed 004 (task-manager) names: thin types over the same activities.
         TaskSpec(
@@ -230,6 +260,8 @@ CATALOG: dict[str, TaskSpec] = {
             activity_class=LLM_ACTIVITIES,
             estimated_duration_s=10,
             origin="seed 004",
+            cache_policy=CachePolicy.NEVER,
+            cache_settings=LLM_CACHE_SETTINGS,
         ),
         TaskSpec(
             name="run_sd_inference",
@@ -242,6 +274,8 @@ CATALOG: dict[str, TaskSpec] = {
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             concurrency_group=IMAGE_GROUP,
             origin="seed 004",
+            cache_policy=CachePolicy.SEEDED,
+            cache_settings=("image_model", "image_reference_model", "torch_device"),
         ),
         TaskSpec(
             name="run_tts_inference",
@@ -253,6 +287,8 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=20,
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             origin="seed 004",
+            cache_policy=CachePolicy.SEEDED,
+            cache_settings=("tts_model",),
         ),
         TaskSpec(
             name="run_image_to_text_inference",
@@ -263,6 +299,8 @@ CATALOG: dict[str, TaskSpec] = {
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=10,
             origin="seed 004",
+            cache_policy=CachePolicy.NEVER,
+            cache_settings=("caption_model", "torch_device"),
         ),
     )
 }

@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskservice.durations import DurationSample, DurationWindows
+
 # TaskStatus is declared with the outcome it is part of; importable from here as ever.
 from taskservice.record import TaskRecord
 from taskservice.record import TaskStatus as TaskStatus
+from taskservice.render_cache import CachePlan
 
 
 @dataclass
@@ -46,6 +49,8 @@ class TaskWorkflowInput:
     concurrency: list[ConcurrencySlot] = field(default_factory=list)
     # The tenant's share of each queue under load (Temporal task-queue fairness, keyed by tenant).
     fairness_weight: float = 1.0
+    # What the task does with the render cache (None: nothing), decided at submit from its type and mode.
+    cache: CachePlan | None = None
 
     @property
     def closes_with_outcome(self) -> bool:
@@ -120,15 +125,36 @@ class TaskActivityInput:
     # Announce the attempt (`task_started`) before it runs, not only once it has run a while: its start
     # webhook must precede its progress webhooks.
     announce_at_once: bool = False
+    # The task whose name the output files take, when the attempt runs for others (a coalesced render
+    # runs as its own workflow and names its files after the task that started it).
+    output_id: str | None = None
+
+    @property
+    def output_name(self) -> str:
+        return self.output_id or self.task_id
+
+
+@dataclass
+class ClipCheckpoint:
+    """The finished clips of a video or animation render, kept in storage: a retry of the task renders from
+    the first unfinished clip with the same seed (`activities.media.resume`)."""
+
+    seed: int
+    clips: int  # clips of the whole render
+    keys: list[str] = field(default_factory=list)  # storage keys of the finished clips' frames, in order
+    attempts: int = 1  # attempts that rendered clips of it, the current one included
+    resumed_from: int = 0  # clips the current attempt found finished
 
 
 @dataclass
 class TaskProgressUpdate:
     """How far an attempt is (0..1) and what it does: its heartbeat details (read back by the API's task
-    view) and the payload of the `task_progress` signal."""
+    view) and the payload of the `task_progress` signal; `clips` where a render keeps finished clips (absent
+    from older histories)."""
 
     progress: float
     step: str
+    clips: ClipCheckpoint | None = None
 
 
 @dataclass
@@ -225,6 +251,12 @@ class FinishedTally:
     cancelled: int = 0
     duration_sum: dict[str, float] = field(default_factory=dict)
     duration_count: dict[str, int] = field(default_factory=dict)
+    # Render cache, per task type: completed tasks answered by an entry (hits), by another task's render
+    # (coalesced), rendered with a key (misses), and the source's processing seconds every answer saved.
+    cache_hits: dict[str, int] = field(default_factory=dict)
+    cache_coalesced: dict[str, int] = field(default_factory=dict)
+    cache_misses: dict[str, int] = field(default_factory=dict)
+    cache_saved_seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: FinishedTally) -> None:
         self.total_finished += other.total_finished
@@ -235,6 +267,26 @@ class FinishedTally:
             self.duration_sum[task_type] = self.duration_sum.get(task_type, 0.0) + seconds
         for task_type, count in other.duration_count.items():
             self.duration_count[task_type] = self.duration_count.get(task_type, 0) + count
+        for mine, theirs in (
+            (self.cache_hits, other.cache_hits),
+            (self.cache_coalesced, other.cache_coalesced),
+            (self.cache_misses, other.cache_misses),
+        ):
+            for task_type, number in theirs.items():
+                mine[task_type] = mine.get(task_type, 0) + number
+        for task_type, seconds in other.cache_saved_seconds.items():
+            saved = self.cache_saved_seconds.get(task_type, 0.0) + seconds
+            self.cache_saved_seconds[task_type] = round(saved, 3)
+
+    def count_cache(self, task_type: str, cache: dict[str, Any]) -> None:
+        """A completed task's `result.cache`: a hit (from an entry or a shared render) or a miss."""
+        if not cache.get("hit"):
+            self.cache_misses[task_type] = self.cache_misses.get(task_type, 0) + 1
+            return
+        counts = self.cache_coalesced if cache.get("coalesced") else self.cache_hits
+        counts[task_type] = counts.get(task_type, 0) + 1
+        saved = float(cache.get("saved_seconds") or 0.0)
+        self.cache_saved_seconds[task_type] = round(self.cache_saved_seconds.get(task_type, 0.0) + saved, 3)
 
     def count(self, status: TaskStatus, task_type: str, processing_time: float | None) -> None:
         """One finished task (a completed one's processing time counts toward its type's average)."""
@@ -255,6 +307,8 @@ class ScanTally(FinishedTally):
     """One visibility scan's worth of finished tasks, in all and per tenant."""
 
     tenants: dict[str, FinishedTally] = field(default_factory=dict)
+    # Completed tasks' measured run times, for the learned durations.
+    samples: list[DurationSample] = field(default_factory=list)
 
 
 @dataclass
@@ -269,9 +323,13 @@ class MetricsState(FinishedTally):
     tenants: dict[str, TenantTally] = field(default_factory=dict)
     # Tasks that closed before this instant (server time, ISO) are counted; later ones by the next scan.
     counted_until: str | None = None
+    # The newest measured run times per task type and build (taskservice.durations).
+    durations: DurationWindows = field(default_factory=DurationWindows)
 
     def add_scan(self, scan: ScanTally) -> None:
         self.add(scan)
+        for sample in scan.samples:
+            self.durations.add(sample)
         for tenant, tally in scan.tenants.items():
             self.tenants.setdefault(tenant, TenantTally()).add(tally)
 

@@ -57,6 +57,17 @@ class ModelSettings(BaseSettings):
         description="Keep models in CPU memory and move each part (`model`) or each layer (`sequential`) to "
         "the GPU when used: for GPUs smaller than the model.",
     )
+    cancel_check_s: float = Field(
+        1.0,
+        gt=0,
+        description="Longest stretch of media work between two looks for a cancel outside the denoising loop "
+        "(frames decoded at once, s).",
+    )
+    cancel_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a cancelled task's work may take to stop before its worker is replaced, s.",
+    )
     tts_model: str | None = Field(None, description="Coqui TTS model name or local path; espeak-ng if unset.")
     llm_model: str = Field("gpt-4o-mini", description="Chat model used by the LLM task types.")
     llm_timeout_s: float = Field(60.0, description="Timeout of one chat completion request, seconds.")
@@ -73,6 +84,13 @@ class ModelSettings(BaseSettings):
     )
     llm_max_tokens_test_prompt: int | None = Field(
         None, ge=1, description="Largest `max_tokens` of test_prompt; unset: LLM_MAX_TOKENS."
+    )
+    # What a rendered output is remembered and described by: the render cache and provenance records.
+    cache_ttl_days: float = Field(
+        30.0, gt=0, description="Render cache: days an entry answers repeats of its task (then a miss)."
+    )
+    build_commit: str | None = Field(
+        None, description="The service's git commit in provenance records (unset: `git rev-parse HEAD`)."
     )
 
     def llm_models(self) -> list[str]:

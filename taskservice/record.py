@@ -5,7 +5,8 @@ A task's memo (readable by `describe()` and visibility listings without a worker
 - `attempt`, `started_at`: written by the workflow when a worker starts an attempt;
 - `waiting_for_slot`: the concurrency group the task waits for, while it waits;
 - `outcome`: the `TaskOutcome`, written by the workflow when the task ends;
-- `result_in_history`: set when the result was too large for the memo (the API reads the workflow result).
+- `result_in_history`: set when the result was too large for the memo (the API reads the workflow result);
+- `render`: the workflow ID of the coalesced render the task waits on (its progress is that render's).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ MEMO_RESULT_LIMIT = 16_000
 # The bookkeeping workflows publish their state under one memo key each: `MetricsState` and the
 # `WorkerReport`s by worker identity.
 METRICS_MEMO = "metrics"
+# The metrics workflow's learned-duration samples (`MetricsState.durations`), under a key of their own:
+# published only when they change, so the counters' frequent publishes stay small.
+DURATIONS_MEMO = "durations"
 WORKERS_MEMO = "workers"
 
 
@@ -34,6 +38,7 @@ class MemoKey(StrEnum):
     WAITING_FOR_SLOT = "waiting_for_slot"
     OUTCOME = "outcome"
     RESULT_IN_HISTORY = "result_in_history"
+    RENDER = "render"
 
 
 class TaskStatus(StrEnum):
@@ -72,6 +77,8 @@ class TaskRecord:
     # Who owns it: a tenant and, when a JWT user created it, that user (their `sub`).
     tenant: str = "default"
     user: str | None = None
+    # The submit's render-cache mode (`auto`, `reuse`, `refresh`, `off`: taskservice/render_cache.py).
+    cache: str = "auto"
 
 
 @dataclass
@@ -106,6 +113,7 @@ class TaskMemo:
     waiting_for_slot: str | None = None
     outcome: TaskOutcome | None = None
     result_in_history: bool = False
+    render: str | None = None
 
     @classmethod
     def parse(cls, memo: Mapping[str, Any]) -> TaskMemo | None:

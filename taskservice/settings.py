@@ -179,6 +179,9 @@ class Settings(MediaBudgetSettings, ModelSettings, WebhookSettings):
         "that hold none).",
     )
     worker_concurrency_gpu_heavy: int = Field(2, description="Parallel activities of a gpu_heavy worker.")
+    eta_min_samples: int = Field(
+        5, ge=1, description="Finished tasks of a type before its learned duration is used."
+    )
     worker_concurrency_gpu_medium: int = Field(
         8,
         description="Parallel activities of a gpu_medium worker: 2 × IMAGE_MAX_BATCH, one batch denoising "

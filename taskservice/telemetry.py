@@ -90,6 +90,33 @@ class _FinishedTasks(Collector):
             if count:
                 average.add_metric([task_type], self.state.duration_sum[task_type] / count)
         yield average
+        yield from _cache_families(self.state)
+
+
+def _cache_families(state: MetricsState) -> Iterable[CounterMetricFamily]:
+    """The render cache's answers and savings by task type (all tenants, from the metrics workflow)."""
+    answers = CounterMetricFamily(
+        "taskservice_cache_tasks",
+        "Completed tasks with a render-cache key, by task type and how they were answered "
+        "(hit: from an entry, coalesced: from another task's render, miss: rendered).",
+        labels=["task_type", "answer"],
+    )
+    for answer, counts in (
+        ("hit", state.cache_hits),
+        ("coalesced", state.cache_coalesced),
+        ("miss", state.cache_misses),
+    ):
+        for task_type, value in counts.items():
+            answers.add_metric([task_type, answer], value)
+    yield answers
+    saved = CounterMetricFamily(
+        "taskservice_cache_gpu_seconds_saved",
+        "Processing seconds the render cache saved (each answer: its source task's), by task type.",
+        labels=["task_type"],
+    )
+    for task_type, seconds in state.cache_saved_seconds.items():
+        saved.add_metric([task_type], seconds)
+    yield saved
 
 
 class WorkerMetrics:
@@ -126,6 +153,18 @@ class WorkerMetrics:
             "taskservice_worker_gpu_memory_bytes",
             "GPU memory allocated by this worker.",
             ["queue", "gpu"],
+            registry=self.registry,
+        )
+        self.cache_lookups = Counter(
+            "taskservice_cache_lookups",
+            "Render cache lookups answered by this worker, by task type and outcome (hit, miss, refresh).",
+            ["task_type", "outcome"],
+            registry=self.registry,
+        )
+        self.cache_saved_seconds = Counter(
+            "taskservice_cache_saved_seconds",
+            "Processing seconds of the source tasks whose results answered cache hits, by task type.",
+            ["task_type"],
             registry=self.registry,
         )
         self.registry.register(_ModelCollector(queue, model_stats))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 import uuid
@@ -23,6 +24,7 @@ from tests.support.tasks import settled_metrics, submit, wait_status
 TASK_FIELDS = """
   id projectId agentId taskType status priority progress currentStep inputData result outputData error
   metadata attempt retryOf estimatedDuration queuePosition createdAt updatedAt startedAt completedAt
+  estimatedStartAt estimatedCompletionAt estimate { durationP50S durationP90S waitP50S basis samples }
 """
 CREATE = f"""
 mutation Create($input: CreateAITaskInput!, $key: String) {{
@@ -105,7 +107,12 @@ async def test_create_get_list_and_statistics(api: httpx.AsyncClient) -> None:
     task_id = created["id"]
     assert created["status"] == "QUEUED" and created["priority"] == "HIGH"
     assert created["projectId"] == created["agentId"] == project
-    assert created["taskType"] == "test_prompt" and created["estimatedDuration"] == 10
+    assert created["taskType"] == "test_prompt"
+    # The learned p50 once the type has ETA_MIN_SAMPLES finished tasks, the catalog's 10 s before.
+    estimate = created["estimate"]
+    assert created["estimatedDuration"] == math.ceil(estimate["durationP50S"])
+    assert estimate["basis"] == "learned" or created["estimatedDuration"] == 10
+    assert created["estimatedCompletionAt"] is not None
     assert created["queuePosition"] >= 1
     done = await wait_gql_status(api, task_id, "COMPLETED")
     assert done["result"]["output"] == "FAKE-LLM: Hello graphql"

@@ -53,6 +53,9 @@ async def test_generate_image_end_to_end_with_progress(api: httpx.AsyncClient, s
             "seed": 7,
         },
         project_id="detective_series_001",
+        # This test watches the activity's own heartbeats: a seeded image is otherwise a coalesced render
+        # (tests/test_render_cache.py follows a waiting task's progress).
+        cache="off",
     )
     progress = []
     while True:

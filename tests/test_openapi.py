@@ -140,7 +140,15 @@ def test_each_operation_lists_the_errors_it_can_give(document: dict[str, Any]) -
         ("post", "/api/v1/admin/cleanup"),
         ("post", "/api/v1/webhooks/secret/rotate"),
     ]
-    assert [key for key, c in codes.items() if "422" in c] == [("post", "/api/v1/tasks/submit")]
+    assert sorted(key for key, c in codes.items() if "422" in c) == [
+        ("post", "/api/v1/tasks/quote"),
+        ("post", "/api/v1/tasks/submit"),
+    ]
+    submit_422 = document["paths"]["/api/v1/tasks/submit"]["post"]["responses"]["422"]
+    assert set(submit_422["content"]["application/json"]["examples"]) == {
+        "idempotency_key_reused",
+        "deadline_unreachable",
+    }
     assert "HTTPValidationError" not in document["components"]["schemas"]
     for method, path, operation in _operations(document):
         for status, response in operation["responses"].items():
@@ -150,6 +158,19 @@ def test_each_operation_lists_the_errors_it_can_give(document: dict[str, Any]) -
                 assert content["examples"], (path, status)
             if status in ("429", "503") and path != "/api/v1/health":
                 assert "Retry-After" in response["headers"], (path, status)
+
+
+def test_submit_status_and_quote_carry_their_estimates(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    for name in ("SubmitTaskResponse", "TaskStatusResponse", "TaskQuoteResponse"):
+        assert {"estimated_start_at", "estimated_completion_at", "estimate"} <= set(
+            schemas[name]["properties"]
+        )
+    estimate = schemas["TaskEstimateBody"]["properties"]
+    assert {"duration_p50_s", "duration_p90_s", "wait_p50_s", "completion_p90_at", "basis", "samples"} <= set(
+        estimate
+    )
+    assert "/api/v1/tasks/estimates" in document["paths"]
 
 
 def test_every_operation_and_parameter_is_described(document: dict[str, Any]) -> None:

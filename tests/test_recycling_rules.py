@@ -98,6 +98,8 @@ def test_restarts_back_off_like_crashes_except_after_the_task_quota() -> None:
     assert backoff.delay(1.0, "memory") == 2  # a memory recycle right after start backs off
     assert backoff.delay(1.0, "tasks") == 0  # the task quota: it did its work
     assert backoff.delay(1.0, None) == 4
+    assert backoff.delay(1.0, "stuck") == 0  # work stuck past a cancel: the queue needs its poller back
+    assert backoff.delay(1.0, None) == 8
 
 
 def test_drain_notice_round_trips() -> None:

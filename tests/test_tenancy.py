@@ -46,6 +46,7 @@ from tests.support.tenancy import (
 )
 
 Probe = Callable[[Match], Awaitable[None]]
+TASKS_QUERY = 'WorkflowType = "TaskWorkflow"'
 
 
 async def _owner_sees(m: Match, path: str) -> None:
@@ -138,6 +139,21 @@ async def _statistics(m: Match) -> None:
     await eventually_equal(lambda: total(m.client), lambda: m.world.count(attacker.visibility_query(None)))
 
 
+async def _usage(m: Match) -> None:
+    """Usage sums the finished tasks in the caller's view only (a user's own, a tenant's, everyone's)."""
+
+    async def total() -> int:
+        response = await m.client.get("/api/v1/usage")
+        assert response.status_code == 200, response.text
+        return int(response.json()["tasks"])
+
+    attacker = m.world.parties[m.attacker]
+    finished = f'{attacker.visibility_query(None)} AND ExecutionStatus != "Running"'
+    mine = await eventually_equal(total, lambda: m.world.count(finished))
+    if attacker.kind != Kind.OPERATOR:
+        assert mine < await m.world.count(f'{TASKS_QUERY} AND ExecutionStatus != "Running"')
+
+
 async def _bulk(m: Match, operation: str, role: str) -> None:
     selection = m.selection(role)
     if role in m.world.tasks[m.victim]:
@@ -166,6 +182,20 @@ async def _submit(m: Match) -> None:
         # A replay is of the attacker's own tenant's task (a service token shares its tenant's keys).
         await m.owns(response.json()["task_id"])
 
+    await m.changes_nothing(action)
+
+
+async def _quote(m: Match) -> None:
+    """A quote of the victim's body: an estimate that names no task, and nothing starts or changes."""
+
+    async def action() -> None:
+        response = await m.client.post("/api/v1/tasks/quote", json=done_body(m.victim))
+        assert response.status_code == 200, response.text
+        assert response.json()["estimate"] is not None
+        assert not any(task_id in response.text for task_id in m.victim_ids)
+        assert await m.own_view() == own_before
+
+    own_before = await m.own_view()
     await m.changes_nothing(action)
 
 
@@ -375,6 +405,9 @@ ROUTE_PROBES: dict[tuple[str, str], Probe] = {
     ("GET", "/api/v1/tasks/metrics"): lambda m: _counts(m, "/api/v1/tasks/metrics"),
     ("GET", "/api/v1/tasks/statistics"): _statistics,
     ("POST", "/api/v1/tasks/submit"): _submit,
+    ("POST", "/api/v1/tasks/quote"): _quote,
+    ("GET", "/api/v1/usage"): _usage,
+    ("GET", "/api/v1/tasks/estimates"): lambda m: _tells_nothing_of_tasks(m, "/api/v1/tasks/estimates"),
     ("GET", TASK): _as_missing("GET", TASK),
     ("DELETE", TASK): _as_missing("DELETE", TASK, role="unfinished"),
     ("GET", TASK + "/events"): _task_stream,

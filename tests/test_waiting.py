@@ -113,7 +113,7 @@ async def test_prefer_wait_answers_the_finished_task_or_the_usual_submit(api: ht
     assert finished.headers["Preference-Applied"] == "wait=20"
     done = finished.json()
     assert done["status"] == "completed" and done["result"]["output"] == "FAKE-LLM: sync mode"
-    assert done["estimated_duration"] == 10 and done["queue_position"] >= 1 and done["completed_at"]
+    assert done["estimated_duration"] >= 1 and done["queue_position"] >= 1 and done["completed_at"]
 
     slow = body | {"task_data": {"prompt_template": "longer than the wait [[sleep=4]]"}}
     began = time.monotonic()
@@ -131,6 +131,9 @@ async def test_prefer_wait_answers_the_finished_task_or_the_usual_submit(api: ht
         "estimated_duration",
         "queue_position",
         "created_at",
+        "estimated_start_at",
+        "estimated_completion_at",
+        "estimate",
     }
     # The task goes on after the answer.
     assert (await wait_status(api, usual["task_id"], "completed"))["result"]["output"].startswith("FAKE-LLM")

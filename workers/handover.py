@@ -18,7 +18,8 @@ RECYCLE_EXIT_CODE = 75
 HEALTHY_LIFETIME_S = 60.0
 RESTART_DELAY_S = (1.0, 30.0)  # first and longest wait before a restart that follows a short-lived child
 
-RecycleReason = Literal["tasks", "memory"]
+# `stuck`: a cancelled task's work did not stop within CANCEL_GRACE_S (activities.runtime.abandoned_work).
+RecycleReason = Literal["tasks", "memory", "stuck"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class Handover:
 class RestartBackoff:
     """Delays between a child's end and its replacement's start: crashes and memory recycles double it
     (1, 2, 4 … 30 s) while children keep dying young, so a worker that cannot stay up does not spin; a child
-    that lived HEALTHY_LIFETIME_S resets it. A recycle after the task quota waits nothing: it did its work."""
+    that lived HEALTHY_LIFETIME_S resets it. A recycle after the task quota waits nothing: it did its work;
+    nor does one that replaces work stuck past a cancel (the queue needs its poller back)."""
 
     def __init__(self) -> None:
         self._next = RESTART_DELAY_S[0]
@@ -65,7 +67,7 @@ class RestartBackoff:
         """Seconds to wait before the replacement; `reason` None for a crash."""
         if lived_s >= HEALTHY_LIFETIME_S:
             self._next = RESTART_DELAY_S[0]
-        if reason == "tasks":
+        if reason in ("tasks", "stuck"):
             return 0.0
         delay = self._next
         self._next = min(self._next * 2, RESTART_DELAY_S[1])

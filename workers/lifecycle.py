@@ -18,6 +18,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from activities.runtime import abandoned_work
 from taskservice.contracts import TaskActivityInput
 from taskservice.queues import Queue, worker_identity
 from taskservice.settings import Settings
@@ -61,7 +62,10 @@ class WorkerState:
         self.tasks_done += 1
         self.tasks_failed += 0 if ok else 1
         self.memory.settle()
-        if self.rules.max_tasks and self.tasks_done >= self.rules.max_tasks:
+        stuck = abandoned_work.running()
+        if stuck:
+            self.request_recycle("stuck", f"{stuck} cancelled task(s) still running past CANCEL_GRACE_S")
+        elif self.rules.max_tasks and self.tasks_done >= self.rules.max_tasks:
             self.request_recycle("tasks", f"processed {self.tasks_done} tasks")
         else:
             self.check_memory()

@@ -19,6 +19,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.bookkeeping import BookkeepingActivities, ensure_limiter_running
+from activities.io.cache import CacheActivities
 from activities.io.webhook_records import TemporalWebhookState
 from activities.io.webhooks import WebhookActivities
 from activities.resources import WorkerResources
@@ -41,6 +42,7 @@ from workers.recycling import overlap_recycle
 from workers.registry import QueueActivities, build_queue_activities
 from workflows import console
 from workflows.bookkeeping import REPORT_SIGNAL, TaskMetricsWorkflow, WorkerRegistryWorkflow
+from workflows.coalesce import RenderWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
 from workflows.task import TaskWorkflow
 from workflows.webhook_record import WebhookRecordWorkflow
@@ -202,6 +204,7 @@ def _workers(
         task_queue=WORKFLOW_QUEUE,
         workflows=[
             TaskWorkflow,
+            RenderWorkflow,
             TaskMetricsWorkflow,
             WorkerRegistryWorkflow,
             ConcurrencyLimiterWorkflow,
@@ -212,6 +215,9 @@ def _workers(
             # Also here for deliveries scheduled on this queue before the webhook queue existed.
             *webhooks.activities(),
             *BookkeepingActivities(client).activities(),
+            *CacheActivities(
+                settings, resources.publisher.storage, resources.fetcher, client=client, metrics=metrics
+            ).activities(),
         ],
         graceful_shutdown_timeout=timedelta(seconds=45),
         identity=state.identity,

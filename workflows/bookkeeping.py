@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         WorkerRegistryState,
         WorkerReport,
     )
-    from taskservice.record import METRICS_MEMO, WORKERS_MEMO
+    from taskservice.record import DURATIONS_MEMO, METRICS_MEMO, WORKERS_MEMO
     from workflows import console
     from workflows.history import history_is_long
 
@@ -68,6 +68,8 @@ class TaskMetricsWorkflow:
         self._state = (state or MetricsState()) if self._state_at_init else MetricsState()
         self._dirty = False
         self._published_until: datetime | None = None
+        # The duration samples are published with the first memo of a run, then when a scan adds some.
+        self._durations_changed = True
 
     @workflow.run
     async def run(self, state: MetricsState | None = None) -> None:
@@ -106,6 +108,7 @@ class TaskMetricsWorkflow:
             start_to_close_timeout=timedelta(minutes=5),
         )
         self._state.add_scan(tally)
+        self._durations_changed = self._durations_changed or bool(tally.samples)
         self._state.counted_until = until.isoformat()
         self._dirty = self._dirty or tally.total_finished > 0
         if workflow.patched("metrics-publish-progress"):
@@ -118,7 +121,13 @@ class TaskMetricsWorkflow:
         self._dirty = True
 
     def _publish(self) -> None:
-        workflow.upsert_memo({METRICS_MEMO: asdict(self._state)})
+        counters = asdict(self._state)
+        durations = counters.pop("durations")
+        memo = {METRICS_MEMO: counters}
+        if self._durations_changed:
+            memo[DURATIONS_MEMO] = durations
+            self._durations_changed = False
+        workflow.upsert_memo(memo)
         workflow.set_current_details(console.metrics_state(self._state))
         if self._state.counted_until is not None:
             self._published_until = datetime.fromisoformat(self._state.counted_until)

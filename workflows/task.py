@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,12 +29,14 @@ with workflow.unsafe.imports_passed_through():
         TaskStatus,
         TaskWorkflowInput,
     )
-    from taskservice.host_paths import scrub_host_paths
     from taskservice.priority import TaskPriority
     from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
     from taskservice.record import MEMO_RESULT_LIMIT, MemoKey, TaskOutcome, TaskRecord, error_text
+    from taskservice.render_cache import CacheHit, CacheLookup, cache_field, render_workflow_id
+    from taskservice.render_contracts import RenderOutcome
     from taskservice.timefmt import iso_z
-    from workflows import console
+    from workflows import console, render
+    from workflows.failures import TaskFailure, activity_failure
     from workflows.limiter import ConcurrencyLimiterWorkflow
     from workflows.webhook import deliver_progress_webhook, deliver_started_webhook, deliver_webhook
 
@@ -57,19 +59,32 @@ class TaskWorkflow:
         self._requested_slots: list[str] = []
         self._granted_slots: set[str] = set()
         self._deferred_slots: set[str] = set()
+        self._render_outcome: RenderOutcome | None = None
+        # Set by a coalesced render: the task its output files are named after.
+        self._output_id: str | None = None
 
     @workflow.run
     async def run(self, task: TaskWorkflowInput) -> TaskOutcome:
         self._task = task
         workflow.set_current_details(console.queued(task))
         try:
-            await self._acquire_slots(task)
-            self._ran = await self._run_activity(task)
+            lookup = await render.look_up(task)
+            if lookup is not None and (cached := render.hit_result(lookup)) is not None:
+                # Answered from the render cache: no slot, no GPU-queue activity.
+                return await self._finish(TaskStatus.COMPLETED, result=cached)
+            if lookup is not None and lookup.key is not None and render.coalesces(task, lookup):
+                result = await self._coalesced(task, lookup.key)
+            else:
+                result = await self._render(task, lookup)
+        except _RenderFailed as err:
+            await self._finish(TaskStatus.FAILED, failure=err.failure)
+            message = error_text(err.failure.message, err.failure.type) or ""
+            raise ApplicationError(message, type="TaskFailed", non_retryable=True) from None
         except ActivityError as err:
             if isinstance(err.cause, TemporalCancelledError):
                 await self._finish(TaskStatus.CANCELLED, failure=self._cancel_reason())
                 raise asyncio.CancelledError() from None
-            failure = _failure(err)
+            failure = activity_failure(err)
             await self._finish(TaskStatus.FAILED, failure=failure)
             raise ApplicationError(
                 error_text(failure.message, failure.type) or "", type="TaskFailed", non_retryable=True
@@ -77,7 +92,51 @@ class TaskWorkflow:
         except asyncio.CancelledError:
             await self._finish(TaskStatus.CANCELLED, failure=self._cancel_reason())
             raise
-        return await self._finish(TaskStatus.COMPLETED, result=self._ran.result)
+        return await self._finish(TaskStatus.COMPLETED, result=result)
+
+    async def _render(self, task: TaskWorkflowInput, lookup: CacheLookup | None) -> dict[str, Any]:
+        """Run the task's activity itself (holding its slots); keep the result when the cache asks."""
+        await self._acquire_slots(task)
+        self._ran = await self._run_activity(task)
+        result = self._ran.result
+        if lookup is not None:
+            seconds = self._seconds_since(self._ran.started_at)
+            result = await render.remember(task, lookup, result, seconds)
+        return result
+
+    async def _coalesced(self, task: TaskWorkflowInput, key: str) -> dict[str, Any]:
+        """Wait on the one render of the key (started by the first task to ask) and take its result."""
+        workflow.upsert_memo({MemoKey.RENDER: render_workflow_id(task.task.tenant, key)})
+        try:
+            await render.join(task, key)
+            await workflow.wait_condition(
+                lambda: self._render_outcome is not None, timeout=self._deadline_remaining()
+            )
+        except TimeoutError:
+            self._deadline_exceeded = True
+            await render.detach(task, key)
+            raise asyncio.CancelledError() from None
+        except (asyncio.CancelledError, ActivityError):
+            await render.detach(task, key)
+            raise
+        outcome = self._render_outcome
+        assert outcome is not None
+        if self._started is None and outcome.started_at is not None:
+            # The render's attempt was not announced (it was short): record it as this task's.
+            self._ran = TaskAttemptResult(outcome.result or {}, outcome.started_at, outcome.attempt)
+        if outcome.result is None:
+            raise _RenderFailed(TaskFailure(outcome.error or "the render failed", outcome.error_type))
+        coalesced = outcome.source_task_id != task.task_id
+        hit = CacheHit(outcome.result, outcome.source_task_id, outcome.saved_seconds) if coalesced else None
+        return {**outcome.result, "cache": cache_field(key, hit, coalesced=coalesced)}
+
+    @workflow.signal
+    def render_finished(self, outcome: RenderOutcome) -> None:
+        """The render this task waited on ended (sent by `RenderWorkflow`)."""
+        self._render_outcome = outcome
+
+    def _seconds_since(self, started_at: str) -> float:
+        return round((workflow.now() - datetime.fromisoformat(started_at)).total_seconds(), 3)
 
     async def _run_activity(self, task: TaskWorkflowInput) -> TaskAttemptResult:
         plan, record = task.plan, task.task
@@ -91,6 +150,7 @@ class TaskWorkflow:
                 soft_timeout_s=plan.soft_timeout_s,
                 progress_updates=_sends(record, "progress"),
                 announce_at_once=_sends(record, "start") or _sends(record, "progress"),
+                output_id=self._output_id,
             ),
             task_queue=plan.queue,
             start_to_close_timeout=timedelta(seconds=plan.hard_timeout_s),
@@ -216,10 +276,10 @@ class TaskWorkflow:
     def slot_deferred(self, deferred: SlotDeferred) -> None:
         self._deferred_slots.add(deferred.group)
 
-    def _cancel_reason(self) -> _Failure:
+    def _cancel_reason(self) -> TaskFailure:
         if self._deadline_exceeded:
-            return _Failure(f"the task's deadline ({self._task.deadline_at}) passed", "DeadlineExceeded")
-        return _Failure("Task was cancelled")
+            return TaskFailure(f"the task's deadline ({self._task.deadline_at}) passed", "DeadlineExceeded")
+        return TaskFailure("Task was cancelled")
 
     @workflow.signal(name="task_started")
     async def task_started(self, started: TaskStarted) -> None:
@@ -248,7 +308,7 @@ class TaskWorkflow:
             await deliver_progress_webhook(self._task, self._progress_events, update)
 
     async def _finish(
-        self, status: TaskStatus, *, result: dict[str, Any] | None = None, failure: _Failure | None = None
+        self, status: TaskStatus, *, result: dict[str, Any] | None = None, failure: TaskFailure | None = None
     ) -> TaskOutcome:
         """Record the terminal state first (the metrics workflow counts it from there), free the slots,
         then send the webhook."""
@@ -290,11 +350,12 @@ class TaskWorkflow:
         return outcome
 
 
-@dataclass(frozen=True)
-class _Failure:
-    message: str
-    type: str | None = None
-    traceback: str | None = None
+class _RenderFailed(Exception):
+    """The render a task waited on failed: the task fails with the render's error."""
+
+    def __init__(self, failure: TaskFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 def task_priority(task: TaskWorkflowInput) -> Priority:
@@ -322,17 +383,3 @@ def _longest_run_s(task: TaskWorkflowInput) -> float:
 def _reask_delay_s(deferrals: int) -> float:
     """How long a task the limiter did not keep in line waits before asking again: 5 s, doubling to 60 s."""
     return float(min(5 * 2 ** (deferrals - 1), 60))
-
-
-def _failure(err: ActivityError) -> _Failure:
-    """The innermost failure's message (what went wrong), its type and its stack trace, if the worker sent
-    one."""
-    cause: BaseException = err
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    message = str(cause.message if isinstance(cause, FailureError) else cause) or type(cause).__name__
-    error_type = cause.type if isinstance(cause, ApplicationError) and cause.type else None
-    trace = cause.failure.stack_trace if isinstance(cause, FailureError) and cause.failure else None
-    # What tenants read (the error, the failure webhook's traceback) names no host path.
-    traceback = scrub_host_paths(f"Traceback (most recent call last):\n{trace}") if trace else None
-    return _Failure(scrub_host_paths(message) or message, error_type, traceback)

@@ -40,8 +40,10 @@ class AudioActivities(TaskActivities):
 
     @activity.defn
     async def generate_character_voice(self, task: TaskActivityInput) -> TaskAttemptResult:
-        return await run_task(task, GenerateCharacterVoiceData, functools.partial(self._voice.run, task))
+        voice = functools.partial(self._voice.run, task)
+        return await run_task(task, GenerateCharacterVoiceData, voice, device=self._settings.torch_device)
 
     @activity.defn
     async def process_audio(self, task: TaskActivityInput) -> TaskAttemptResult:
-        return await run_task(task, ProcessAudioData, functools.partial(self._mix.run, task))
+        # Mixing is ffmpeg's work, on the CPU whatever the worker's torch device.
+        return await run_task(task, ProcessAudioData, functools.partial(self._mix.run, task), device="cpu")

@@ -4,6 +4,7 @@ keep peaks under full scale, encode, and measure what was written."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from activities.audio.files import AUDIO_TYPES, Signal, StopCheck
 from activities.audio.output import audio_result, encode_output, publish_output
 from activities.io.fetch import InputFetcher
 from activities.io.publish import MediaPublisher
+from activities.provenance import audio_provenance
 from activities.runtime import TaskProgress, permanent_error
 from taskservice.audio_operations import AudioOperation, CompressOp, DenoiseOp, NormalizeOp, TrimSilenceOp
 from taskservice.contracts import TaskActivityInput
@@ -37,6 +39,7 @@ class AudioMix:
         self._publisher = publisher
         self._max_input_s = settings.max_audio_input_s
         self._max_mix_s = settings.max_audio_mix_s
+        self._settings = settings
 
     async def run(
         self, task: TaskActivityInput, data: ProcessAudioData, progress: TaskProgress
@@ -45,7 +48,8 @@ class AudioMix:
         stop: StopCheck = lambda: progress.should_stop  # noqa: E731 - named for the many calls below
         with tempfile.TemporaryDirectory(prefix="mix-") as tmp_name:
             tmp = Path(tmp_name)
-            paths = await self._download(data.tracks, tmp, progress)
+            hashes: dict[str, str] = {}
+            paths = await self._download(data.tracks, tmp, progress, hashes)
             mix = await self._mix_tracks(data.tracks, paths, rate, progress)
             applied: list[str] = []
             for index, op in enumerate(data.operations):
@@ -70,6 +74,15 @@ class AudioMix:
             loudness = await progress.run_blocking(dsp.integrated_loudness, info.signal, info.sample_rate)
             peak = await progress.run_blocking(dsp.true_peak_dbtp, info.signal)
             alt = f"audio mix {task.task_id}"
+            provenance = await asyncio.to_thread(
+                audio_provenance,
+                self._settings,
+                out,
+                model=None,
+                input_hashes=hashes,
+                sample_rate=rate,
+                operations=[op.model_dump(mode="json") for op in data.operations],
+            )
             published = await publish_output(self._publisher, task, out, data.output_format, alt, progress)
         return audio_result(
             published,
@@ -79,14 +92,18 @@ class AudioMix:
             true_peak_dbtp=_json_number(peak),
             tracks=len(data.tracks),
             operations=applied,
+            provenance=provenance,
         )
 
-    async def _download(self, tracks: list[AudioTrack], tmp: Path, progress: TaskProgress) -> list[Path]:
+    async def _download(
+        self, tracks: list[AudioTrack], tmp: Path, progress: TaskProgress, hashes: dict[str, str]
+    ) -> list[Path]:
         paths: list[Path] = []
         for index, track in enumerate(tracks):
             progress.raise_if_stopped()
             progress.report(0.02 + 0.18 * index / len(tracks), f"downloading {index + 1}/{len(tracks)}")
             fetched = await self._fetcher.fetch(track.url, accept=AUDIO_TYPES)
+            hashes[track.url] = hashlib.sha256(fetched.data).hexdigest()
             path = tmp / f"track{index}"
             await asyncio.to_thread(path.write_bytes, fetched.data)
             paths.append(path)

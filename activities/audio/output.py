@@ -40,5 +40,6 @@ def audio_result(published: PublishedMedia, info: AudioFileInfo, fmt: str, **met
             "channels": info.channels,
             "file_size": info.file_size,
             **metadata,
+            "storage_key": published.stored.key,
         }
     )

@@ -39,7 +39,7 @@ class MediaPublisher:
     """Puts a task's file under its deterministic key (a retried attempt overwrites it), then registers it."""
 
     def __init__(self, storage: MediaStorage, cms: PayloadCMS) -> None:
-        self._storage = storage
+        self.storage = storage
         self._cms = cms
 
     async def publish(
@@ -51,13 +51,13 @@ class MediaPublisher:
         on_stored: Callable[[], None] | None = None,
     ) -> PublishedMedia:
         """Store `file` as the task's result; `on_stored` runs between the upload and the CMS call."""
-        key = media_key(task.project_id, task.task_type, task.task_id, file.ext)
+        key = media_key(task.project_id, task.task_type, task.output_name, file.ext)
         with span("media.upload", content_type=file.content_type):
-            stored = await self._storage.put_file(key, file.path, file.content_type)
+            stored = await self.storage.put_file(key, file.path, file.content_type)
         if on_stored is not None:
             on_stored()
         media_id = await self._cms.register_media(
-            file.path, filename=f"{task.task_id}.{file.ext}", content_type=file.content_type, alt=alt
+            file.path, filename=f"{task.output_name}.{file.ext}", content_type=file.content_type, alt=alt
         )
         log.info(
             "Media stored",

@@ -32,6 +32,26 @@ class StoredMedia:
 class MediaStorage(Protocol):
     async def put_file(self, key: str, path: Path, content_type: str) -> StoredMedia: ...
 
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def read_bytes(self, key: str) -> bytes | None:
+        """The object's bytes; None when there is no such object."""
+        ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    def url_for(self, key: str) -> str:
+        """A URL a caller can fetch the object at (signed and expiring unless the bucket is public)."""
+        ...
+
+    async def get_file(self, key: str, path: Path) -> bool:
+        """Copy the object at `key` to `path`; False when there is none."""
+        ...
+
+    async def delete(self, keys: list[str]) -> None:
+        """Remove these objects (missing ones are no error)."""
+        ...
+
 
 def media_key(project_id: str, task_type: str, task_id: str, ext: str) -> str:
     """The storage key of a task's result; ids are path-checked so a key cannot climb out of its folder."""
@@ -50,12 +70,55 @@ class LocalStorage:
         self._signer = media_signer(settings)
 
     async def put_file(self, key: str, path: Path, content_type: str) -> StoredMedia:
+        target = self._path(key)
+        size = await asyncio.to_thread(_copy_atomically, path, target)
+        return StoredMedia(key=key, url=self.url_for(key), size=size, content_type=content_type)
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(_write_atomically, data, self._path(key))
+
+    async def read_bytes(self, key: str) -> bytes | None:
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+
+    async def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def url_for(self, key: str) -> str:
+        return self._signer.signed_url(self._public_url, key)
+
+    async def get_file(self, key: str, path: Path) -> bool:
+        source = self._path(key)
+        if not source.is_file():
+            return False
+        await asyncio.to_thread(shutil.copyfile, source, path)
+        return True
+
+    async def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
+
+    def _path(self, key: str) -> Path:
         target = (self.root / key).resolve()
         if not target.is_relative_to(self.root):
             raise ValueError(f"storage key {key!r} escapes the media folder")
-        size = await asyncio.to_thread(_copy_atomically, path, target)
-        url = self._signer.signed_url(self._public_url, key)
-        return StoredMedia(key=key, url=url, size=size, content_type=content_type)
+        return target
+
+
+def _write_atomically(data: bytes, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 def _copy_atomically(source: Path, target: Path) -> int:
@@ -106,15 +169,69 @@ class S3Storage:
         size = path.stat().st_size
         # PUT of the same key replaces the object: a retried activity leaves one object, not two.
         self._client.upload_file(str(path), self._bucket, key, ExtraArgs={"ContentType": content_type})
-        if self._public_url:
-            url = f"{self._public_url}/{key}"
-        else:
-            url = self._client.generate_presigned_url(
-                "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=self._expiry
-            )
         # The key, not the URL: a presigned URL's query string is a bearer credential.
         log.info("Stored media", extra={"bucket": self._bucket, "key": key, "size": size})
-        return StoredMedia(key=key, url=url, size=size, content_type=content_type)
+        return StoredMedia(key=key, url=self.url_for(key), size=size, content_type=content_type)
+
+    def url_for(self, key: str) -> str:
+        if self._public_url:
+            return f"{self._public_url}/{key}"
+        url: str = self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=self._expiry
+        )
+        return url
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        if self._create_bucket and not self._bucket_checked:
+            await asyncio.to_thread(self._ensure_bucket)
+        await asyncio.to_thread(
+            self._client.put_object, Bucket=self._bucket, Key=key, Body=data, ContentType=content_type
+        )
+
+    async def read_bytes(self, key: str) -> bytes | None:
+        return await asyncio.to_thread(self._read_bytes, key)
+
+    def _read_bytes(self, key: str) -> bytes | None:
+        try:
+            data: bytes = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except self._client.exceptions.NoSuchKey:
+            return None
+        return data
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self._exists, key)
+
+    def _exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    async def get_file(self, key: str, path: Path) -> bool:
+        return await asyncio.to_thread(self._get_file, key, path)
+
+    def _get_file(self, key: str, path: Path) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.download_file(self._bucket, key, str(path))
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return False
+            raise
+        return True
+
+    async def delete(self, keys: list[str]) -> None:
+        if keys:
+            objects = [{"Key": key} for key in keys]
+            await asyncio.to_thread(
+                self._client.delete_objects, Bucket=self._bucket, Delete={"Objects": objects}
+            )
 
     def _ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError

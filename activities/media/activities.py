@@ -36,7 +36,7 @@ from activities.media.batch import ImageBatcher
 from activities.media.clips import generate_clip
 from activities.media.device import SpeedOptions
 from activities.media.image import generate_image
-from activities.media.tools import MediaTools, StepObserver
+from activities.media.tools import MediaTools, PhaseObserver, StepObserver
 from activities.resources import WorkerResources
 from activities.runtime import TaskActivities, run_task
 from taskservice.contracts import TaskActivityInput, TaskAttemptResult
@@ -46,10 +46,17 @@ from taskservice.task_data import GenerateImageData, GenerateVideoData, RenderAn
 class MediaActivities(TaskActivities):
     """The three media activities, on the worker's fetcher and publisher and this process's model cache."""
 
-    def __init__(self, resources: WorkerResources, *, step_observer: StepObserver | None = None) -> None:
+    def __init__(
+        self,
+        resources: WorkerResources,
+        *,
+        step_observer: StepObserver | None = None,
+        phase_observer: PhaseObserver | None = None,
+    ) -> None:
         from activities.media.models import ModelCache  # no torch import: see media_models
 
         settings = resources.settings
+        self._device = settings.torch_device
         self.models = ModelCache(
             device=settings.torch_device,
             max_gb=settings.model_cache_max_gb,
@@ -60,7 +67,13 @@ class MediaActivities(TaskActivities):
             self.models, max_batch=settings.image_max_batch, window_s=settings.image_batch_window_ms / 1000
         )
         self._tools = MediaTools(
-            settings, self.models, self.images, resources.fetcher, resources.publisher, step_observer
+            settings,
+            self.models,
+            self.images,
+            resources.fetcher,
+            resources.publisher,
+            step_observer,
+            phase_observer,
         )
 
     def model_stats(self) -> dict[str, float]:
@@ -73,12 +86,21 @@ class MediaActivities(TaskActivities):
 
     @activity.defn
     async def generate_image(self, task: TaskActivityInput) -> TaskAttemptResult:
-        return await run_task(task, GenerateImageData, functools.partial(generate_image, self._tools, task))
+        return await run_task(
+            task, GenerateImageData, functools.partial(generate_image, self._tools, task), device=self._device
+        )
 
     @activity.defn
     async def generate_video(self, task: TaskActivityInput) -> TaskAttemptResult:
-        return await run_task(task, GenerateVideoData, functools.partial(generate_clip, self._tools, task))
+        return await run_task(
+            task, GenerateVideoData, functools.partial(generate_clip, self._tools, task), device=self._device
+        )
 
     @activity.defn
     async def render_animation(self, task: TaskActivityInput) -> TaskAttemptResult:
-        return await run_task(task, RenderAnimationData, functools.partial(generate_clip, self._tools, task))
+        return await run_task(
+            task,
+            RenderAnimationData,
+            functools.partial(generate_clip, self._tools, task),
+            device=self._device,
+        )

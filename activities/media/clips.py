@@ -5,14 +5,19 @@ them)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
 from activities.io.publish import ResultFile
 from activities.media.prompts import compose_animation_prompt, compose_video_prompt
+from activities.media.resume import ClipStore
 from activities.media.tools import (
     P_ENCODE,
     P_LOAD,
@@ -24,6 +29,7 @@ from activities.media.tools import (
     parse_resolution,
     workdir,
 )
+from activities.provenance import Recipe
 from activities.runtime import TaskInterrupted, TaskProgress
 from taskservice.contracts import TaskActivityInput
 from taskservice.media_budget import NATIVE_FPS
@@ -104,14 +110,30 @@ async def generate_clip(
 
     tools.check_budget(task.task_type, data)
     request = _clip_request(tools, data)
-    images = await tools.fetch_images(request.image_urls, progress)
+    hashes: dict[str, str] = {}
+    images = await tools.fetch_images(request.image_urls, progress, hashes)
     with workdir(task) as folder:
         job = _plan_job(task, data, request, images, folder / "video.mp4")
-        rendered = await tools.run_blocking(progress, _render_clip, tools, job, progress)
-        info = await asyncio.to_thread(probe_video, job.path)
-        published = await tools.publish(
-            task, ResultFile(job.path, "mp4", "video/mp4"), request.prompt, progress
+        store = await ClipStore.open(
+            tools.storage, task, folder, progress, seed=job.seed, clips=len(job.clips)
         )
+        job.seed = store.seed  # a resumed render keeps the seed it started with
+        store.on_kept = tools.phase_hook(task.task_id, progress, "kept_clip")
+        try:
+            rendered = await tools.run_blocking(progress, _render_clip, tools, job, store, progress)
+            info = await asyncio.to_thread(probe_video, job.path)
+            recipe = Recipe(
+                job.model_id, [job.seed], job.steps, (info.width, info.height), tools.models.device, hashes
+            )
+            provenance = await tools.provenance_of(recipe, job.path)
+            published = await tools.publish(
+                task, ResultFile(job.path, "mp4", "video/mp4"), request.prompt, progress
+            )
+        except (asyncio.CancelledError, ApplicationError) as err:
+            if _ends_the_task(err):
+                await store.discard()  # no retry will resume it
+            raise
+        await store.discard()
     return media_result(
         published,
         model_id=job.model_id,
@@ -127,9 +149,11 @@ async def generate_clip(
         codec=info.codec,
         native_fps=NATIVE_FPS,
         native_frames=rendered.native_frames,
+        provenance=provenance,
         clips=rendered.clips,
         steps_per_clip=rendered.steps_per_clip,
         steps_total=sum(rendered.steps_per_clip),
+        resumed=store.resumed(),
     )
 
 
@@ -172,16 +196,14 @@ def _plan_job(
     )
 
 
-def _render_clip(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> _ClipResult:
+def _render_clip(tools: MediaTools, job: _ClipJob, store: ClipStore, progress: TaskProgress) -> _ClipResult:
     """Blocking: generate the native frames clip by clip (holding the device), then resample them to fps
     and encode the MP4 (the device free for the next task meanwhile)."""
     from activities.media.video import encode_mp4, resampled_chunks
 
-    native, per_clip = _denoise_clips(tools, job, progress)
+    native, per_clip = _denoise_clips(tools, job, store, progress)
     progress.report(P_ENCODE, "encoding_video")
-
-    def on_frame(written: int, count: int) -> None:
-        progress.report(P_ENCODE + (P_UPLOAD - P_ENCODE) * written / count, "encoding_video")
+    on_frame = tools.phase_hook(job.task_id, progress, "encoding_video", (P_ENCODE, P_UPLOAD))
 
     with span("media.encode", format="mp4", frames=job.target_frames):
         encode_mp4(
@@ -195,11 +217,22 @@ def _render_clip(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> _C
     return _ClipResult(clips=len(job.clips), native_frames=int(native.shape[0]), steps_per_clip=per_clip)
 
 
-def _denoise_clips(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> tuple[Frames, list[int]]:
-    """Blocking, holding the device: every clip's native frames, and the steps each clip ran."""
+def _denoise_clips(
+    tools: MediaTools, job: _ClipJob, store: ClipStore, progress: TaskProgress
+) -> tuple[Frames, list[int]]:
+    """Blocking, holding the device: every clip's native frames (those an earlier attempt kept, then the
+    rest, each kept as it finishes), and the steps each clip ran."""
     import numpy as np
 
     from activities.media.device import prepare_call
+    from activities.media.video import decode_latent_frames
+
+    decode = functools.partial(
+        decode_latent_frames,
+        chunk_s=tools.settings.cancel_check_s,
+        should_stop=lambda: progress.should_stop,
+        on_chunk=tools.phase_hook(job.task_id, progress, "decoding_video"),
+    )
 
     def waiting() -> None:
         progress.report(P_WAITING, "waiting_for_device")
@@ -217,8 +250,10 @@ def _denoise_clips(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> 
             else:
                 strengths.append(None)
         per_clip = [job.steps if s is None else int(job.steps * s) for s in strengths]
-        rendered: list[Frames] = []
+        rendered: list[Frames] = store.finished()
         for index, (frames, strength) in enumerate(zip(job.clips, strengths, strict=True)):
+            if index < len(rendered):
+                continue
             suffix = f" (clip {index + 1}/{len(job.clips)})" if len(job.clips) > 1 else ""
             offset, span = sum(per_clip[:index]), sum(per_clip)
             on_step = tools.step_hook(job.task_id, progress, total=per_clip[index], offset=offset, span=span,
@@ -226,7 +261,11 @@ def _denoise_clips(tools: MediaTools, job: _ClipJob, progress: TaskProgress) -> 
             pipe = text_pipe if strength is None else image_pipe
             prepare_call(pipe, tools.models.options, images=frames, width=job.width, height=job.height)
             on_step = tools.models.compile_clock.watch(pipe, (frames, job.height, job.width), on_step)
-            rendered.append(_denoise_clip(job, pipe, index, frames, strength, rendered, on_step, progress))
+            rendered.append(
+                _denoise_clip(job, pipe, index, frames, strength, rendered, on_step, decode, progress)
+            )
+            if len(job.clips) > 1:
+                store.keep(index, rendered[-1])
     return np.concatenate(rendered), per_clip
 
 
@@ -258,6 +297,7 @@ def _denoise_clip(
     strength: float | None,
     rendered: list[Frames],
     on_step: Callable[[int], bool],
+    decode: Callable[[Any, Any], Frames],
     progress: TaskProgress,
 ) -> Frames:
     """One clip's native frames: text-to-video, or video-to-video from its keyframe (or the previous
@@ -266,7 +306,6 @@ def _denoise_clip(
     from PIL import Image as PILImage
 
     from activities.media.device import call_instance, run_denoising
-    from activities.media.video import to_uint8_frames
 
     kwargs: dict[str, Any] = {
         "prompt": job.prompt,
@@ -274,7 +313,8 @@ def _denoise_clip(
         "num_inference_steps": job.steps,
         # A distinct, reproducible noise per clip.
         "generator": torch.Generator("cpu").manual_seed((job.seed + index) % 2**32),
-        "output_type": "np",
+        # Decoded here, frames at a time, so that a cancel need not wait for the whole clip's decode.
+        "output_type": "latent",
     }
     if strength is None:
         kwargs.update(num_frames=frames, height=job.height, width=job.width)
@@ -290,7 +330,17 @@ def _denoise_clip(
         output = run_denoising(call_instance(pipe), on_step, **kwargs)
     if output is None:
         raise TaskInterrupted(progress.stop_reason)
-    return to_uint8_frames(output.frames[0])
+    with span("media.decode", clip=index + 1, frames=frames):
+        return decode(pipe.vae, output.frames)
+
+
+def _ends_the_task(err: BaseException) -> bool:
+    """Whether no attempt follows this one: the task was cancelled (not a soft limit's or a worker shutdown's
+    cancellation: those are retried), or it failed for good."""
+    if isinstance(err, ApplicationError):
+        return err.non_retryable
+    details = activity.cancellation_details()
+    return details is not None and details.cancel_requested
 
 
 def _plan_clips(native_frames: int, keyframes: int) -> Sequence[int]:

@@ -21,6 +21,7 @@ from activities.media.tools import (
     parse_resolution,
     workdir,
 )
+from activities.provenance import Recipe
 from activities.runtime import TaskProgress
 from taskservice.contracts import TaskActivityInput
 from taskservice.task_data import GenerateImageData
@@ -42,7 +43,8 @@ async def generate_image(
     width, height = parse_resolution(data.resolution)
     steps, seed = data.denoising_steps(), data.run_seed()
     urls = [*data.reference_images, *([data.style_guide] if data.style_guide else [])]
-    images = await tools.fetch_images(urls, progress)
+    hashes: dict[str, str] = {}
+    images = await tools.fetch_images(urls, progress, hashes)
     init_image = images[0] if images else None
     strength = REFERENCE_STRENGTH if data.reference_images else STYLE_GUIDE_STRENGTH
     if init_image is not None:
@@ -73,6 +75,8 @@ async def generate_image(
         progress.report(P_ENCODE, "saving_image")
         with span("media.encode", format="png"):
             size = await asyncio.to_thread(_write_png, rendered.image, path)
+        recipe = Recipe(model_id, [seed], rendered.steps, size, tools.models.device, hashes)
+        provenance = await tools.provenance_of(recipe, path)
         published = await tools.publish(task, ResultFile(path, "png", "image/png"), request.prompt, progress)
     conditioning = "reference_image" if data.reference_images else "style_guide" if images else "text"
     return media_result(
@@ -84,6 +88,7 @@ async def generate_image(
         conditioning=conditioning,
         format="png",
         batch_size=rendered.batch_size,
+        provenance=provenance,
     )
 
 

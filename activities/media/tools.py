@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 
 from activities.io.fetch import IMAGE_TYPES, InputFetcher, decode_image
 from activities.io.publish import MediaPublisher, PublishedMedia, ResultFile
+from activities.provenance import ProvenanceRecorder, Recipe
 from activities.runtime import TaskProgress, permanent_error
 from taskservice.contracts import TaskActivityInput
 from taskservice.media_budget import budget_device, over_budget
@@ -57,6 +59,20 @@ class StepEvent:
 StepObserver = Callable[[StepEvent], None]
 
 
+@dataclass(frozen=True)
+class PhaseEvent:
+    """A piece of work outside the denoising loop done (frames decoded, frames encoded), for observers."""
+
+    task_id: str
+    phase: str  # "decoding", "encoding"
+    done: int
+    total: int
+    at: float
+
+
+PhaseObserver = Callable[[PhaseEvent], None]
+
+
 class MediaTools:
     """The worker's model cache, fetcher and publisher, with the steps every media task takes through them."""
 
@@ -68,13 +84,17 @@ class MediaTools:
         fetcher: InputFetcher,
         publisher: MediaPublisher,
         step_observer: StepObserver | None,
+        phase_observer: PhaseObserver | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
         self.images = images
         self._fetcher = fetcher
         self._publisher = publisher
+        self.storage = publisher.storage  # where renders keep their finished clips (activities.media.resume)
         self._step_observer = step_observer
+        self.provenance = ProvenanceRecorder(settings)
+        self._phase_observer = phase_observer
 
     def model_id(self, kind: PipelineKind) -> str:
         """The model configured for this kind of pipeline; none: a ConfigurationError naming its setting."""
@@ -115,8 +135,23 @@ class MediaTools:
 
         return on_step
 
+    def phase_hook(
+        self, task_id: str, progress: TaskProgress, phase: str, band: tuple[float, float] | None = None
+    ) -> Callable[[int, int], None]:
+        """The callback of a chunked phase (`done` of `total` units): report `<phase> done/total` (moving
+        progress across `band` when given), tell the observer; the caller looks for a cancel after it."""
+
+        def on_chunk(done: int, total: int) -> None:
+            value = 0.0 if band is None else band[0] + (band[1] - band[0]) * done / max(total, 1)
+            progress.report(value, f"{phase} {done}/{total}")
+            if self._phase_observer is not None:
+                self._phase_observer(PhaseEvent(task_id, phase, done, total, time.perf_counter()))
+
+        return on_chunk
+
     async def run_blocking(self, progress: TaskProgress, fn: Callable[..., Any], *args: Any) -> Any:
         """Run the heavy part in a thread; load failures → ConfigurationError; free memory on failure."""
+        progress.cleanup_grace_s = self.settings.cancel_grace_s
         return await self.guarded(progress.run_blocking(fn, *args))
 
     async def guarded(self, work: Awaitable[T]) -> T:
@@ -139,14 +174,23 @@ class MediaTools:
             await asyncio.to_thread(self.models.release_device_memory, collect=False)
             raise
 
-    async def fetch_images(self, urls: Sequence[str], progress: TaskProgress) -> list[Image]:
+    async def fetch_images(
+        self, urls: Sequence[str], progress: TaskProgress, hashes: dict[str, str] | None = None
+    ) -> list[Image]:
+        """The images at `urls`; `hashes` (if given) gets each URL's content SHA-256 (provenance)."""
         progress.report(0.01, "fetching_inputs")
         fetched = await asyncio.gather(*(self._fetcher.fetch(url, accept=IMAGE_TYPES) for url in urls))
         limit = self.settings.max_input_pixels
+        if hashes is not None:
+            hashes.update({f.url: hashlib.sha256(f.data).hexdigest() for f in fetched})
         return [
             await asyncio.to_thread(decode_image, f.data, f"input URL {redact_url(f.url)}", max_pixels=limit)
             for f in fetched
         ]
+
+    async def provenance_of(self, recipe: Recipe, output: Path) -> dict[str, Any]:
+        """The output's provenance record (hashing the file off the event loop)."""
+        return await asyncio.to_thread(self.provenance.record, recipe, output)
 
     async def publish(
         self, task: TaskActivityInput, file: ResultFile, alt: str, progress: TaskProgress

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,41 @@ def to_uint8_frames(frames: Any) -> Frames:
     if array.ndim != 4 or array.shape[-1] != 3:
         raise ValueError(f"expected (frames, height, width, 3) frames, got shape {array.shape}")
     return array
+
+
+def decode_latent_frames(
+    vae: Any,
+    latents: Any,
+    *,
+    chunk_s: float,
+    should_stop: Callable[[], bool],
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Frames:
+    """The frames of a video pipeline's latents (batch, channels, frames, h, w), decoded by its VAE as the
+    pipeline itself would (`decode_latents` + `postprocess_video`), a few frames at a time: each chunk is
+    sized to take about `chunk_s` (the first is one frame, to time it), and a cancel is looked for between
+    chunks, so a long decode stops within one chunk instead of running to its end."""
+    import torch
+
+    latents = latents / vae.config.scaling_factor
+    batch, channels, count, height, width = latents.shape
+    flat = latents.permute(0, 2, 1, 3, 4).reshape(batch * count, channels, height, width)
+    total, done, size = flat.shape[0], 0, 1
+    chunks: list[Frames] = []
+    with torch.inference_mode():
+        while done < total:
+            if should_stop():
+                raise TaskInterrupted("stopped while decoding")
+            started = time.perf_counter()
+            images = vae.decode(flat[done : done + size]).sample.float()
+            # VaeImageProcessor.postprocess for `np`: denormalize to 0..1, channels last.
+            chunks.append(to_uint8_frames((images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()))
+            elapsed = max(time.perf_counter() - started, 1e-6)
+            done += images.shape[0]
+            size = max(1, int(chunk_s * images.shape[0] / elapsed))
+            if on_chunk is not None:
+                on_chunk(done, total)
+    return np.concatenate(chunks)
 
 
 def resample_frames(frames: Frames, target_count: int) -> Frames:

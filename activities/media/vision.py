@@ -231,7 +231,9 @@ class VisionActivities(TaskActivities):
 
     @activity.defn
     async def run_image_to_text_inference(self, task: TaskActivityInput) -> TaskAttemptResult:
-        return await run_task(task, RunImageToTextInferenceData, functools.partial(self._caption_task, task))
+        caption = functools.partial(self._caption_task, task)
+        device = self._settings.torch_device
+        return await run_task(task, RunImageToTextInferenceData, caption, device=device)
 
     async def _caption_task(
         self, task: TaskActivityInput, data: RunImageToTextInferenceData, progress: TaskProgress

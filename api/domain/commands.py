@@ -10,6 +10,7 @@ from typing import Any
 
 from api.domain.caller import Caller
 from taskservice.priority import TaskPriority
+from taskservice.render_cache import CacheMode
 
 # A project is a name within its tenant.
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
@@ -36,6 +37,8 @@ class StartTask:
     metadata: dict[str, Any] = field(default_factory=dict)
     # Seconds from submission (a `Cancel-After` header is already resolved into it).
     deadline_s: float | None = None
+    # Refuse the task (deadline_unreachable) when its predicted p90 completion is past its deadline.
+    strict_deadline: bool = False
     # Which webhooks to send; None: the default (`completed` only).
     webhook_events: tuple[str, ...] | None = None
     # Who asks: an idempotency key is theirs (their tenant's, or their own as a user), and a replay of it
@@ -44,6 +47,8 @@ class StartTask:
     idempotency_key: str | None = None
     # The task this one runs again (a retry is no request of its own: no idempotency, no request hash).
     retry_of: str | None = None
+    # The render cache's mode; None: `auto`.
+    cache: CacheMode | None = None
 
     def request_hash(self) -> str | None:
         """The request's fingerprint: an idempotent replay must repeat the request it names."""
@@ -60,4 +65,7 @@ class StartTask:
             "deadline_s": self.deadline_s,
             "webhook_events_filter": list(self.webhook_events) if self.webhook_events is not None else None,
         }
+        if self.cache is not None:
+            # Counted only when given: bodies hash as they did before the field existed.
+            fields["cache"] = self.cache.value
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

@@ -89,6 +89,10 @@ class WebhookSigningOff(ServiceError):
         super().__init__("Webhooks are not signed here (no WEBHOOK_SECRET): there is no secret to give")
 
 
+class DeadlineUnreachable(ServiceError):
+    """A strict deadline the task's predicted p90 completion misses: refused before anything starts."""
+
+
 # HTTP status and error code of each domain error.
 ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     AuthenticationFailed: (401, "authentication_failed"),
@@ -98,6 +102,7 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     ValidationFailed: (400, "validation_error"),
     InvalidState: (400, "invalid_task_state"),
     IdempotencyConflict: (422, "idempotency_key_reused"),
+    DeadlineUnreachable: (422, "deadline_unreachable"),
     PayloadTooLarge: (413, "payload_too_large"),
     RateLimited: (429, "rate_limited"),
     ServiceUnavailable: (503, "service_unavailable"),

@@ -14,6 +14,7 @@ from api.domain.errors import ValidationFailed
 from api.graphql.types import AITaskPriority, AITaskStatus
 from api.service.tasks import TaskFilter
 from taskservice.priority import TaskPriority
+from taskservice.render_cache import CacheMode
 
 MAX_PAGE_SIZE = 100
 DEFAULT_STATISTICS_WINDOW_H = 24.0
@@ -31,6 +32,10 @@ class CreateAITaskInput:
     metadata: JSON | None = None
     estimated_cost: float | None = strawberry.field(default=None, description="Kept in metadata.")
     workflow_step_id: str | None = strawberry.field(default=None, description="Kept in metadata.")
+    cache: str | None = strawberry.field(
+        default=None,
+        description="Render cache mode: auto (default), reuse, refresh or off (as REST's `cache`).",
+    )
 
 
 @strawberry.input(name="AITaskFilter")
@@ -87,6 +92,7 @@ def start_task(caller: Caller, item: CreateAITaskInput, idempotency_key: str | N
         callback_url=item.callback_url,
         metadata={**metadata, **{k: v for k, v in extra.items() if v is not None}},
         idempotency_key=idempotency_key,
+        cache=_cache_mode(item.cache),
     )
 
 
@@ -124,3 +130,16 @@ def statistics_window(flt: TaskStatisticsFilter, now: datetime) -> tuple[datetim
     else:
         since = now - timedelta(hours=hours or DEFAULT_STATISTICS_WINDOW_H)
     return since, _utc(flt.end_date) if flt.end_date is not None else None
+
+
+def _cache_mode(value: str | None) -> CacheMode | None:
+    """The `cache` argument as REST's field: one of the modes, or a 400 naming them."""
+    if value is None:
+        return None
+    try:
+        return CacheMode(value)
+    except ValueError:
+        modes = ", ".join(m.value for m in CacheMode)
+        raise ValidationFailed(
+            {"cache": f"cache must be one of: {modes}"}, message="Invalid request"
+        ) from None

@@ -77,7 +77,9 @@ def caller_of(info: Info) -> Caller:
 async def resolve_ai_task(info: Info, task_id: TaskIdArg) -> AITask | None:
     caller = caller_of(info)
     with service_errors():
-        return ai_task(await info.context.services.tasks().get(caller, task_id))
+        tasks = info.context.services.tasks()
+        view = await tasks.get(caller, task_id)
+        return ai_task(view, estimate=await tasks.estimate(view))
 
 
 async def resolve_ai_tasks(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import strawberry
 from strawberry.scalars import JSON
 
+from api.service.estimates import TaskEstimate
 from api.service.insights import QueueOverview, Statistics, percent
 from api.service.starts import Submitted
 from api.store.projection import TaskView
@@ -44,6 +46,20 @@ class AITaskPriority(Enum):
     URGENT = "URGENT"
 
 
+@strawberry.type(
+    name="TaskEstimate",
+    description="Predicted run and wait: learned from finished tasks of the type, or the catalog's prior.",
+)
+class TaskEstimateType:
+    duration_p50_s: float
+    duration_p90_s: float
+    wait_p50_s: float | None = strawberry.field(description="Null (see `reason`) when no worker polls.")
+    completion_p90_at: datetime | None
+    basis: str = strawberry.field(description="`learned` or `prior`.")
+    samples: int
+    reason: str | None
+
+
 @strawberry.type(name="AITask", description="A task (one Temporal workflow).")
 class AITask:
     id: strawberry.ID
@@ -63,13 +79,18 @@ class AITask:
     queue: str
     attempt: int
     retry_of: strawberry.ID | None
-    estimated_duration: int = strawberry.field(description="Typical run time of the type, seconds.")
+    estimated_duration: int = strawberry.field(description="Predicted (p50) run time, seconds.")
     queue_position: int | None = strawberry.field(description="Set on the answer of a create mutation.")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
     processing_time: float | None = strawberry.field(description="Seconds.")
+    estimated_start_at: datetime | None = None
+    estimated_completion_at: datetime | None = None
+    estimate: TaskEstimateType | None = strawberry.field(
+        default=None, description="Of an unfinished task, on a create mutation or a single task's read."
+    )
 
 
 @strawberry.type(name="AITaskPage")
@@ -172,8 +193,28 @@ class TaskStatistics:
 # --- renderings --------------------------------------------------------------------------------------
 
 
-def ai_task(view: TaskView, queue_position: int | None = None) -> AITask:
+def _estimate(estimate: TaskEstimate | None) -> TaskEstimateType | None:
+    if estimate is None:
+        return None
+    d = estimate.duration
+    return TaskEstimateType(
+        duration_p50_s=d.p50_s,
+        duration_p90_s=d.p90_s,
+        wait_p50_s=estimate.wait_p50_s,
+        completion_p90_at=estimate.completion_p90_at,
+        basis=d.basis,
+        samples=d.samples,
+        reason=estimate.reason,
+    )
+
+
+def ai_task(
+    view: TaskView, queue_position: int | None = None, estimate: TaskEstimate | None = None
+) -> AITask:
     spec = CATALOG.get(view.task_type)
+    duration = spec.estimated_duration_s if spec else 0
+    if estimate is not None:
+        duration = max(1, math.ceil(estimate.duration.p50_s))
     return AITask(
         id=strawberry.ID(view.task_id),
         project_id=view.project_id,
@@ -192,8 +233,11 @@ def ai_task(view: TaskView, queue_position: int | None = None) -> AITask:
         queue=view.queue,
         attempt=view.attempt,
         retry_of=strawberry.ID(view.retry_of) if view.retry_of else None,
-        estimated_duration=spec.estimated_duration_s if spec else 0,
+        estimated_duration=duration,
         queue_position=queue_position,
+        estimated_start_at=estimate.start_at if estimate else None,
+        estimated_completion_at=estimate.completion_at if estimate else None,
+        estimate=_estimate(estimate),
         created_at=view.created_at,
         updated_at=view.updated_at,
         started_at=view.started_at,
@@ -203,7 +247,7 @@ def ai_task(view: TaskView, queue_position: int | None = None) -> AITask:
 
 
 def submitted_task(submitted: Submitted) -> AITask:
-    return ai_task(submitted.view, queue_position=submitted.queue_position)
+    return ai_task(submitted.view, queue_position=submitted.queue_position, estimate=submitted.estimate)
 
 
 def queue_status(overview: QueueOverview) -> TaskQueueStatus:

@@ -47,6 +47,7 @@ def start_task(
     *,
     idempotency_key: str | None = None,
     cancel_after: str | None = None,
+    strict: bool = False,
 ) -> StartTask:
     """The task a submit body (with its `Idempotency-Key` and `Cancel-After` headers) asks for."""
     events = body.webhook_events_filter
@@ -61,8 +62,10 @@ def start_task(
         callback_url=body.callback_url,
         metadata=body.metadata,
         deadline_s=deadline_seconds(body, cancel_after),
+        strict_deadline=strict or body.deadline_policy == "reject",
         webhook_events=tuple(events) if events is not None else None,
         idempotency_key=idempotency_key,
+        cache=body.cache,
     )
 
 

@@ -22,6 +22,15 @@ def preferred_wait(prefer: str | None) -> float | None:
     return None
 
 
+def prefers_strict(prefer: str | None) -> bool:
+    """`Prefer: handling=strict` (RFC 7240): refuse what cannot be done as asked (a deadline)."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() == "handling" and value.strip().strip('"').lower() == "strict":
+            return True
+    return False
+
+
 def entity_tags(if_none_match: str | None) -> set[str] | None:
     """The tags of `If-None-Match`, compared weakly (without `W/`); `*` matches any."""
     if if_none_match is None:

@@ -23,6 +23,7 @@ from pydantic.json_schema import models_json_schema
 from api.domain.errors import (
     ERROR_TABLE,
     AuthenticationFailed,
+    DeadlineUnreachable,
     Forbidden,
     IdempotencyConflict,
     InvalidState,
@@ -84,6 +85,19 @@ ERROR_DOCS: dict[type[ServiceError], tuple[str, dict[str, Any]]] = {
     MediaNotFound: (
         "no such file, or the URL's signature is missing, wrong or expired",
         {"message": "No media at 'demo/generate_image/abc123.png'"},
+    ),
+    DeadlineUnreachable: (
+        "a strict deadline (`Prefer: handling=strict`, `deadline_policy: reject`) the task is not predicted "
+        "to meet (its p90 completion is later); nothing was started",
+        {
+            "message": "The task would finish after its deadline of 60 s (90 % of tasks like it finish by "
+            "2026-12-07T12:03:10Z)",
+            "deadline_s": 60,
+            "estimated_start_at": "2026-12-07T12:01:00Z",
+            "estimated_completion_at": "2026-12-07T12:02:30Z",
+            "completion_p90_at": "2026-12-07T12:03:10Z",
+            "duration_p90_s": 130.0,
+        },
     ),
     IdempotencyConflict: (
         "this `Idempotency-Key` was used with another body; `task_id` names the task it made",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 from api.rest.schemas import (
@@ -11,9 +12,12 @@ from api.rest.schemas import (
     SubmitTaskResponse,
     TaskDetail,
     TaskError,
+    TaskEstimateBody,
+    TaskQuoteResponse,
     TaskStatusResponse,
 )
-from api.service.starts import Submitted
+from api.service.estimates import TaskEstimate
+from api.service.starts import Quote, Submitted
 from api.service.watch import fingerprint
 from api.store.projection import TaskView
 from taskservice.contracts import TaskStatus
@@ -28,6 +32,33 @@ STATUS_MESSAGES = {
 }
 
 
+def estimated_times(estimate: TaskEstimate | None) -> dict[str, Any]:
+    """The estimate fields of submit, status and quote bodies (all null for a finished task)."""
+    if estimate is None:
+        return {}
+    duration = estimate.duration
+    return {
+        "estimated_start_at": estimate.start_at,
+        "estimated_completion_at": estimate.completion_at,
+        "estimate": TaskEstimateBody(
+            duration_p50_s=duration.p50_s,
+            duration_p90_s=duration.p90_s,
+            wait_p50_s=estimate.wait_p50_s,
+            completion_p90_at=estimate.completion_p90_at,
+            basis="learned" if duration.basis == "learned" else "prior",
+            samples=duration.samples,
+            reason=estimate.reason,
+        ),
+    }
+
+
+def estimated_duration(submitted: Submitted) -> int:
+    """Seed 001's `estimated_duration`: the learned p50 (whole seconds), the catalog's figure before."""
+    if submitted.estimate is None:
+        return submitted.spec.estimated_duration_s
+    return max(1, math.ceil(submitted.estimate.duration.p50_s))
+
+
 def submit_response(submitted: Submitted) -> SubmitTaskResponse:
     view = submitted.view
     return SubmitTaskResponse(
@@ -35,9 +66,19 @@ def submit_response(submitted: Submitted) -> SubmitTaskResponse:
         status=view.status,
         project_id=view.project_id,
         task_type=view.task_type,
-        estimated_duration=submitted.spec.estimated_duration_s,
+        estimated_duration=estimated_duration(submitted),
         queue_position=submitted.queue_position,
         created_at=view.created_at,
+        **estimated_times(submitted.estimate),
+    )
+
+
+def quote_response(quote: Quote) -> TaskQuoteResponse:
+    return TaskQuoteResponse(
+        task_type=quote.spec.name,
+        queue=quote.spec.queue.value,
+        estimated_duration=max(1, math.ceil(quote.estimate.duration.p50_s)),
+        **estimated_times(quote.estimate),
     )
 
 
@@ -45,7 +86,7 @@ def finished_submit_response(submitted: Submitted, view: TaskView) -> FinishedSu
     """A `Prefer: wait` submit whose task finished in time: its status body and the submit fields."""
     return FinishedSubmitResponse(
         **status_response(view).model_dump(),
-        estimated_duration=submitted.spec.estimated_duration_s,
+        estimated_duration=estimated_duration(submitted),
         queue_position=submitted.queue_position,
     )
 
@@ -62,9 +103,9 @@ def _body_fields(view: TaskView, **overrides: Any) -> dict[str, Any]:
     return {**vars(view), "error": view.error_text, **overrides}
 
 
-def status_response(view: TaskView) -> TaskStatusResponse:
-    """Seed 001's `/status` body."""
-    return TaskStatusResponse.model_validate(_body_fields(view))
+def status_response(view: TaskView, estimate: TaskEstimate | None = None) -> TaskStatusResponse:
+    """Seed 001's `/status` body, with its estimate while it is unfinished."""
+    return TaskStatusResponse.model_validate(_body_fields(view, **estimated_times(estimate)))
 
 
 def project_item(view: TaskView) -> ProjectTaskItem:

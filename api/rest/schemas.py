@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api.domain.commands import MAX_CALLBACK_URL_LENGTH, MAX_DEADLINE_S, PROJECT_ID_PATTERN
-from api.service.alerts import Alert, TaskMetrics
+from api.service.alerts import Alert, CacheSavings, TaskMetrics
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
 from taskservice.priority import TaskPriority
+from taskservice.render_cache import CacheMode
 
 
 class SubmitTaskRequest(BaseModel):
@@ -63,9 +64,53 @@ class SubmitTaskRequest(BaseModel):
         description="Which webhooks to send to callback_url: `start` (first attempt began), `progress` "
         "(every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.",
     )
+    deadline_policy: Literal["accept", "reject"] = Field(
+        "accept",
+        description="`reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion "
+        "is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel "
+        "at the deadline.",
+    )
+    cache: CacheMode | None = Field(
+        None,
+        description="Render cache: `auto` (default: reuse an earlier identical task's result when the output "
+        "is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` "
+        "(reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. "
+        "Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.",
+        examples=["auto"],
+    )
 
 
-class SubmitTaskResponse(BaseModel):
+class TaskEstimateBody(BaseModel):
+    """How long the task should run and wait, learned from finished tasks of its type (or the catalog's
+    prior before ETA_MIN_SAMPLES of them); `wait_p50_s` is null, with `reason`, when no worker serves its
+    queue."""
+
+    duration_p50_s: float
+    duration_p90_s: float
+    wait_p50_s: float | None
+    completion_p90_at: datetime | None
+    basis: Literal["learned", "prior"]
+    samples: int
+    reason: str | None = None
+
+
+class EstimatedTimes(BaseModel):
+    """When the task should start and finish (null once finished, or with no worker for its queue)."""
+
+    estimated_start_at: datetime | None = None
+    estimated_completion_at: datetime | None = None
+    estimate: TaskEstimateBody | None = None
+
+
+class TaskQuoteResponse(EstimatedTimes):
+    """What a submit of this body would be told about time and cost, without starting it."""
+
+    task_type: str
+    queue: str
+    estimated_duration: int
+
+
+class SubmitTaskResponse(EstimatedTimes):
     task_id: str
     status: TaskStatus
     project_id: str
@@ -75,7 +120,7 @@ class SubmitTaskResponse(BaseModel):
     created_at: datetime
 
 
-class TaskStatusResponse(BaseModel):
+class TaskStatusResponse(EstimatedTimes):
     task_id: str
     project_id: str
     task_type: str
@@ -168,6 +213,12 @@ class MetricsResponse(BaseModel):
         description="Set when counting stopped moving (the metrics workflow makes no progress): the counts "
         "are those of this instant.",
     )
+    cache: dict[str, CacheSavings] = Field(
+        default_factory=dict,
+        description="Render cache per task type (the caller's tenant): completed tasks answered from an "
+        "entry (`hits`) or another task's render (`coalesced`), rendered with a key (`misses`), and the "
+        "processing seconds the answers saved (`saved_seconds`, each its source task's).",
+    )
 
 
 class TaskQueueHealthResponse(BaseModel):
@@ -257,6 +308,11 @@ class QueueStatus(BaseModel):
     worker_count: int
     configured_concurrency: int
     task_types: list[str]
+    drain_s: float | None = Field(
+        None,
+        description="Predicted seconds until its present backlog has started (null: no worker polls it).",
+    )
+    drain_reason: str | None = Field(None, description="Why there is no `drain_s`.")
 
 
 class QueuesResponse(BaseModel):

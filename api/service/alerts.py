@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKFLOW_QUEUE
@@ -13,6 +13,18 @@ FAILURE_RATE_WARNING, FAILURE_RATE_CRITICAL = 10.0, 20.0
 # The metrics workflow publishes how far it counted at least every 10 s (and scans 3-5 s behind now): a
 # `counted_until` further behind than this means it stopped moving, and its counts are frozen.
 METRICS_STALE_AFTER = timedelta(seconds=60)
+
+
+@dataclass
+class CacheSavings:
+    """The render cache's work for one task type: completed tasks answered from an entry (`hits`) or from
+    another task's render (`coalesced`), those that rendered with a key (`misses`), and the processing
+    seconds the answers saved (each the source task's)."""
+
+    hits: int = 0
+    coalesced: int = 0
+    misses: int = 0
+    saved_seconds: float = 0.0
 
 
 @dataclass
@@ -35,6 +47,8 @@ class TaskMetricsSummary(TaskMetrics):
     # Finished tasks are counted up to this instant; `stale_since` is set when counting stopped moving.
     counted_until: datetime | None = None
     stale_since: datetime | None = None
+    # Render cache counts per task type (types that never used the cache are absent); beside the seed's.
+    cache: dict[str, CacheSavings] = field(default_factory=dict)
 
 
 @dataclass

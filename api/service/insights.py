@@ -12,16 +12,18 @@ from api.domain.errors import ValidationFailed
 from api.service import submission
 from api.service.alerts import (
     Alert,
+    CacheSavings,
     TaskMetricsSummary,
     failure_rate_alerts,
     stale_since_of,
     staleness_alerts,
 )
+from api.service.estimates import TaskEstimates
 from api.service.quotas import Quota, Quotas
 from api.service.scope import scope_of
 from api.store.store import TaskStore
 from taskservice.catalog import CATALOG, specs_for_queue
-from taskservice.contracts import TaskStatus, TenantTally, WorkerReport
+from taskservice.contracts import FinishedTally, TaskStatus, TenantTally, WorkerReport
 from taskservice.queues import Queue
 from taskservice.settings import Settings
 from taskservice.visibility import TaskQuery
@@ -52,6 +54,10 @@ class QueueSummary:
     configured_concurrency: int
     task_types: list[str]
     worker_count: int = 0
+    # Seconds until the queue's present backlog is started (TaskEstimates.queue_wait); None, with why,
+    # when no worker polls it.
+    drain_s: float | None = None
+    drain_reason: str | None = None
 
     @property
     def capacity(self) -> int:
@@ -122,10 +128,13 @@ def worker_is_alive(report: WorkerReport, now: datetime, report_interval_s: floa
 
 
 class InsightService:
-    def __init__(self, store: TaskStore, settings: Settings, quotas: Quotas) -> None:
+    def __init__(
+        self, store: TaskStore, settings: Settings, quotas: Quotas, estimates: TaskEstimates | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
         self.quotas = quotas
+        self.estimates = estimates or TaskEstimates(store, settings)
 
     async def metrics(self, caller: Caller) -> TaskMetricsSummary:
         """The caller's tenant's cumulative counts (every tenant's, for an operator)."""
@@ -156,6 +165,7 @@ class InsightService:
                 if count
             },
             currently_running=running,
+            cache=cache_savings(state),
             counted_until=counted_until,
             stale_since=stale_since_of(counted_until, datetime.now(UTC)),
         )
@@ -234,8 +244,11 @@ class InsightService:
             )
             return queued, running
 
-        states, finished, per_queue = await asyncio.gather(
-            self.store.queues.all(), self.store.metrics_state(), asyncio.gather(*(counts(q) for q in Queue))
+        states, finished, per_queue, drains = await asyncio.gather(
+            self.store.queues.all(),
+            self.store.metrics_state(),
+            asyncio.gather(*(counts(q) for q in Queue)),
+            asyncio.gather(*(self.estimates.queue_wait(q.value) for q in Queue)),
         )
         summaries = [
             QueueSummary(
@@ -247,8 +260,12 @@ class InsightService:
                 worker_count=len(states[queue.value].pollers),
                 configured_concurrency=self.settings.worker_concurrency(queue),
                 task_types=[s.name for s in specs_for_queue(queue)],
+                drain_s=drain_s,
+                drain_reason=drain_reason,
             )
-            for queue, (queued, running) in zip(Queue, per_queue, strict=True)
+            for queue, (queued, running), (drain_s, drain_reason) in zip(
+                Queue, per_queue, drains, strict=True
+            )
         ]
         return QueueOverview(queues=summaries, finished=finished.of_tenant(tenant))
 
@@ -309,3 +326,17 @@ def _memory_alerts(workers: list[WorkerStatus], *, named: bool) -> list[Alert]:
         for worker in workers
         if worker.alive and worker.rss_mb > WORKER_MEMORY_WARNING_MB
     ]
+
+
+def cache_savings(state: FinishedTally) -> dict[str, CacheSavings]:
+    """The render cache's counts per task type, from the metrics workflow's tally."""
+    types = {*state.cache_hits, *state.cache_coalesced, *state.cache_misses}
+    return {
+        task_type: CacheSavings(
+            hits=state.cache_hits.get(task_type, 0),
+            coalesced=state.cache_coalesced.get(task_type, 0),
+            misses=state.cache_misses.get(task_type, 0),
+            saved_seconds=round(state.cache_saved_seconds.get(task_type, 0.0), 3),
+        )
+        for task_type in sorted(types)
+    }

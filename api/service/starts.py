@@ -4,12 +4,20 @@ through every admission rule, once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from api.domain.caller import Role
 from api.domain.commands import StartTask
-from api.domain.errors import Forbidden, IdempotencyConflict, TaskNotFound, ValidationFailed
+from api.domain.errors import (
+    DeadlineUnreachable,
+    Forbidden,
+    IdempotencyConflict,
+    TaskNotFound,
+    ValidationFailed,
+)
 from api.service import submission
 from api.service.capacity import ProjectCapacity
+from api.service.estimates import TaskEstimate, TaskEstimates
 from api.service.scope import scope_of
 from api.store.projection import TaskView
 from api.store.store import TaskStore
@@ -18,9 +26,10 @@ from taskservice.contracts import RetryRecorded
 from taskservice.netguard import UnsafeURLError, check_outbound_url
 from taskservice.priority import allowed
 from taskservice.record import TaskRecord
+from taskservice.render_cache import CacheMode
 from taskservice.settings import Settings
 from taskservice.telemetry import ApiMetrics
-from taskservice.timefmt import now_z
+from taskservice.timefmt import iso_z, now_z
 
 
 @dataclass
@@ -34,6 +43,16 @@ class Submitted:
     finished: TaskView | None = None
     # Its outcome is recorded as its workflow closes (TaskWorkflowInput.closes_with_outcome).
     closes_with_outcome: bool = False
+    # When it should start and finish (none for a replay: its status read tells).
+    estimate: TaskEstimate | None = None
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a submit would start and when it would finish, without starting it."""
+
+    spec: TaskSpec
+    estimate: TaskEstimate
 
 
 class TaskStarts:
@@ -53,6 +72,7 @@ class TaskStarts:
             store, settings.max_concurrent_per_project, tenant_limit=settings.max_unfinished_per_tenant
         )
         self._metrics = metrics
+        self.estimates = TaskEstimates(store, settings)
         self._idempotency_secret = submission.idempotency_secret(settings)
 
     async def start(self, command: StartTask) -> Submitted:
@@ -62,17 +82,32 @@ class TaskStarts:
             existing = await self._find(task_id)
             if existing is not None:
                 return _replay(command, existing, record, spec)
+        estimate = await self.estimates.for_new(spec, record.task_data)
+        if command.strict_deadline:
+            _check_deadline(command, estimate)
         await self.capacity.admit(record.tenant, record.project_id)
         task_input = submission.workflow_input(task_id, spec, record, self.settings)
         view, created = await self.store.start(task_input)
         if not created:
             return _replay(command, view, record, spec)
+        self.estimates.note_started(spec.queue.value)
         if command.retry_of is not None:
             await self.store.record_retry(RetryRecorded(command.retry_of, task_id, tenant=record.tenant))
         if self._metrics is not None:
             self._metrics.tasks_submitted.labels(record.task_type).inc()
         position = await self._queue_position(spec)
-        return Submitted(view, spec, position, closes_with_outcome=task_input.closes_with_outcome)
+        return Submitted(
+            view, spec, position, closes_with_outcome=task_input.closes_with_outcome, estimate=estimate
+        )
+
+    async def quote(self, command: StartTask) -> Quote:
+        """What `start` would admit (its every check) and its estimate, starting nothing; a strict deadline
+        that cannot be met is refused as `start` would refuse it."""
+        spec, record = await self._admitted(command)
+        estimate = await self.estimates.for_new(spec, record.task_data)
+        if command.strict_deadline:
+            _check_deadline(command, estimate)
+        return Quote(spec, estimate)
 
     def _task_id(self, command: StartTask) -> str:
         caller = command.caller
@@ -112,6 +147,7 @@ class TaskStarts:
             request_hash=command.request_hash(),
             tenant=command.tenant,
             user=command.user,
+            cache=(command.cache or CacheMode.AUTO).value,
         )
         submission.check_sizes(record)
         return spec, record
@@ -139,6 +175,34 @@ def _replay(command: StartTask, existing: TaskView, record: TaskRecord, spec: Ta
     if existing.request_hash != record.request_hash:
         raise IdempotencyConflict(message, task_id=existing.task_id)
     return Submitted(existing, spec, 0, replayed=True)
+
+
+def _check_deadline(command: StartTask, estimate: TaskEstimate) -> None:
+    """A strict deadline is refused when the p90 completion is after it, or when no worker can take it."""
+    if command.deadline_s is None:
+        return
+    predicted = {
+        "deadline_s": command.deadline_s,
+        "estimated_start_at": _iso(estimate.start_at),
+        "estimated_completion_at": _iso(estimate.completion_at),
+        "completion_p90_at": _iso(estimate.completion_p90_at),
+        "duration_p90_s": estimate.duration.p90_s,
+    }
+    if estimate.completion_p90_at is None:
+        raise DeadlineUnreachable(
+            f"The deadline of {command.deadline_s:g} s cannot be promised: {estimate.reason}", **predicted
+        )
+    deadline = datetime.now(UTC) + timedelta(seconds=command.deadline_s)
+    if estimate.completion_p90_at > deadline:
+        raise DeadlineUnreachable(
+            f"The task would finish after its deadline of {command.deadline_s:g} s (90 % of tasks like it "
+            f"finish by {predicted['completion_p90_at']})",
+            **predicted,
+        )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return iso_z(moment) if moment is not None else None
 
 
 async def _check_callback(url: str, settings: Settings) -> None:

@@ -19,6 +19,7 @@ from taskservice.catalog import CATALOG, TaskSpec
 from taskservice.contracts import ConcurrencySlot, TaskWorkflowInput
 from taskservice.media_budget import MediaBudget, over_budget
 from taskservice.record import TaskRecord
+from taskservice.render_cache import cache_plan
 from taskservice.settings import Settings
 from taskservice.timefmt import iso_z
 
@@ -134,4 +135,5 @@ def workflow_input(task_id: str, spec: TaskSpec, record: TaskRecord, settings: S
         deadline_at=deadline_at,
         concurrency=[ConcurrencySlot(group, limit) for group, limit in spec.concurrency_limits(settings)],
         fairness_weight=float(settings.weights().get(record.tenant, 1)),
+        cache=cache_plan(spec.cache_policy, record.cache, record.task_data),
     )

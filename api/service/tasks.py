@@ -9,14 +9,16 @@ from api.domain.caller import Caller, Role
 from api.domain.commands import StartTask
 from api.domain.errors import InvalidState, RateLimited, TaskNotFound
 from api.service import submission
+from api.service.estimates import TaskEstimate, TypeModel
 from api.service.quotas import Quota, Quotas, StreamSlot
 from api.service.scope import scope_of
-from api.service.starts import Submitted, TaskStarts
+from api.service.starts import Quote, Submitted, TaskStarts
 from api.service.waiting import MAX_WAIT_S, wait_for
 from api.service.watch import project_changes, task_changes
 from api.store.projection import TaskView
 from api.store.store import TaskStore, metered
 from taskservice.contracts import TaskStatus
+from taskservice.render_cache import CacheMode
 from taskservice.settings import Settings
 from taskservice.telemetry import ApiMetrics
 from taskservice.visibility import TaskQuery
@@ -62,6 +64,19 @@ class TaskService:
         """Start a task: one submit token, then the start path's admission."""
         self.quotas.spend(caller, Quota.SUBMIT)
         return await self.starts.start(command)
+
+    async def quote(self, caller: Caller, command: StartTask) -> Quote:
+        """What a submit would answer about time, starting nothing: one read token, no submit token."""
+        self.quotas.spend(caller, Quota.READ)
+        return await self.starts.quote(command)
+
+    async def duration_models(self, caller: Caller) -> list[TypeModel]:
+        self.quotas.spend(caller, Quota.READ)
+        return await self.starts.estimates.models()
+
+    async def estimate(self, view: TaskView) -> TaskEstimate | None:
+        """A task's start and finish as they stand now (a view the caller already may read)."""
+        return await self.starts.estimates.for_view(view)
 
     async def submit_and_wait(self, caller: Caller, command: StartTask, wait_s: float) -> Submitted:
         """Submit, then wait up to `wait_s` for the task to finish (without a free wait slot: no wait)."""
@@ -207,6 +222,7 @@ def retry_command(caller: Caller, original: TaskView) -> StartTask:
         deadline_s=original.deadline_s,
         webhook_events=tuple(original.webhook_events),
         retry_of=original.task_id,
+        cache=CacheMode(original.cache),
     )
 
 

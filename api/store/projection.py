@@ -44,6 +44,7 @@ RECORD_FIELDS = (
     "webhook_events",
     "tenant",
     "user",
+    "cache",
 )
 
 
@@ -80,9 +81,13 @@ class TaskView:
     result_in_history: bool = False
     # The concurrency group a queued task waits for.
     waiting_for_slot: str | None = None
+    # The coalesced render the task waits on (its attempt and progress are the render's).
+    render_id: str | None = None
     # Its owner: a tenant, and the JWT user who created it (if one did).
     tenant: str = "default"
     user: str | None = None
+    # The submit's render-cache mode.
+    cache: str = "auto"
 
     @property
     def error_text(self) -> str | None:
@@ -123,6 +128,7 @@ def base_view(execution: WorkflowExecution, memo: TaskMemo) -> TaskView:
     view.attempt = memo.attempt
     view.result_in_history = memo.result_in_history
     view.waiting_for_slot = memo.waiting_for_slot
+    view.render_id = memo.render
     outcome = memo.outcome
     if outcome is not None:
         view.status = outcome.status

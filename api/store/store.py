@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio.api.common.v1 import WorkflowExecution as WorkflowExecutionRef
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import (
@@ -37,9 +38,10 @@ from api.store.projection import (
 from api.store.queues import QueueStates
 from taskservice import search_attributes as sa
 from taskservice.contracts import MetricsState, RetryRecorded, TaskStatus, TaskWorkflowInput, WorkerReport
+from taskservice.durations import DurationWindows
 from taskservice.payloads import decode
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE
-from taskservice.record import METRICS_MEMO, WORKERS_MEMO, MemoKey, TaskMemo, TaskOutcome
+from taskservice.record import DURATIONS_MEMO, METRICS_MEMO, WORKERS_MEMO, MemoKey, TaskMemo, TaskOutcome
 from taskservice.visibility import TaskQuery
 from workflows import console
 from workflows.bookkeeping import TaskMetricsWorkflow
@@ -202,6 +204,16 @@ class TaskStore:
             view.result = outcome.result
         return view, int(desc.raw_description.workflow_execution_info.history_length)
 
+    async def _render_activities(self, render_id: str) -> list[PendingActivityInfo]:
+        """The pending activities of the render a task waits on (none once it has ended)."""
+        try:
+            desc = await self.client.get_workflow_handle(render_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return []
+            raise
+        return list(desc.raw_description.pending_activities)
+
     async def project(self, desc: WorkflowExecutionDescription) -> TaskView:
         """The whole view of one task: memo and search attributes, then its pending activity or queue."""
         return (await self._projected(desc))[0]
@@ -214,7 +226,10 @@ class TaskStore:
         view = base_view(desc, memo)
         if view.status.is_terminal:
             return view, False
-        activity = task_activity(view, list(desc.raw_description.pending_activities))
+        pending = list(desc.raw_description.pending_activities)
+        if view.render_id is not None:
+            pending = await self._render_activities(view.render_id)
+        activity = task_activity(view, pending)
         in_gap = activity is None and view.status == TaskStatus.PROCESSING
         if activity is not None:
             apply_activity(view, activity, self.client.data_converter.payload_converter)
@@ -271,7 +286,9 @@ class TaskStore:
 
     async def metrics_state(self) -> MetricsState:
         memo = await self._bookkeeping_memo(METRICS_WORKFLOW_ID)
-        return decode(MetricsState, memo.get(METRICS_MEMO) or {})
+        state = decode(MetricsState, memo.get(METRICS_MEMO) or {})
+        state.durations = decode(DurationWindows, memo.get(DURATIONS_MEMO) or {})
+        return state
 
     async def worker_reports(self) -> list[WorkerReport]:
         memo = await self._bookkeeping_memo(WORKER_REGISTRY_WORKFLOW_ID)

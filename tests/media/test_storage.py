@@ -116,3 +116,23 @@ async def test_s3_public_url_and_bucket_creation(
     assert stored.url == "https://cdn.test/p/generate_video/t.mp4" and stored.size == 1000
     head = s3_client(s3_endpoint).head_object(Bucket="made-on-demand", Key="p/generate_video/t.mp4")  # type: ignore[attr-defined]
     assert head["ContentLength"] == 1000 and head["ContentType"] == "video/mp4"
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+async def test_kept_files_are_read_back_and_deleted(
+    backend: str, s3_endpoint: str, tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """What a resumed render needs of the storage (activities.media.resume): get a kept clip, delete it."""
+    overrides = {**s3_settings(s3_endpoint), "s3_bucket": "kept-clips"} if backend == "s3" else {}
+    storage = build_storage(make_settings(tiny_models, tmp_path, **overrides), create_bucket=True)
+    source = tmp_path / "clip0.npy"
+    source.write_bytes(b"frames")
+    key = media_key("p", "generate_video", "t", "clip0.npy")
+    await storage.put_file(key, source, "application/octet-stream")
+    copy = tmp_path / "copy.npy"
+    assert await storage.get_file(key, copy) and copy.read_bytes() == b"frames"
+    await storage.delete(
+        [key, media_key("p", "generate_video", "t", "clip9.npy")]
+    )  # a missing one is no error
+    assert not await storage.get_file(key, tmp_path / "gone.npy")
+    await storage.delete([])

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from PIL import Image
 from temporalio.testing import ActivityEnvironment
 
-from activities.media.tools import StepEvent
+from activities.media.tools import PhaseEvent, StepEvent
 from taskservice.contracts import TaskActivityInput
 from taskservice.media_urls import media_signer
 from taskservice.settings import Settings
@@ -135,3 +135,31 @@ def reference_caption(model_dir: Path, image: Image.Image, prompt: str | None, m
             do_sample=False,
         )
     return processor.decode(ids[0], skip_special_tokens=True).strip(), ids[0]
+
+
+@dataclass(frozen=True)
+class Seen:
+    phase: str  # "denoising", "decoding_video", "encoding_video"
+    done: int
+    total: int
+    at: float
+
+
+class PhaseRecorder:
+    """Every denoising step and every decoded/encoded chunk, in order; `on_event` may act on one (it runs in
+    the task's worker thread, which waits for it)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.on_event: Callable[[Seen], None] | None = None
+
+    def step(self, event: StepEvent) -> None:
+        self._add(Seen("denoising", event.step, event.total, event.at))
+
+    def phase(self, event: PhaseEvent) -> None:
+        self._add(Seen(event.phase, event.done, event.total, event.at))
+
+    def _add(self, seen: Seen) -> None:
+        self.seen.append(seen)
+        if self.on_event is not None:
+            self.on_event(seen)

@@ -51,6 +51,8 @@ CONSOLE_NAMESPACE = "console"
 # The bookkeeping-history test's own: its 300 capped tasks load the limiter, metrics and registry workflows of
 # this namespace only, not the session stack's that the tests after it read.
 HISTORY_NAMESPACE = "histories"
+# The time-estimate tests' own (tests/test_eta.py): learned durations start from nothing there.
+ETA_NAMESPACE = "eta"
 NAMESPACES = (
     ISOLATED_NAMESPACE,
     EMPTY_NAMESPACE,
@@ -59,6 +61,7 @@ NAMESPACES = (
     TRACING_NAMESPACE,
     CONSOLE_NAMESPACE,
     HISTORY_NAMESPACE,
+    ETA_NAMESPACE,
 )
 WORKER_QUEUES = ["default", "cpu_intensive", "gpu_medium", "gpu_heavy"]
 

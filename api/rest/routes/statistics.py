@@ -42,6 +42,7 @@ async def task_metrics(caller: CallerDep, insights: InsightServiceDep) -> Metric
         timestamp=datetime.now(UTC),
         counted_until=metrics.counted_until,
         stale_since=metrics.stale_since,
+        cache=metrics.cache,
     )
 
 

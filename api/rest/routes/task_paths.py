@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.convertors import CONVERTOR_TYPES, StringConvertor, register_url_convertor
 
 # Fixed paths the API serves below /api/v1/tasks/ (tests/faults/test_auth_routes.py checks the list).
-RESERVED_TASK_PATHS = ("submit", "batch", "bulk", "statistics", "metrics", "health")
+RESERVED_TASK_PATHS = ("submit", "batch", "bulk", "statistics", "metrics", "health", "quote", "estimates")
 
 
 class TaskIdConvertor(StringConvertor):

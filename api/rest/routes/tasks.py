@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Header, Query, Response
 
 from api.domain.commands import PROJECT_ID_PATTERN
 from api.domain.errors import (
+    DeadlineUnreachable,
     IdempotencyConflict,
     InvalidState,
     PayloadTooLarge,
@@ -17,7 +18,7 @@ from api.domain.errors import (
 )
 from api.rest.commands import start_task
 from api.rest.deps import CallerDep, TaskServiceDep
-from api.rest.headers import entity_tags, matches, preferred_wait
+from api.rest.headers import entity_tags, matches, preferred_wait, prefers_strict
 from api.rest.openapi import AUTHENTICATED, DocumentedRoute, error_responses, submit_examples
 from api.rest.params import LimitQuery, PageQuery, StatusQuery, TaskIdPath, TaskTypeQuery
 from api.rest.render import (
@@ -61,12 +62,24 @@ PAGE_HEADERS = {
     },
 }
 
+SubmitPrefer = Annotated[
+    str | None,
+    Header(
+        alias="Prefer",
+        max_length=200,
+        description="`wait=N` (N <= 60): answer with the finished task if it ends within N seconds; "
+        "`handling=strict`: refuse a `deadline_s` the task is not predicted to meet (422).",
+    ),
+]
+
 
 @router.post(
     "/submit",
     responses={
         200: {"headers": {"Idempotent-Replayed": REPLAYED}},
-        **error_responses(ValidationFailed, PayloadTooLarge, IdempotencyConflict, *AUTHENTICATED),
+        **error_responses(
+            ValidationFailed, PayloadTooLarge, IdempotencyConflict, DeadlineUnreachable, *AUTHENTICATED
+        ),
     },
 )
 async def submit_task(
@@ -90,14 +103,7 @@ async def submit_task(
             description="Deadline from now (`90`, `90s`, `5m`, `1h30m`); wins over `deadline_s`.",
         ),
     ] = None,
-    prefer: Annotated[
-        str | None,
-        Header(
-            alias="Prefer",
-            max_length=200,
-            description="`wait=N` (N <= 60): answer with the finished task if it ends within N seconds.",
-        ),
-    ] = None,
+    prefer: SubmitPrefer = None,
 ) -> FinishedSubmitResponse | SubmitTaskResponse:
     """Submit a task.
 
@@ -106,7 +112,13 @@ async def submit_task(
     (`Idempotent-Replayed: true`).
     """
     wait_s = preferred_wait(prefer)
-    command = start_task(caller, body, idempotency_key=idempotency_key, cancel_after=cancel_after)
+    command = start_task(
+        caller,
+        body,
+        idempotency_key=idempotency_key,
+        cancel_after=cancel_after,
+        strict=prefers_strict(prefer),
+    )
     if wait_s:
         submitted = await tasks.submit_and_wait(caller, command, wait_s)
     else:
@@ -209,7 +221,7 @@ async def task_status(
     if tags is not None and matches(etag, tags):
         return Response(status_code=304, headers={"ETag": etag})
     response.headers["ETag"] = etag
-    return status_response(view)
+    return status_response(view, await tasks.estimate(view))
 
 
 @router.delete("/{task_id:task_id}", responses=error_responses(InvalidState, TaskNotFound, *AUTHENTICATED))

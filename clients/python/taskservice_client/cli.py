@@ -1,11 +1,8 @@
-"""``taskctl``: the task service from a shell (typer + rich).
-
-Global options come before the command (``taskctl --json --url http://host:8001 status ID``); ``--json`` is
-also accepted after it. The URL and key default to ``TASK_SERVICE_URL`` and ``TASK_SERVICE_API_KEY`` (or
-``CELERY_TASK_API_KEY``).
-
-Exit codes: 0 success; 1 the task failed / was cancelled / timed out, or the service answered an error or
-could not be reached; 2 usage errors and requests the service rejected as invalid (400, 422).
+"""``taskctl``: the task service from a shell (typer + rich). Global options come before the command
+(``taskctl --json --url http://host:8001 status ID``; ``--json`` also after it); URL and key default to
+``TASK_SERVICE_URL`` and ``TASK_SERVICE_API_KEY`` (or ``CELERY_TASK_API_KEY``). Exit codes: 0 success;
+1 the task failed / was cancelled / timed out, or the service answered an error or could not be reached;
+2 usage errors and requests the service rejected as invalid (400, 422).
 """
 
 from __future__ import annotations
@@ -229,6 +226,9 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Repeat-safe submit: the same key returns the same task.")
     ] = None,
+    cache: Annotated[
+        str | None, typer.Option(help="Render cache: auto (default), reuse, refresh or off.")
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Then follow the task to its end (like watch).")
     ] = False,
@@ -249,6 +249,7 @@ def submit(
             callback_url=callback_url,
             metadata=meta,
             idempotency_key=idempotency_key,
+            cache=cache,
         )
         if quiet and not wait:
             typer.echo(result.task_id)

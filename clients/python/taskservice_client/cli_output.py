@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -127,6 +127,13 @@ class Output:
         table.add_row("completed", _when(status.completed_at))
         if status.processing_time is not None:
             table.add_row("took", f"{status.processing_time:.2f} s")
+        ready = ready_in(status, datetime.now(UTC))
+        if ready:
+            table.add_row("ready", ready)
+        if status.cache_hit:
+            cache = (status.result or {})["cache"]
+            source = cache.get("source_task_id", "?")
+            table.add_row("cache", f"hit: the result of {source} ({cache.get('saved_seconds', 0)} s saved)")
         if status.error:
             table.add_row("error", Text(status.error, style="red"))
         console = self.console
@@ -215,3 +222,21 @@ class Output:
                 progress.update(bar, completed=status.progress * 100, description=description)
 
             yield show
+
+
+def _minutes(seconds: float) -> str:
+    """`45 s` below a minute, else whole minutes (`3 min`)."""
+    return f"{max(0, round(seconds))} s" if seconds < 60 else f"{max(1, round(seconds / 60))} min"
+
+
+def ready_in(status: TaskStatus, now: datetime) -> str | None:
+    """`ready in ~2 min (90 %: 3 min)` for an unfinished task with an estimate; why not, when no worker
+    serves it; None for a finished one."""
+    estimate = status.estimate
+    if status.is_terminal or estimate is None:
+        return None
+    if status.estimated_completion_at is None or estimate.completion_p90_at is None:
+        return f"no estimate: {estimate.reason}" if estimate.reason else None
+    p50 = (status.estimated_completion_at - now).total_seconds()
+    p90 = (estimate.completion_p90_at - now).total_seconds()
+    return f"ready in ~{_minutes(p50)} (90 %: {_minutes(p90)})"

@@ -27,6 +27,7 @@ from taskservice_client.models import (
     Health,
     Metrics,
     QueueHealth,
+    Quote,
     RetryResult,
     SubmitResult,
     TaskListItem,
@@ -93,13 +94,20 @@ class TaskServiceClient(ClientCore):
         callback_url: str | None = None,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        cache: str | None = None,
     ) -> SubmitResult:
         """Submit a task. With ``idempotency_key``, repeating the call returns the same task
-        (``result.replayed`` is then True); the same key with another body raises ``ConflictError``."""
+        (``result.replayed`` is then True); the same key with another body raises ``ConflictError``.
+        ``cache``: ``auto`` (the server's default), ``reuse``, ``refresh`` or ``off`` (the render cache)."""
         submission = operations.submit(
-            self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key
+            self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key, cache
         )
         return self._transport.run(submission)
+
+    def quote(self, project_id: str, task_type: str, task_data: dict[str, Any], **options: Any) -> Quote:
+        """When a task would start and finish if submitted now, starting nothing (a read, not a submit).
+        ``deadline_s=…, strict=True``: a deadline it would miss raises (422 ``deadline_unreachable``)."""
+        return self._transport.run(operations.quote(self, project_id, task_type, task_data, **options))
 
     def status(self, task_id: str) -> TaskStatus:
         """The task's current status, progress, step, result or error."""
@@ -264,12 +272,19 @@ class AsyncTaskServiceClient(ClientCore):
         callback_url: str | None = None,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        cache: str | None = None,
     ) -> SubmitResult:
         """See ``TaskServiceClient.submit``."""
         submission = operations.submit(
-            self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key
+            self, project_id, task_type, task_data, priority, callback_url, metadata, idempotency_key, cache
         )
         return await self._transport.run(submission)
+
+    async def quote(
+        self, project_id: str, task_type: str, task_data: dict[str, Any], **options: Any
+    ) -> Quote:
+        """See ``TaskServiceClient.quote``."""
+        return await self._transport.run(operations.quote(self, project_id, task_type, task_data, **options))
 
     async def status(self, task_id: str) -> TaskStatus:
         return await self._transport.run(operations.status(self, task_id))

@@ -19,9 +19,11 @@ __all__ = [
     "Metrics",
     "Pagination",
     "QueueHealth",
+    "Quote",
     "RetryResult",
     "SubmitResult",
     "SystemLoad",
+    "TaskEstimate",
     "TaskListItem",
     "TaskPage",
     "TaskState",
@@ -47,6 +49,30 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class TaskEstimate(_Model):
+    """How long a task should wait and run: learned from finished tasks of its type (``basis: learned``) or
+    the catalog's figure (``prior``). ``wait_p50_s`` is None, with ``reason``, when no worker serves it."""
+
+    duration_p50_s: float
+    duration_p90_s: float
+    wait_p50_s: float | None = None
+    completion_p90_at: datetime | None = None
+    basis: str = "prior"
+    samples: int = 0
+    reason: str | None = None
+
+
+class Quote(_Model):
+    """Answer of ``POST /api/v1/tasks/quote``: what a submit would be told about time; nothing started."""
+
+    task_type: str
+    queue: str
+    estimated_duration: int
+    estimated_start_at: datetime | None = None
+    estimated_completion_at: datetime | None = None
+    estimate: TaskEstimate | None = None
+
+
 class SubmitResult(_Model):
     """Answer of ``POST /api/v1/tasks/submit``."""
 
@@ -57,6 +83,9 @@ class SubmitResult(_Model):
     estimated_duration: int | None = None
     queue_position: int | None = None
     created_at: datetime | None = None
+    estimated_start_at: datetime | None = None
+    estimated_completion_at: datetime | None = None
+    estimate: TaskEstimate | None = None
     replayed: bool = Field(
         False, description="True when an Idempotency-Key replay returned an existing task."
     )
@@ -79,10 +108,19 @@ class TaskStatus(_Model):
     processing_time: float | None = None
     attempt: int = 1
     retry_of: str | None = None
+    estimated_start_at: datetime | None = None
+    estimated_completion_at: datetime | None = None
+    estimate: TaskEstimate | None = None
 
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
+
+    @property
+    def cache_hit(self) -> bool:
+        """Whether the result came from the render cache (an earlier task's, or a render it shared)."""
+        cache = (self.result or {}).get("cache")
+        return isinstance(cache, dict) and bool(cache.get("hit"))
 
     @property
     def succeeded(self) -> bool:

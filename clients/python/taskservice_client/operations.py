@@ -22,6 +22,7 @@ def submit(
     callback_url: str | None = None,
     metadata: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    cache: str | None = None,
 ) -> Operation[models.SubmitResult]:
     body: dict[str, Any] = {
         "project_id": project_id,
@@ -32,10 +33,29 @@ def submit(
     }
     if callback_url is not None:
         body["callback_url"] = callback_url
+    if cache is not None:
+        body["cache"] = cache
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     response = yield from core._request("POST", "/api/v1/tasks/submit", json_body=body, headers=headers)
     replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
     return models.SubmitResult.model_validate({**response.json(), "replayed": replayed})
+
+
+def quote(
+    core: ClientCore,
+    project_id: str,
+    task_type: str,
+    task_data: dict[str, Any],
+    *,
+    deadline_s: float | None = None,
+    strict: bool = False,
+) -> Operation[models.Quote]:
+    body: dict[str, Any] = {"project_id": project_id, "task_type": task_type, "task_data": task_data}
+    if deadline_s is not None:
+        body["deadline_s"] = deadline_s
+    headers = {"Prefer": "handling=strict"} if strict else {}
+    response = yield from core._request("POST", "/api/v1/tasks/quote", json_body=body, headers=headers)
+    return models.Quote.model_validate(response.json())
 
 
 def status(core: ClientCore, task_id: str) -> Operation[models.TaskStatus]:

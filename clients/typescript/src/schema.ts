@@ -64,6 +64,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tasks/quote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Quote a task: when it would start and finish
+         * @description Takes a submit body, checks it as a submit would and answers the estimate a submit would get, starting nothing. Costs a read token, not a submit token. A strict deadline it would miss answers 422 `deadline_unreachable`, as the submit would.
+         */
+        post: operations["quote_task"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tasks/estimates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Each task type's duration model
+         * @description Learned from finished tasks' measured run times against their work units (per worker build), or the catalog's prior until `ETA_MIN_SAMPLES` have finished. No task or tenant is named.
+         */
+        get: operations["duration_models"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tasks/submit": {
         parameters: {
             query?: never;
@@ -430,6 +470,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What the caller's tasks used
+         * @description The finished tasks of the caller's tenant (a user token: its own) in `[from, to)`, by project, task type and day: how many, their run time, and the device seconds media results report (`gpu_seconds`, or `cpu_seconds` on CPU workers). At most 93 days per request.
+         */
+        get: operations["usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workers/health": {
         parameters: {
             query?: never;
@@ -622,6 +682,40 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /**
+         * CacheMode
+         * @description The submit's `cache` field.
+         * @enum {string}
+         */
+        CacheMode: "auto" | "reuse" | "refresh" | "off";
+        /**
+         * CacheSavings
+         * @description The render cache's work for one task type: completed tasks answered from an entry (`hits`) or from
+         *     another task's render (`coalesced`), those that rendered with a key (`misses`), and the processing
+         *     seconds the answers saved (each the source task's).
+         */
+        CacheSavings: {
+            /**
+             * Hits
+             * @default 0
+             */
+            hits?: number;
+            /**
+             * Coalesced
+             * @default 0
+             */
+            coalesced?: number;
+            /**
+             * Misses
+             * @default 0
+             */
+            misses?: number;
+            /**
+             * Saved Seconds
+             * @default 0
+             */
+            saved_seconds?: number;
+        };
         /** CancelTaskResponse */
         CancelTaskResponse: {
             /**
@@ -674,6 +768,38 @@ export interface components {
          */
         DeliveryStatus: "failed" | "retrying" | "delivered";
         /**
+         * DurationModelBody
+         * @description A task type's duration model: `seconds ~ intercept_s + slope_s * work_units` over its newest build's
+         *     samples, and how far measured times fell from it (relative error, p50 and p90).
+         */
+        DurationModelBody: {
+            /** Task Type */
+            task_type: string;
+            /** Basis */
+            basis: string;
+            /** Samples */
+            samples: number;
+            /** Build */
+            build: string | null;
+            /** Prior S */
+            prior_s: number;
+            /** Intercept S */
+            intercept_s?: number | null;
+            /** Slope S */
+            slope_s?: number | null;
+            /** Error P50 */
+            error_p50?: number | null;
+            /** Error P90 */
+            error_p90?: number | null;
+        };
+        /** DurationModelsResponse */
+        DurationModelsResponse: {
+            /** Min Samples */
+            min_samples: number;
+            /** Models */
+            models: components["schemas"]["DurationModelBody"][];
+        };
+        /**
          * ErrorResponse
          * @description The body of every error answer (seed 001's format); the fields past `message` depend on `error`.
          */
@@ -722,6 +848,11 @@ export interface components {
          *     with the submit answer's own fields.
          */
         FinishedSubmitResponse: {
+            /** Estimated Start At */
+            estimated_start_at?: string | null;
+            /** Estimated Completion At */
+            estimated_completion_at?: string | null;
+            estimate?: components["schemas"]["TaskEstimateBody"] | null;
             /** Task Id */
             task_id: string;
             /** Project Id */
@@ -793,6 +924,13 @@ export interface components {
              * @description Set when counting stopped moving (the metrics workflow makes no progress): the counts are those of this instant.
              */
             stale_since?: string | null;
+            /**
+             * Cache
+             * @description Render cache per task type (the caller's tenant): completed tasks answered from an entry (`hits`) or another task's render (`coalesced`), rendered with a key (`misses`), and the processing seconds the answers saved (`saved_seconds`, each its source task's).
+             */
+            cache?: {
+                [key: string]: components["schemas"]["CacheSavings"];
+            };
         };
         /** Pagination */
         Pagination: {
@@ -863,6 +1001,16 @@ export interface components {
             configured_concurrency: number;
             /** Task Types */
             task_types: string[];
+            /**
+             * Drain S
+             * @description Predicted seconds until its present backlog has started (null: no worker polls it).
+             */
+            drain_s?: number | null;
+            /**
+             * Drain Reason
+             * @description Why there is no `drain_s`.
+             */
+            drain_reason?: string | null;
         };
         /** QueuesResponse */
         QueuesResponse: {
@@ -918,6 +1066,11 @@ export interface components {
         SubmitTaskRequest: components["schemas"]["SubmitGenerateVideoRequest"] | components["schemas"]["SubmitRenderAnimationRequest"] | components["schemas"]["SubmitGenerateImageRequest"] | components["schemas"]["SubmitGenerateCharacterVoiceRequest"] | components["schemas"]["SubmitProcessAudioRequest"] | components["schemas"]["SubmitEvaluateDepartmentRequest"] | components["schemas"]["SubmitAutomatedGatherCreationRequest"] | components["schemas"]["SubmitTestPromptRequest"] | components["schemas"]["SubmitTranslateDialogueRequest"] | components["schemas"]["SubmitRunLlmInferenceRequest"] | components["schemas"]["SubmitRunSdInferenceRequest"] | components["schemas"]["SubmitRunTtsInferenceRequest"] | components["schemas"]["SubmitRunImageToTextInferenceRequest"];
         /** SubmitTaskResponse */
         SubmitTaskResponse: {
+            /** Estimated Start At */
+            estimated_start_at?: string | null;
+            /** Estimated Completion At */
+            estimated_completion_at?: string | null;
+            estimate?: components["schemas"]["TaskEstimateBody"] | null;
             /** Task Id */
             task_id: string;
             status: components["schemas"]["TaskStatus"];
@@ -994,6 +1147,31 @@ export interface components {
             message: string;
         };
         /**
+         * TaskEstimateBody
+         * @description How long the task should run and wait, learned from finished tasks of its type (or the catalog's
+         *     prior before ETA_MIN_SAMPLES of them); `wait_p50_s` is null, with `reason`, when no worker serves its
+         *     queue.
+         */
+        TaskEstimateBody: {
+            /** Duration P50 S */
+            duration_p50_s: number;
+            /** Duration P90 S */
+            duration_p90_s: number;
+            /** Wait P50 S */
+            wait_p50_s: number | null;
+            /** Completion P90 At */
+            completion_p90_at: string | null;
+            /**
+             * Basis
+             * @enum {string}
+             */
+            basis: "learned" | "prior";
+            /** Samples */
+            samples: number;
+            /** Reason */
+            reason?: string | null;
+        };
+        /**
          * TaskMetrics
          * @description Seed 001's cumulative counters of a tenant's tasks (the REST body's `metrics`).
          */
@@ -1041,6 +1219,23 @@ export interface components {
             timestamp: string;
         };
         /**
+         * TaskQuoteResponse
+         * @description What a submit of this body would be told about time and cost, without starting it.
+         */
+        TaskQuoteResponse: {
+            /** Estimated Start At */
+            estimated_start_at?: string | null;
+            /** Estimated Completion At */
+            estimated_completion_at?: string | null;
+            estimate?: components["schemas"]["TaskEstimateBody"] | null;
+            /** Task Type */
+            task_type: string;
+            /** Queue */
+            queue: string;
+            /** Estimated Duration */
+            estimated_duration: number;
+        };
+        /**
          * TaskStatus
          * @description The seed's status values; also the `TaskStatus` search attribute.
          * @enum {string}
@@ -1048,6 +1243,11 @@ export interface components {
         TaskStatus: "queued" | "processing" | "completed" | "failed" | "cancelled";
         /** TaskStatusResponse */
         TaskStatusResponse: {
+            /** Estimated Start At */
+            estimated_start_at?: string | null;
+            /** Estimated Completion At */
+            estimated_completion_at?: string | null;
+            estimate?: components["schemas"]["TaskEstimateBody"] | null;
             /** Task Id */
             task_id: string;
             /** Project Id */
@@ -1087,6 +1287,60 @@ export interface components {
             task_id: string;
             /** Deliveries */
             deliveries: components["schemas"]["WebhookDeliveryResponse"][];
+        };
+        /** UsageResponse */
+        UsageResponse: {
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+            /** Tasks */
+            tasks: number;
+            /**
+             * Truncated
+             * @description True when more tasks finished than one answer sums (10 000).
+             */
+            truncated: boolean;
+            /** Totals */
+            totals: {
+                [key: string]: number;
+            };
+            /** Usage */
+            usage: components["schemas"]["UsageRowBody"][];
+        };
+        /** UsageRowBody */
+        UsageRowBody: {
+            /** Project Id */
+            project_id: string;
+            /** Task Type */
+            task_type: string;
+            /**
+             * Day
+             * @description UTC date the tasks finished (YYYY-MM-DD).
+             */
+            day: string;
+            /** Tasks */
+            tasks: number;
+            /** Processing Seconds */
+            processing_seconds: number;
+            /**
+             * Gpu Seconds
+             * @description Seconds media tasks held a GPU (as their results report).
+             * @default 0
+             */
+            gpu_seconds?: number;
+            /**
+             * Cpu Seconds
+             * @description Seconds media tasks ran on CPU workers.
+             * @default 0
+             */
+            cpu_seconds?: number;
         };
         /** WebhookDeliveriesResponse */
         WebhookDeliveriesResponse: {
@@ -2285,6 +2539,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRenderAnimationRequest
@@ -2343,6 +2609,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitGenerateImageRequest
@@ -2404,6 +2682,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitGenerateCharacterVoiceRequest
@@ -2462,6 +2752,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitProcessAudioRequest
@@ -2534,6 +2836,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitEvaluateDepartmentRequest
@@ -2607,6 +2921,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitAutomatedGatherCreationRequest
@@ -2667,6 +2993,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitTestPromptRequest
@@ -2726,6 +3064,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitTranslateDialogueRequest
@@ -2789,6 +3139,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunLlmInferenceRequest
@@ -2852,6 +3214,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunSdInferenceRequest
@@ -2913,6 +3287,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunTtsInferenceRequest
@@ -2971,6 +3357,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
         /**
          * SubmitRunImageToTextInferenceRequest
@@ -3025,6 +3423,18 @@ export interface components {
              * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
             webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
         };
     };
     responses: never;
@@ -3133,6 +3543,133 @@ export interface operations {
             };
         };
     };
+    quote_task: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description `handling=strict`: as a strict submit would. */
+                Prefer?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubmitTaskRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskQuoteResponse"];
+                };
+            };
+            /** @description `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `deadline_unreachable`: a strict deadline (`Prefer: handling=strict`, `deadline_policy: reject`) the task is not predicted to meet (its p90 completion is later); nothing was started */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    duration_models: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DurationModelsResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     submit_task: {
         parameters: {
             query?: never;
@@ -3141,7 +3678,7 @@ export interface operations {
                 "Idempotency-Key"?: string | null;
                 /** @description Deadline from now (`90`, `90s`, `5m`, `1h30m`); wins over `deadline_s`. */
                 "Cancel-After"?: string | null;
-                /** @description `wait=N` (N <= 60): answer with the finished task if it ends within N seconds. */
+                /** @description `wait=N` (N <= 60): answer with the finished task if it ends within N seconds; `handling=strict`: refuse a `deadline_s` the task is not predicted to meet (422). */
                 Prefer?: string | null;
             };
             path?: never;
@@ -3191,7 +3728,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `idempotency_key_reused`: this `Idempotency-Key` was used with another body; `task_id` names the task it made */
+            /** @description `idempotency_key_reused`: this `Idempotency-Key` was used with another body; `task_id` names the task it made; `deadline_unreachable`: a strict deadline (`Prefer: handling=strict`, `deadline_policy: reject`) the task is not predicted to meet (its p90 completion is later); nothing was started */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4404,6 +4941,71 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["QueuesResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    usage: {
+        parameters: {
+            query?: {
+                /** @description Start, ISO 8601 with zone (default: 30 days ago). */
+                from?: string | null;
+                /** @description End, exclusive (default: now). */
+                to?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageResponse"];
+                };
+            };
+            /** @description `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */

@@ -14,6 +14,22 @@ export type TaskData<T extends TaskType> = Extract<TaskSubmission, { task_type: 
 export type TaskState = Schemas["TaskStatus"];
 /** `priority`: 1-3 (1 first) or a name. */
 export type TaskPriority = NonNullable<TaskSubmission["priority"]>;
+/** `cache`: the render cache mode (`auto`, `reuse`, `refresh`, `off`). */
+export type CacheMode = Schemas["CacheMode"];
+/** `result.cache` of a finished task that had a render-cache key. */
+export interface ResultCache {
+  hit: boolean;
+  key: string;
+  source_task_id?: string;
+  saved_seconds?: number;
+  coalesced?: boolean;
+}
+
+/** Whether a finished task's result came from the render cache (an earlier task's, or a shared render). */
+export function isCacheHit(status: { result?: { [key: string]: unknown } | null }): boolean {
+  const cache = status.result?.["cache"] as ResultCache | undefined;
+  return cache?.hit === true;
+}
 /** The answer of `POST /api/v1/tasks/submit` while the task runs on. */
 export type TaskResponse = Schemas["SubmitTaskResponse"];
 /** The answer of a submit with `waitSeconds` whose task finished in time: its final status. */
