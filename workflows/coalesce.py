@@ -58,7 +58,11 @@ class RenderWorkflow(TaskWorkflow):
 
     async def _ended(self, work: asyncio.Task[TaskAttemptResult], render_input: RenderInput) -> RenderOutcome:
         source = render_input.first_task_id
-        began = (self._started.started_at, self._started.attempt) if self._started else (None, 0)
+        began = (
+            (self._started.started_at, self._attempt.attempt)
+            if self._started and self._attempt
+            else (None, 0)
+        )
         try:
             ran = await work
         except ActivityError as err:
@@ -93,8 +97,8 @@ class RenderWorkflow(TaskWorkflow):
             self._waiters.append(task_id)
         if self._render_result is not None and task_id not in self._told:
             await self._tell(task_id)
-        elif self._started is not None:
-            await self._signal(task_id, TaskWorkflow.task_started, self._started)
+        elif self._attempt is not None:
+            await self._signal(task_id, TaskWorkflow.task_started, self._attempt)
 
     @workflow.signal(name=DETACH_SIGNAL)
     def detach(self, task_id: str) -> None:
@@ -103,9 +107,8 @@ class RenderWorkflow(TaskWorkflow):
 
     @workflow.signal(name="task_started")
     async def task_started(self, started: TaskStarted) -> None:
-        """The render's attempt started: every waiting task is processing from now."""
-        first = self._started is None
+        """An attempt of the render started (a retry too): every waiting task shows it from now."""
         self._started = self._started or started
-        if first:
-            for waiter in list(self._waiters):
-                await self._signal(waiter, TaskWorkflow.task_started, started)
+        self._attempt = started
+        for waiter in list(self._waiters):
+            await self._signal(waiter, TaskWorkflow.task_started, started)

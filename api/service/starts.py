@@ -82,10 +82,13 @@ class TaskStarts:
             existing = await self._find(task_id)
             if existing is not None:
                 return _replay(command, existing, record, spec)
-        estimate = await self.estimates.for_new(spec, record.task_data)
+        estimate = None
         if command.strict_deadline:
+            estimate = await self.estimates.for_new(spec, record.task_data)
             _check_deadline(command, estimate)
         await self.capacity.admit(record.tenant, record.project_id)
+        # Estimated once admitted: a submit refused at a cap costs no count of its queue.
+        estimate = estimate or await self.estimates.for_new(spec, record.task_data)
         task_input = submission.workflow_input(task_id, spec, record, self.settings)
         view, created = await self.store.start(task_input)
         if not created:

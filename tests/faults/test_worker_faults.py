@@ -198,7 +198,7 @@ async def test_video_worker_killed_after_two_clips_resumes_from_the_third(
     assert meta["resumed"]["from_clip"] >= 2 and meta["resumed"]["attempts"] == 2, meta
     assert meta["clips"] == 3
     assert not list((stack.workdir / "data" / "media").rglob(f"{task_id}.clip*.npy"))  # kept clips are gone
-    whole_id = await submit(api, "generate_video", THREE_CLIPS)
+    whole_id = await submit(api, "generate_video", THREE_CLIPS, cache="off")  # a render, not the cache's copy
     whole = await wait_status(api, whole_id, {"completed", "failed"}, timeout=600)
     assert whole["status"] == "completed" and whole["result"]["metadata"]["resumed"]["from_clip"] == 0
     resumed_frames = _video_frames((await api.get(done["result"]["media_url"])).content, f"{tmp_path}/r.mp4")
