@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from taskservice.assemble_data import AssembleClipData
 from taskservice.contracts import RetrySpec, TaskPlan
 from taskservice.queues import Queue
 from taskservice.render_cache import CachePolicy
@@ -207,6 +208,16 @@ CATALOG: dict[str, TaskSpec] = {
             activity_class=AUDIO_ACTIVITIES,
             heartbeat_timeout_s=MODEL_HEARTBEAT_TIMEOUT_S,
             estimated_duration_s=25,
+            cache_policy=CachePolicy.ALWAYS,
+            cache_settings=(),
+        ),
+        TaskSpec(
+            name="assemble_clip",
+            description="One MP4 (H.264 + AAC) of a video with tracks mixed under it, at its length.",
+            input_model=AssembleClipData,
+            queue=Queue.CPU_INTENSIVE,
+            activity_class=AUDIO_ACTIVITIES,
+            estimated_duration_s=30,
             cache_policy=CachePolicy.ALWAYS,
             cache_settings=(),
         ),
