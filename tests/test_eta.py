@@ -17,6 +17,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from api.service.estimates import OpenTask, first_free_slot
 from taskservice.durations import WINDOW, DurationSample, DurationWindows, fit
 from taskservice.work_units import work_units
 from taskservice_client import AsyncTaskServiceClient, ConflictError
@@ -66,6 +67,18 @@ def test_bigger_inputs_are_more_work() -> None:
     assert work_units("generate_video", long) == pytest.approx(4 * work_units("generate_video", short))
     assert work_units("generate_character_voice", {"text": "a" * 400}) == 400
     assert work_units("test_prompt", _prompt(1, 4000)) > work_units("test_prompt", _prompt(1))
+
+
+def test_the_wait_is_the_first_slot_free_after_the_tasks_ahead() -> None:
+    now = datetime.now(UTC)
+    running = [OpenTask((3, now), f"r{i}", 12.0, now - timedelta(seconds=s)) for i, s in enumerate((2, 10))]
+    ahead = [OpenTask((3, now), f"q{i}", 5.0) for i in range(3)]
+    # Slots free at 10 s and 2 s; the three tasks ahead end at 7, 12 and 15: the next slot frees at 12.
+    assert first_free_slot(2, running, ahead, 0.0, now) == pytest.approx(12.0, abs=0.01)
+    assert first_free_slot(2, running, [], 0.0, now) == pytest.approx(2.0, abs=0.01)
+    assert first_free_slot(3, running, [], 0.0, now) == 0.0  # a free slot
+    # Work the listing has not seen yet (Temporal's backlog) is spread over the slots.
+    assert first_free_slot(2, [], [], 8.0, now) == 4.0
 
 
 def test_windows_stay_small_and_follow_the_newest_build() -> None:
@@ -153,12 +166,16 @@ async def test_prior_then_learned_then_waits_behind_a_backlog(eta: Replica, temp
         assert big["estimate"]["duration_p50_s"] > small["estimate"]["duration_p50_s"]
 
         # Another tenant's long tasks fill both slots and the backlog: they count in this tenant's wait...
+        # (4 s at the size the model learned takes 4 s: the wait prices each task ahead by its size.)
         for _ in range(6):
-            submitted = await other.post("/api/v1/tasks/submit", json=_body(_prompt(4.0)))
+            submitted = await other.post("/api/v1/tasks/submit", json=_body(_prompt(4.0, 32000)))
             assert submitted.status_code == 200, submitted.text
         behind = await _wait_for_backlog(api)
         assert behind["estimate"]["wait_p50_s"] > 0
         assert _at(behind["estimated_start_at"]) > _at(small["estimated_start_at"])
+        # ...ahead of a task of their priority, not of a higher one (it waits only for a slot to free).
+        urgent = await _quote(api, _prompt(0.5, 4000), priority="HIGH")
+        assert urgent["estimate"]["wait_p50_s"] < behind["estimate"]["wait_p50_s"], (urgent, behind)
         queues = {q["queue"]: q for q in (await api.get("/api/v1/queues")).json()["queues"]}
         assert queues["default"]["drain_s"] > 0, queues["default"]
         assert queues["gpu_heavy"]["drain_s"] is None

@@ -36,10 +36,10 @@ async def test_a_burst_of_submits_to_a_project_costs_one_count(stack: Stack) -> 
             # A project is a name within its tenant: another tenant's submit is counted on its own.
             ids.append(await _submit_as(api, OTHER_KEYS[0], project))
             elapsed = time.monotonic() - started
-        # Within a second, one count of each tenant and of each tenant's project, and one of the queue's load
-        # for the estimates (queued and running: two queries); a machine too loaded for that counts once
-        # more per second it took.
-        assert 6 <= meter.queries <= 6 + 6 * int(elapsed / COUNT_TTL_S), (meter.queries, elapsed)
+        # Within a second, one count of each tenant and of each tenant's project, and one listing of the
+        # queue's open tasks for the estimates; a machine too loaded for that counts once more per second
+        # it took.
+        assert 5 <= meter.queries <= 5 + 5 * int(elapsed / COUNT_TTL_S), (meter.queries, elapsed)
         for task_id in ids[:BURST]:
             await wait_status(api, task_id, "completed")
 

@@ -1,16 +1,19 @@
 """When a task will start and finish: learned durations (taskservice.durations) and the live queue.
 
 Duration: the type's fit over the newest build's samples once it has ETA_MIN_SAMPLES, else the catalog's
-`estimated_duration_s` (the prior). Wait: the work ahead in the queue (Temporal's backlog, all tenants'
-tasks: they share the workers, none is named) at the queue's mean task duration, plus the running tasks'
-remaining half, divided by the queue's live capacity (polling workers x their slots). No capacity: no number,
-and why. A running task's finish blends its own progress rate with the model, trusting progress as it grows.
+`estimated_duration_s` (the prior). Wait: the queue's open tasks (all tenants': they share the workers, none
+is named), listed once a second per replica with their sizes, are scheduled on the queue's live slots
+(polling workers x their slots): each running task frees its slot after its predicted remaining time, each
+task ahead (a higher priority, or the same one and submitted earlier) takes the first free slot for its own
+predicted run; the task starts on the first slot free after them. No capacity: no number, and why. A running
+task's finish blends its own progress rate with the model, trusting progress as it grows.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import heapq
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from statistics import median
 from typing import Any
@@ -20,6 +23,7 @@ from api.store.store import TaskStore
 from taskservice.catalog import CATALOG, TaskSpec, specs_for_queue
 from taskservice.contracts import MetricsState, TaskStatus
 from taskservice.durations import DurationFit, fit
+from taskservice.priority import TaskPriority
 from taskservice.queues import Queue
 from taskservice.settings import Settings
 from taskservice.visibility import TaskQuery
@@ -27,8 +31,9 @@ from taskservice.work_units import work_units
 
 # The learned models are read from the metrics workflow's memo at most this often per replica.
 MODEL_TTL_S = 2.0
-# Queued and running tasks per queue are counted in visibility at most this often per replica.
+# A queue's open tasks are listed in visibility at most this often per replica, and at most this many.
 LOAD_TTL_S = 1.0
+LOAD_LIST_LIMIT = 500
 # A prior's p90 is this multiple of its p50 (the catalog gives one figure, not a spread).
 PRIOR_P90_FACTOR = 1.5
 
@@ -53,14 +58,24 @@ class TaskEstimate:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class OpenTask:
+    """A queue's task as its wait sees it: its rank (priority, then submit time) and its predicted run."""
+
+    rank: tuple[int, datetime]
+    task_id: str
+    p50_s: float
+    started_at: datetime | None = None
+
+
 @dataclass
 class QueueLoad:
-    """A queue's tasks as counted at `read_at` (loop time), and those this replica started since."""
+    """A queue's open tasks as listed at `read_at` (loop time), and those this replica started since."""
 
     read_at: float
-    queued: int
-    running: int
-    started_since: int = 0
+    queued: list[OpenTask]
+    running: list[OpenTask]
+    started_since: list[OpenTask] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,10 @@ class TaskEstimates:
         return TypeModel(spec.name, basis, len(pairs), build, spec.estimated_duration_s, fit(pairs))
 
     async def duration(self, spec: TaskSpec, task_data: dict[str, Any]) -> DurationEstimate:
-        model = self._model(await self._metrics(), spec)
+        return self._predict(await self._metrics(), spec, task_data)
+
+    def _predict(self, metrics: MetricsState, spec: TaskSpec, task_data: dict[str, Any]) -> DurationEstimate:
+        model = self._model(metrics, spec)
         if model.basis == "learned" and model.fit is not None:
             units = work_units(spec.name, task_data)
             p50 = model.fit.p50(units)
@@ -112,64 +130,68 @@ class TaskEstimates:
         prior = float(spec.estimated_duration_s)
         return DurationEstimate(prior, prior * PRIOR_P90_FACTOR, "prior", model.samples)
 
-    def note_started(self, queue: str) -> None:
-        """A task this replica just started: counted ahead until the next count of the queue sees it."""
+    def note_started(
+        self, queue: str, task_id: str, priority: TaskPriority, duration: DurationEstimate
+    ) -> None:
+        """A task this replica just started: ahead of later ones until the next listing of its queue."""
         load = self._loads.get(queue)
         if load is not None:
-            load.started_since += 1
+            rank = (priority.temporal_key, datetime.now(UTC))
+            load.started_since.append(OpenTask(rank, task_id, duration.p50_s))
 
     async def _load(self, queue: str) -> QueueLoad:
-        """Every tenant's queued and running tasks of the queue's types, counted at most once a second."""
+        """Every tenant's open tasks of the queue's types with their predicted runs, listed at most once a
+        second (LOAD_LIST_LIMIT of them: a longer queue is priced as at least that long)."""
         now = asyncio.get_running_loop().time()
         load = self._loads.get(queue)
         if load is None or now - load.read_at > LOAD_TTL_S:
-            query = TaskQuery(task_types=tuple(s.name for s in specs_for_queue(Queue(queue))))
-            queued, running = await asyncio.gather(
-                self.store.count(query.with_(status=TaskStatus.QUEUED)),
-                self.store.count(query.with_(status=TaskStatus.PROCESSING)),
-            )
-            load = QueueLoad(now, queued, running)
+            query = TaskQuery(task_types=tuple(s.name for s in specs_for_queue(Queue(queue))), running=True)
+            views, metrics = await asyncio.gather(self.store.some(query, LOAD_LIST_LIMIT), self._metrics())
+            load = QueueLoad(now, [], [])
+            for view in views:
+                spec = CATALOG.get(view.task_type)
+                if spec is None or view.status.is_terminal:
+                    continue
+                p50 = self._predict(metrics, spec, view.task_data).p50_s
+                started = view.started_at if view.status == TaskStatus.PROCESSING else None
+                open_task = OpenTask(
+                    (view.priority.temporal_key, view.created_at), view.task_id, p50, started
+                )
+                (load.running if started else load.queued).append(open_task)
             self._loads[queue] = load
         return load
 
-    async def queue_wait(self, queue: str, *, queued_itself: bool = False) -> tuple[float | None, str | None]:
-        """Seconds a task added to `queue` now (or queued there, `queued_itself`) waits for a slot (p50), or
-        None and why: the tasks ahead (queued, started since the count, or Temporal's backlog, whichever
-        is most) at the queue's mean run time plus half a run of each running one, over its slots."""
-        state, metrics, load = await asyncio.gather(
-            self.store.queues.get(queue), self._metrics(), self._load(queue)
-        )
+    async def queue_wait(
+        self, queue: str, *, priority: TaskPriority = TaskPriority.LOW, queued: TaskView | None = None
+    ) -> tuple[float | None, str | None]:
+        """Seconds a task of `priority` added to `queue` now (or `queued` there already) waits for a slot
+        (p50), or None and why: the queue's open tasks scheduled on its live slots (the module's doc)."""
+        state, load = await asyncio.gather(self.store.queues.get(queue), self._load(queue))
         capacity = len(state.pollers) * self.settings.worker_concurrency(Queue(queue))
         if capacity <= 0:
             return None, f"no worker is polling queue '{queue}'"
-        ahead = max(state.backlog, load.queued + load.started_since - int(queued_itself))
-        running = min(load.running, capacity)
-        if ahead + running < capacity:
-            return 0.0, None
-        mean = self._queue_mean(metrics, Queue(queue))
-        return round((ahead * mean + running * mean / 2) / capacity, 3), None
-
-    def _queue_mean(self, metrics: MetricsState, queue: Queue) -> float:
-        """A typical run time of the queue's tasks: the median of its types' newest samples (robust to a
-        cold model load, which a mean follows), else the mean of every finished one, else the catalog's."""
-        specs = specs_for_queue(queue)
-        samples = [
-            seconds for spec in specs for _, seconds in (metrics.durations.current(spec.name) or ("", []))[1]
-        ]
-        if samples:
-            return median(samples)
-        total = sum(metrics.duration_sum.get(s.name, 0.0) for s in specs)
-        count = sum(metrics.duration_count.get(s.name, 0) for s in specs)
-        if count:
-            return total / count
-        return sum(s.estimated_duration_s for s in specs) / max(1, len(specs))
+        now = datetime.now(UTC)
+        mine = (queued.priority.temporal_key, queued.created_at) if queued else (priority.temporal_key, now)
+        listed = {t.task_id for t in load.queued + load.running}
+        waiting = load.queued + [t for t in load.started_since if t.task_id not in listed]
+        ahead = sorted((t for t in waiting if t.rank < mine), key=lambda t: t.rank)
+        # Temporal's backlog counts activities the listing has not seen yet (another replica's newest starts).
+        unseen = max(0, state.backlog - len(waiting))
+        typical = median([t.p50_s for t in waiting]) if waiting else 0.0
+        return round(first_free_slot(capacity, load.running, ahead, unseen * typical, now), 3), None
 
     async def for_new(
-        self, spec: TaskSpec, task_data: dict[str, Any], *, queued_itself: bool = False
+        self,
+        spec: TaskSpec,
+        task_data: dict[str, Any],
+        *,
+        priority: TaskPriority = TaskPriority.NORMAL,
+        queued: TaskView | None = None,
     ) -> TaskEstimate:
-        """A task not yet started (a quote, a submit; or queued): its wait from now and its run time after."""
+        """A task not yet started (a quote, a submit; or `queued`): its wait from now and its run after."""
         duration, (wait, reason) = await asyncio.gather(
-            self.duration(spec, task_data), self.queue_wait(spec.queue.value, queued_itself=queued_itself)
+            self.duration(spec, task_data),
+            self.queue_wait(spec.queue.value, priority=priority, queued=queued),
         )
         return _timed(duration, datetime.now(UTC), wait, reason)
 
@@ -179,7 +201,7 @@ class TaskEstimates:
         if spec is None or view.status.is_terminal:
             return None
         if view.status == TaskStatus.QUEUED or view.started_at is None:
-            return await self.for_new(spec, view.task_data, queued_itself=True)
+            return await self.for_new(spec, view.task_data, queued=view)
         duration = await self.duration(spec, view.task_data)
         now = datetime.now(UTC)
         elapsed = max(0.0, (now - view.started_at).total_seconds())
@@ -209,3 +231,16 @@ def _timed(duration: DurationEstimate, now: datetime, wait: float | None, reason
         start + timedelta(seconds=duration.p50_s),
         start + timedelta(seconds=duration.p90_s),
     )
+
+
+def first_free_slot(
+    capacity: int, running: list[OpenTask], ahead: list[OpenTask], unseen_s: float, now: datetime
+) -> float:
+    """Seconds until a slot is free for the next task: the running tasks' predicted remaining runs (one past
+    its prediction is taken to end now), then each task ahead on the first slot free."""
+    left = sorted(max(0.0, t.p50_s - (now - t.started_at).total_seconds()) for t in running if t.started_at)
+    slots = (left + [0.0] * capacity)[:capacity]
+    heapq.heapify(slots)
+    for task in ahead:
+        heapq.heappush(slots, heapq.heappop(slots) + task.p50_s)
+    return slots[0] + unseen_s / capacity

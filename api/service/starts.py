@@ -84,16 +84,16 @@ class TaskStarts:
                 return _replay(command, existing, record, spec)
         estimate = None
         if command.strict_deadline:
-            estimate = await self.estimates.for_new(spec, record.task_data)
+            estimate = await self.estimates.for_new(spec, record.task_data, priority=command.priority)
             _check_deadline(command, estimate)
         await self.capacity.admit(record.tenant, record.project_id)
         # Estimated once admitted: a submit refused at a cap costs no count of its queue.
-        estimate = estimate or await self.estimates.for_new(spec, record.task_data)
+        estimate = estimate or await self.estimates.for_new(spec, record.task_data, priority=command.priority)
         task_input = submission.workflow_input(task_id, spec, record, self.settings)
         view, created = await self.store.start(task_input)
         if not created:
             return _replay(command, view, record, spec)
-        self.estimates.note_started(spec.queue.value)
+        self.estimates.note_started(spec.queue.value, task_id, command.priority, estimate.duration)
         if command.retry_of is not None:
             await self.store.record_retry(RetryRecorded(command.retry_of, task_id, tenant=record.tenant))
         if self._metrics is not None:
@@ -107,7 +107,7 @@ class TaskStarts:
         """What `start` would admit (its every check) and its estimate, starting nothing; a strict deadline
         that cannot be met is refused as `start` would refuse it."""
         spec, record = await self._admitted(command)
-        estimate = await self.estimates.for_new(spec, record.task_data)
+        estimate = await self.estimates.for_new(spec, record.task_data, priority=command.priority)
         if command.strict_deadline:
             _check_deadline(command, estimate)
         return Quote(spec, estimate)

@@ -256,6 +256,15 @@ class TaskStore:
         """The `count` matching tasks created last, newest first (from visibility: no pending detail)."""
         return await self._views(await self._listing.newest(query, count))
 
+    async def some(self, query: TaskQuery, limit: int) -> list[TaskView]:
+        """Up to `limit` matching tasks in visibility's own order (one listing; no order asked for)."""
+        executions: list[WorkflowExecution] = []
+        async for execution in self.executions(query, min(limit, 1000)):
+            executions.append(execution)
+            if len(executions) >= limit:
+                break
+        return await self._views(executions)
+
     async def _views(self, executions: list[WorkflowExecution]) -> list[TaskView]:
         views = []
         for execution in executions:
