@@ -62,6 +62,25 @@ async def _activity_queues(temporal: Client, task_id: str) -> list[str]:
     return queues
 
 
+def _when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def _gpu_medium_done(api: httpx.AsyncClient, after: str) -> int:
+    """Activities the live gpu_medium workers finished, by their own counters, from reports sent after
+    `after` (they report every WORKER_REPORT_INTERVAL_S)."""
+    deadline = time.monotonic() + 30
+    while True:
+        # Workers are listed to operators only.
+        stats = await api.get("/api/v1/workers/stats", headers={"X-API-Key": ADMIN_KEY})
+        workers = stats.json()["workers"]
+        medium = [w for w in workers if w["queue"] == "gpu_medium" and w["alive"]]
+        if medium and all(_when(w["last_seen"]) > _when(after) for w in medium):
+            return sum(int(w["tasks_done"]) for w in medium)
+        assert time.monotonic() < deadline, medium
+        await asyncio.sleep(0.3)
+
+
 def _manifest(stack: Stack, tenant: str, key: str) -> Path:
     return Path(stack.env["DATA_DIR"]) / "media" / "cache" / tenant / f"{key}.json"
 
@@ -76,6 +95,7 @@ async def test_a_seeded_repeat_is_a_hit_with_the_same_bytes_and_no_gpu_activity(
     # It waited on its key's render: the render's attempt is its own.
     assert first["processing_time"] > 0 and first["started_at"] and first["attempt"] == 1
     assert _manifest(stack, "default", key).is_file()
+    done_before = await _gpu_medium_done(api, first["completed_at"])
 
     body = {"project_id": "other_project", "task_type": IMAGE, "task_data": data}
     began = time.monotonic()
@@ -102,6 +122,8 @@ async def test_a_seeded_repeat_is_a_hit_with_the_same_bytes_and_no_gpu_activity(
     assert provenance["scheduler"] and provenance["guidance_scale"] == 7.5
     assert provenance["build"] and provenance["input_hashes"] == {}
     assert await _activity_queues(temporal_client, second["task_id"]) == ["task-workflows"]
+    # The GPU workers' own counters: the hit ran nothing there.
+    assert await _gpu_medium_done(api, second["completed_at"]) == done_before
     # The first task's render ran on gpu_medium, as the key's one render.
     assert "gpu_medium" in await _activity_queues(temporal_client, f"render-default-{key}")
     # A hit is a task like any other: it is listed.
