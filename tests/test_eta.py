@@ -8,6 +8,7 @@ the learned models start from nothing; test_prompt tasks take a known time throu
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -206,12 +207,30 @@ async def test_prior_then_learned_then_waits_behind_a_backlog(eta: Replica, temp
         )
         assert accepted.status_code == 200, accepted.text
         assert (await temporal.count_workflows(TASKS)).count <= before + 1
-        status = (await api.get(f"/api/v1/tasks/{accepted.json()['task_id']}/status")).json()
+        accepted_id = accepted.json()["task_id"]
+        status = (await api.get(f"/api/v1/tasks/{accepted_id}/status")).json()
         if status["status"] == "queued":
             assert status["estimate"]["wait_p50_s"] is not None and status["estimated_start_at"]
+        # The same in seed 002's task and in the task's event stream.
+        detail = (await api.get(f"/api/v1/tasks/{accepted_id}")).json()
+        event = await _first_event(api, accepted_id)
+        for shown in (detail, event):
+            if shown["status"] == "queued":
+                assert shown["estimate"]["wait_p50_s"] is not None and shown["estimated_start_at"], shown
+        finished = (await api.get(f"/api/v1/tasks/{ids[0]}")).json()
+        assert finished["estimate"] is None and finished["estimated_completion_at"] is None
         # The default is unchanged: an unreachable deadline without strict handling is accepted.
         lenient = await api.post("/api/v1/tasks/submit", json=_body(_prompt(0.5), deadline_s=1))
         assert lenient.status_code == 200, lenient.text
+
+
+async def _first_event(api: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
+    async with api.stream("GET", f"/api/v1/tasks/{task_id}/events") as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("data: "):
+                event: dict[str, Any] = json.loads(line[len("data: ") :])
+                return event
+    raise AssertionError("the stream ended without an event")
 
 
 async def _wait_for_backlog(api: httpx.AsyncClient, timeout: float = 20) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from api.rest.schemas import (
+    EstimatedTimes,
     FinishedSubmitResponse,
     ProjectTaskItem,
     SubmitTaskResponse,
@@ -112,8 +113,8 @@ def project_item(view: TaskView) -> ProjectTaskItem:
     return ProjectTaskItem.model_validate(_body_fields(view))
 
 
-def task_detail(view: TaskView) -> TaskDetail:
-    """Seed 002's task resource: progress 0-100, error as `{type, message}`."""
+def task_detail(view: TaskView, estimate: TaskEstimate | None = None) -> TaskDetail:
+    """Seed 002's task resource: progress 0-100, error as `{type, message}`, and the estimate if given."""
     error = None
     if view.error is not None and view.status != TaskStatus.COMPLETED:
         default_type = "TaskCancelled" if view.status == TaskStatus.CANCELLED else "TaskError"
@@ -126,11 +127,14 @@ def task_detail(view: TaskView) -> TaskDetail:
             error=error,
             priority=view.priority.value,
         )
+        | estimated_times(estimate)
     )
 
 
-def task_event(view: TaskView) -> dict[str, Any]:
-    """The payload of every stream (SSE, WebSocket, Socket.IO): seed 001's status fields, type, project."""
+def task_event(view: TaskView, estimate: TaskEstimate | None = None) -> dict[str, Any]:
+    """The payload of every stream (SSE, WebSocket, Socket.IO): seed 001's status fields, type, project,
+    and while unfinished the task's estimate (the status body's fields)."""
+    times = EstimatedTimes.model_validate(estimated_times(estimate)).model_dump(mode="json")
     return {
         "task_id": view.task_id,
         "project_id": view.project_id,
@@ -147,6 +151,7 @@ def task_event(view: TaskView) -> dict[str, Any]:
         "started_at": _iso(view.started_at),
         "completed_at": _iso(view.completed_at),
         "updated_at": _iso(view.updated_at),
+        **times,
     }
 
 

@@ -253,8 +253,8 @@ class TaskError(BaseModel):
     message: str
 
 
-class TaskDetail(BaseModel):
-    """Seed 002's task resource: integer progress, error as an object."""
+class TaskDetail(EstimatedTimes):
+    """Seed 002's task resource: integer progress, error as an object; while unfinished, its estimate."""
 
     task_id: str
     project_id: str

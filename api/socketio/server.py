@@ -41,6 +41,7 @@ from api.domain.errors import (
 from api.graphql.types import ai_task, queue_status, to_json
 from api.rest.render import task_event
 from api.runtime import Services
+from api.service.estimates import TaskEstimate
 from api.service.quotas import StreamSlot
 from api.service.scope import scope_of
 from api.service.watch import fingerprint
@@ -57,9 +58,10 @@ WATCH_RETRY_S = 1.0
 Ack = dict[str, Any]
 
 
-def task_payload(view: TaskView) -> dict[str, Any]:
+def task_payload(view: TaskView, estimate: TaskEstimate | None) -> dict[str, Any]:
     """Seed 003's `{taskId, task}` beside the REST stream's snake_case fields."""
-    return {"taskId": view.task_id, "task": to_json(ai_task(view)), **task_event(view), "timestamp": now_z()}
+    task = to_json(ai_task(view, estimate=estimate))
+    return {"taskId": view.task_id, "task": task, **task_event(view, estimate), "timestamp": now_z()}
 
 
 def _target(data: Any, *names: str) -> str | None:
@@ -201,7 +203,7 @@ class TaskEventServer:
                     await self.sio.leave_room(sid, room)
 
     async def _emit_task(self, view: TaskView, to: str) -> None:
-        payload = task_payload(view)
+        payload = task_payload(view, await self.services.tasks().estimate(view))
         await self.sio.emit("task:status", payload, to=to)
         if view.status == TaskStatus.FAILED:
             await self.sio.emit("task:failed", payload, to=to)

@@ -23,6 +23,7 @@ from api.rest.openapi import AUTHENTICATED, DocumentedRoute, error_responses
 from api.rest.params import ProjectIdPath, TaskIdPath
 from api.rest.render import task_event
 from api.rest.routes import task_paths  # noqa: F401 - registers the {task_id:task_id} convertor
+from api.service.tasks import TaskService
 from api.store.projection import TaskView
 
 router = APIRouter(tags=["events"], route_class=DocumentedRoute)
@@ -33,16 +34,16 @@ EVENT_STREAM = {
 }
 
 
-async def _sse(views: AsyncIterator[TaskView]) -> AsyncIterator[bytes]:
+async def _sse(views: AsyncIterator[TaskView], tasks: TaskService) -> AsyncIterator[bytes]:
     async for view in views:
-        event = task_event(view)
+        event = task_event(view, await tasks.estimate(view))
         event_id = f"{event['task_id']}:{event['updated_at']}"
         yield f"event: task\nid: {event_id}\ndata: {json.dumps(event)}\n\n".encode()
     yield b"event: end\ndata: {}\n\n"
 
 
-def _event_stream(views: AsyncIterator[TaskView]) -> StreamingResponse:
-    return StreamingResponse(_sse(views), media_type="text/event-stream", headers=SSE_HEADERS)
+def _event_stream(views: AsyncIterator[TaskView], tasks: TaskService) -> StreamingResponse:
+    return StreamingResponse(_sse(views, tasks), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.get(
@@ -56,7 +57,7 @@ async def task_events(task_id: TaskIdPath, caller: CallerDep, tasks: TaskService
     An `event: task` with the status fields at every change, then `event: end` after a terminal status.
     Holds one of the tenant's stream slots while open.
     """
-    return _event_stream(await tasks.watch(caller, task_id))
+    return _event_stream(await tasks.watch(caller, task_id), tasks)
 
 
 @router.get(
@@ -72,7 +73,7 @@ async def project_events(
     An `event: task` whenever one of the project's tasks changes; the stream stays open until the client
     leaves. Holds one of the tenant's stream slots while open.
     """
-    return _event_stream(await tasks.watch_project(caller, project_id))
+    return _event_stream(await tasks.watch_project(caller, project_id), tasks)
 
 
 async def _serve_ws(websocket: WebSocket, api_key: str | None, views_of: str, target: str) -> None:
@@ -92,7 +93,7 @@ async def _serve_ws(websocket: WebSocket, api_key: str | None, views_of: str, ta
     await websocket.accept()
     try:
         async for view in views:
-            await websocket.send_json(task_event(view))
+            await websocket.send_json(task_event(view, await tasks.estimate(view)))
         await websocket.close(code=1000)
     except WebSocketDisconnect:
         return

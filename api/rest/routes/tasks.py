@@ -168,7 +168,8 @@ async def get_task(task_id: TaskIdPath, caller: CallerDep, tasks: TaskServiceDep
 
     Progress 0-100, `message`, and `error` as `{type, message}`.
     """
-    return task_detail(await tasks.get(caller, task_id))
+    view = await tasks.get(caller, task_id)
+    return task_detail(view, await tasks.estimate(view))
 
 
 @router.get(

@@ -1099,9 +1099,14 @@ export interface components {
         };
         /**
          * TaskDetail
-         * @description Seed 002's task resource: integer progress, error as an object.
+         * @description Seed 002's task resource: integer progress, error as an object; while unfinished, its estimate.
          */
         TaskDetail: {
+            /** Estimated Start At */
+            estimated_start_at?: string | null;
+            /** Estimated Completion At */
+            estimated_completion_at?: string | null;
+            estimate?: components["schemas"]["TaskEstimateBody"] | null;
             /** Task Id */
             task_id: string;
             /** Project Id */
