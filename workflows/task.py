@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         SlotRequest,
         TaskActivityInput,
         TaskAttemptResult,
+        TaskPreview,
         TaskProgressUpdate,
         TaskStarted,
         TaskStatus,
@@ -38,7 +39,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows import console, render
     from workflows.failures import TaskFailure, activity_failure
     from workflows.limiter import ConcurrencyLimiterWorkflow
-    from workflows.webhook import deliver_progress_webhook, deliver_started_webhook, deliver_webhook
+    from workflows.webhook import (
+        deliver_preview_webhook,
+        deliver_progress_webhook,
+        deliver_started_webhook,
+        deliver_webhook,
+    )
 
 
 # Not sandboxed: building a sandbox for every new task cost ~10 ms of worker CPU per task (a third of the
@@ -56,6 +62,7 @@ class TaskWorkflow:
         self._outcome_recorded = False
         self._deadline_exceeded = False
         self._progress_events = 0
+        self._preview_events = 0
         self._requested_slots: list[str] = []
         self._granted_slots: set[str] = set()
         self._deferred_slots: set[str] = set()
@@ -149,6 +156,7 @@ class TaskWorkflow:
                 task_data=record.task_data,
                 soft_timeout_s=plan.soft_timeout_s,
                 progress_updates=_sends(record, "progress"),
+                preview_updates=_sends(record, "preview"),
                 announce_at_once=_sends(record, "start") or _sends(record, "progress"),
                 output_id=self._output_id,
             ),
@@ -307,6 +315,12 @@ class TaskWorkflow:
             self._progress_events += 1
             await deliver_progress_webhook(self._task, self._progress_events, update)
 
+    @workflow.signal(name="task_preview")
+    async def task_preview(self, preview: TaskPreview) -> None:
+        if not self._outcome_recorded and _sends(self._task.task, "preview"):  # a new live preview
+            self._preview_events += 1
+            await deliver_preview_webhook(self._task, self._preview_events, preview)
+
     async def _finish(
         self, status: TaskStatus, *, result: dict[str, Any] | None = None, failure: TaskFailure | None = None
     ) -> TaskOutcome:
@@ -368,7 +382,7 @@ def task_priority(task: TaskWorkflowInput) -> Priority:
 
 
 def _sends(record: TaskRecord, event: str) -> bool:
-    """Whether the task asked for this webhook event (`start`, `progress`, `completed`)."""
+    """Whether the task asked for this webhook event (`start`, `progress`, `preview`, `completed`)."""
     return bool(record.callback_url) and event in record.webhook_events
 
 
