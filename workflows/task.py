@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
 # tests/test_replay.py replays recorded histories to keep it deterministic.
 @workflow.defn(name="TaskWorkflow", sandboxed=False)
 class TaskWorkflow:
+    _forwards_previews = False  # a coalesced render hands every preview on to the tasks waiting on it
+
     def __init__(self) -> None:
         self._started: TaskStarted | None = None
         # The latest attempt announced and its latest progress: what the UI's current details say.
@@ -156,7 +158,7 @@ class TaskWorkflow:
                 task_data=record.task_data,
                 soft_timeout_s=plan.soft_timeout_s,
                 progress_updates=_sends(record, "progress"),
-                preview_updates=_sends(record, "preview"),
+                preview_updates=self._forwards_previews or _sends(record, "preview"),
                 announce_at_once=_sends(record, "start") or _sends(record, "progress"),
                 output_id=self._output_id,
             ),
