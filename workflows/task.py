@@ -36,15 +36,9 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.render_cache import CacheHit, CacheLookup, cache_field, render_workflow_id
     from taskservice.render_contracts import RenderOutcome
     from taskservice.timefmt import iso_z
-    from workflows import console, render
+    from workflows import console, render, webhook
     from workflows.failures import TaskFailure, activity_failure
     from workflows.limiter import ConcurrencyLimiterWorkflow
-    from workflows.webhook import (
-        deliver_preview_webhook,
-        deliver_progress_webhook,
-        deliver_started_webhook,
-        deliver_webhook,
-    )
 
 
 # Not sandboxed: building a sandbox for every new task cost ~10 ms of worker CPU per task (a third of the
@@ -305,7 +299,7 @@ class TaskWorkflow:
             workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(TaskStatus.PROCESSING.value)])
         workflow.upsert_memo(memo)
         if first and _sends(self._task.task, "start"):
-            await deliver_started_webhook(self._task, started.started_at)
+            await webhook.deliver_started_webhook(self._task, started.started_at)
 
     @workflow.signal(name="task_progress")
     async def task_progress(self, update: TaskProgressUpdate) -> None:
@@ -315,13 +309,13 @@ class TaskWorkflow:
             workflow.set_current_details(console.processing(self._task, ran.attempt, ran.worker, update))
         if _sends(self._task.task, "progress"):
             self._progress_events += 1
-            await deliver_progress_webhook(self._task, self._progress_events, update)
+            await webhook.deliver_progress_webhook(self._task, self._progress_events, update)
 
     @workflow.signal(name="task_preview")
     async def task_preview(self, preview: TaskPreview) -> None:
         if not self._outcome_recorded and _sends(self._task.task, "preview"):  # a new live preview
             self._preview_events += 1
-            await deliver_preview_webhook(self._task, self._preview_events, preview)
+            await webhook.deliver_preview_webhook(self._task, self._preview_events, preview)
 
     async def _finish(
         self, status: TaskStatus, *, result: dict[str, Any] | None = None, failure: TaskFailure | None = None
@@ -362,7 +356,7 @@ class TaskWorkflow:
         # Start and progress webhooks (if any) go out before the final one.
         await workflow.wait_condition(workflow.all_handlers_finished)
         if _sends(task.task, "completed"):
-            await deliver_webhook(task, outcome, failure.traceback if failure else None)
+            await webhook.deliver_webhook(task, outcome, failure.traceback if failure else None)
         return outcome
 
 
