@@ -559,7 +559,7 @@ export interface paths {
         };
         /**
          * Server-Sent Events of one task
-         * @description An `event: task` with the status fields at every change, then `event: end` after a terminal status. Holds one of the tenant's stream slots while open.
+         * @description An `event: task` with the status fields at every change (and `event: preview` after it when the render wrote a new live preview), then `event: end` after a terminal status. Holds one of the tenant's stream slots while open.
          */
         get: operations["task_events"];
         put?: never;
@@ -885,6 +885,13 @@ export interface components {
             attempt: number;
             /** Retry Of */
             retry_of?: string | null;
+            /**
+             * Preview Url
+             * @description The render's latest live preview (signed URL).
+             */
+            preview_url?: string | null;
+            /** Preview At */
+            preview_at?: string | null;
             /** Estimated Duration */
             estimated_duration: number;
             /** Queue Position */
@@ -1138,6 +1145,10 @@ export interface components {
             priority: string;
             /** Attempt */
             attempt: number;
+            /** Preview Url */
+            preview_url?: string | null;
+            /** Preview At */
+            preview_at?: string | null;
         };
         /** TaskError */
         TaskError: {
@@ -1280,6 +1291,13 @@ export interface components {
             attempt: number;
             /** Retry Of */
             retry_of?: string | null;
+            /**
+             * Preview Url
+             * @description The render's latest live preview (signed URL).
+             */
+            preview_url?: string | null;
+            /** Preview At */
+            preview_at?: string | null;
         };
         /** TaskWebhooksResponse */
         TaskWebhooksResponse: {
@@ -2536,9 +2554,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2606,9 +2624,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2679,9 +2697,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2749,9 +2767,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2833,9 +2851,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2918,9 +2936,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2990,9 +3008,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3061,9 +3079,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3136,9 +3154,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3211,9 +3229,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3284,9 +3302,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3354,9 +3372,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3420,9 +3438,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -5237,7 +5255,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `text/event-stream`: `event: task` messages whose data is the task's status fields. */
+            /** @description `text/event-stream`: `event: task` messages whose data is the task's status fields; `event: preview` (task_id, project_id, preview_url, preview_at) at each new live preview of a render. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5300,7 +5318,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `text/event-stream`: `event: task` messages whose data is the task's status fields. */
+            /** @description `text/event-stream`: `event: task` messages whose data is the task's status fields; `event: preview` (task_id, project_id, preview_url, preview_at) at each new live preview of a render. */
             200: {
                 headers: {
                     [name: string]: unknown;
