@@ -55,6 +55,9 @@ class PreviewDecoders:
         self._models = models
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
+        # Previews decoded by this process, and the time their decodes took on the denoising threads.
+        self.decoded = 0
+        self.decode_seconds = 0.0
 
     def enabled(self, kind: PreviewKind) -> bool:
         """Whether renders of this kind get previews (`tiny` needs its model configured)."""
@@ -79,6 +82,11 @@ class PreviewDecoders:
                 seconds = round(time.perf_counter() - started, 3)
                 log.info("Loaded preview decoder", extra={"model": model_id, "load_s": seconds})
             return self._loaded[model_id]
+
+    def count(self, seconds: float) -> None:
+        with self._lock:
+            self.decoded += 1
+            self.decode_seconds += seconds
 
 
 class RenderPreviews:
@@ -105,8 +113,6 @@ class RenderPreviews:
         self._next_at: float | None = None  # the first offer starts the clock
         self._storing = threading.Event()
         self.enabled = decoders.enabled(kind)
-        self.written = 0
-        self.decode_seconds = 0.0  # time spent on the denoising thread
 
     def offer(self, latents: Any, pipe: Any) -> None:
         """Blocking, on the denoising thread: the current latents of this task (batch of one; video latents
@@ -127,7 +133,7 @@ class RenderPreviews:
             log.warning("Preview failed; no more previews of this render", extra=failure)
             return
         finally:
-            self.decode_seconds += time.monotonic() - now
+            self._decoders.count(time.monotonic() - now)
         self._storing.set()
         try:
             self._loop.call_soon_threadsafe(self._start_store, image)
@@ -145,7 +151,6 @@ class RenderPreviews:
             await self._storage.put_bytes(self._key, data, PREVIEW_CONTENT_TYPE)
             preview = TaskPreview(url=self._storage.url_for(self._key), at=now_z())
             self._progress.show_preview(preview)
-            self.written += 1
             if self._task.preview_updates:
                 await announce_preview(preview)
         except Exception as err:  # noqa: BLE001 - a preview never fails its render
