@@ -186,3 +186,20 @@ async def test_preview_decoder_setting(
     previews = [h["preview"] for h in run.heartbeats if h.get("preview")]
     stored = list((tmp_path / "media").rglob(f"*.{PREVIEW_EXT}"))
     assert bool(previews) is expected and bool(stored) is expected, (previews, stored)
+
+
+async def test_video_preview_is_a_strip_of_first_middle_and_last_frames(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    settings = make_settings(tiny_models, tmp_path, preview_interval_s=0.05,
+                             preview_model_video=str(tiny_models["tiny-taesd"]))  # fmt: skip
+    run = activity_env()
+    data = {"scene_description": "a strip", "duration": 2, "fps": 8, "resolution": "64x48",
+            "num_inference_steps": 6}  # fmt: skip
+    async with opened(MediaActivities, settings) as media:
+        await run.env.run(media.generate_video, task_input("generate_video", data, task_id="strip"))
+    assert any(h.get("preview") for h in run.heartbeats)
+    (stored,) = (tmp_path / "media").rglob(f"*.{PREVIEW_EXT}")
+    with Image.open(stored) as image:
+        width, height = image.size
+    assert max(width, height) <= PREVIEW_MAX_SIDE and abs(width / height - 3 * 64 / 48) < 0.1, image.size
