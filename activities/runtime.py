@@ -28,7 +28,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.attempt import AttemptAnnouncement, workflow_handle
-from taskservice.contracts import ClipCheckpoint, TaskActivityInput, TaskAttemptResult, TaskProgressUpdate
+from taskservice.contracts import (
+    ClipCheckpoint,
+    TaskActivityInput,
+    TaskAttemptResult,
+    TaskPreview,
+    TaskProgressUpdate,
+)
 from taskservice.work_units import device_seconds_key
 from workflows.task import TaskWorkflow
 
@@ -60,6 +66,7 @@ class TaskProgress:
         self._stop_reason = ""
         self.cleanup_grace_s = CLEANUP_GRACE_S
         self._clips: ClipCheckpoint | None = None
+        self._preview: TaskPreview | None = None
         # What the previous attempt of this task last heartbeated (a retry's starting point), if anything.
         self.previous: TaskProgressUpdate | None = None
 
@@ -72,12 +79,19 @@ class TaskProgress:
     def snapshot(self) -> TaskProgressUpdate:
         """The progress as the attempt heartbeats it."""
         with self._lock:
-            return TaskProgressUpdate(progress=round(self._progress, 4), step=self._step, clips=self._clips)
+            return TaskProgressUpdate(
+                progress=round(self._progress, 4), step=self._step, clips=self._clips, preview=self._preview
+            )
 
     def keep_clips(self, clips: ClipCheckpoint) -> None:
         """Record the finished clips of a render (heartbeated: what a retry resumes from)."""
         with self._lock:
             self._clips = dataclasses.replace(clips, keys=list(clips.keys))
+
+    def show_preview(self, preview: TaskPreview) -> None:
+        """Record the render's latest live preview (heartbeated: what /status and the streams show)."""
+        with self._lock:
+            self._preview = preview
 
     @property
     def should_stop(self) -> bool:
@@ -220,8 +234,8 @@ async def _heartbeat_forever(progress: TaskProgress, task: TaskActivityInput) ->
         activity.heartbeat(snapshot)
         if task.progress_updates and snapshot.progress - announced >= PROGRESS_EVENT_STEP:
             announced = snapshot.progress
-            # The workflow needs how far and what (its progress webhook), not the kept clips.
-            await _announce_progress(dataclasses.replace(snapshot, clips=None))
+            # The workflow needs how far and what (its progress webhook), not the kept clips or the preview.
+            await _announce_progress(dataclasses.replace(snapshot, clips=None, preview=None))
         await asyncio.sleep(HEARTBEAT_EVERY_S)
 
 
@@ -234,6 +248,17 @@ async def _announce_progress(update: TaskProgressUpdate) -> None:
         await handle.signal(TaskWorkflow.task_progress, update)
     except RPCError as err:
         activity.logger.warning("Progress update not delivered", extra={"error": str(err)})
+
+
+async def announce_preview(preview: TaskPreview) -> None:
+    """Tell the workflow of a new preview (its `preview` webhook); never let it break the task."""
+    handle = workflow_handle()
+    if handle is None:
+        return
+    try:
+        await handle.signal(TaskWorkflow.task_preview, preview)
+    except RPCError as err:
+        activity.logger.warning("Preview update not delivered", extra={"error": str(err)})
 
 
 async def run_task(

@@ -15,6 +15,7 @@ bench; this isolates the activity layer.
     python bench/media_overhead.py                        # tiny SD on this CPU (data/test-models)
     python bench/media_overhead.py --device cuda          # SD-1.5-sized 512²/20 and SDXL-sized 1024²/30
     python bench/media_overhead.py --preset gpu-smoke     # the GPU preset's code at tiny widths, on a CPU
+    python bench/media_overhead.py --previews             # live previews off / tiny / vae (media_previews)
 
 The GPU preset builds its pipelines with random weights from the architectures' configs (bench/
 random_pipelines.py; no download), once, under data/models/, and stops starting new measurements when
@@ -279,9 +280,17 @@ def main() -> None:
         action="store_true",
         help="only the resume bench (bench/media_resume.py): tiny video model",
     )
+    parser.add_argument(
+        "--previews",
+        action="store_true",
+        help="only the preview-cost bench (bench/media_previews.py): off / tiny / vae as a ratio to off",
+    )
     args = parser.parse_args()
     if args.resume:
         _resume(args.device)
+        return
+    if args.previews:
+        _previews(args.device, args.rounds or 3)
         return
 
     from activities.media.models import resolve_device
@@ -316,6 +325,34 @@ def _resume(device_name: str) -> None:
         print(line)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\nload average at the end: {load}; total {time.monotonic() - started:.0f} s")
+
+
+def _previews(device_name: str, rounds: int) -> None:
+    from activities.media.models import resolve_device
+    from bench.media_previews import preview_costs
+
+    started = time.monotonic()
+    device = resolve_device(device_name)
+    print(machine_info(device))
+    if device.startswith("cuda"):
+        models = {"image": _random("sd15", 1.0)(device), "preview": _taesd_sized()}
+    else:
+        tiny = build_tiny_models(names=["tiny-sd", "tiny-video", "tiny-taesd"])
+        models = {"image": tiny["tiny-sd"], "video": tiny["tiny-video"], "preview": tiny["tiny-taesd"]}
+    for line in asyncio.run(preview_costs(models, device, rounds=rounds)):
+        print(line)
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\nload average at the end: {load}; total {time.monotonic() - started:.0f} s")
+
+
+def _taesd_sized() -> Path:
+    """An AutoencoderTiny of TAESD's own architecture (its default config), random weights, saved once."""
+    from diffusers import AutoencoderTiny
+
+    folder = REPO / "data" / "models" / "taesd-random"
+    if not (folder / "config.json").exists():
+        AutoencoderTiny().save_pretrained(folder)
+    return folder
 
 
 if __name__ == "__main__":

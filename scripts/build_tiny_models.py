@@ -4,8 +4,9 @@
 
 writes `tiny-sd` (StableDiffusionPipeline; the img2img path loads the same folder), `tiny-video`
 (TextToVideoSDPipeline with a tiny UNet3DConditionModel), `tiny-animatediff` (AnimateDiffPipeline with a
-tiny MotionAdapter) and `tiny-blip` (a transformers BlipForConditionalGeneration captioning model saved with
-its BlipProcessor: image processor + a word-level BERT tokenizer). Their outputs are noise, but they are the
+tiny MotionAdapter), `tiny-blip` (a transformers BlipForConditionalGeneration captioning model saved with
+its BlipProcessor: image processor + a word-level BERT tokenizer) and `tiny-taesd` (an AutoencoderTiny of
+their latent space: the preview decoder). Their outputs are noise, but they are the
 real pipeline and model classes, so the service's code paths (loading, callbacks, interrupt, from_pipe,
 decoding, `generate`) run unchanged. Builds are seeded (reproducible) and idempotent: a folder that already
 has its marker file (model_index.json for pipelines, processor_config.json for tiny-blip) is skipped.
@@ -268,6 +269,23 @@ def build_tiny_blip(workdir: Path) -> Any:
     return _SavedTogether(BlipForConditionalGeneration(config).eval(), processor)
 
 
+def build_tiny_taesd(workdir: Path) -> Any:
+    """A tiny AutoencoderTiny (the TAESD family: the service's preview decoder) of the tiny pipelines' latent
+    space: 4 latent channels, 2x spatial scale like their AutoencoderKL."""
+    from diffusers import AutoencoderTiny
+
+    _seed()
+    return AutoencoderTiny(
+        in_channels=3,
+        out_channels=3,
+        encoder_block_out_channels=(16, 16),
+        decoder_block_out_channels=(16, 16),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
+        latent_channels=4,
+    ).eval()
+
+
 def build_sd15_sized() -> Any:
     """Stable Diffusion 1.5's architecture (UNet 860 M, CLIP ViT-L text encoder, VAE) with random weights.
 
@@ -328,9 +346,10 @@ BUILDERS = {
     "tiny-video": build_tiny_video,
     "tiny-animatediff": build_tiny_animatediff,
     "tiny-blip": build_tiny_blip,
+    "tiny-taesd": build_tiny_taesd,
 }
 # The file that marks a finished build; diffusers pipelines write model_index.json.
-COMPLETE_MARKER = {"tiny-blip": "processor_config.json"}
+COMPLETE_MARKER = {"tiny-blip": "processor_config.json", "tiny-taesd": "config.json"}
 
 
 def build_all(out: Path, *, names: list[str] | None = None) -> dict[str, Path]:

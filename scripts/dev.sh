@@ -18,6 +18,8 @@ export IMAGE_MODEL="${IMAGE_MODEL:-data/models/tiny-sd}"
 export VIDEO_MODEL="${VIDEO_MODEL:-data/models/tiny-video}"
 export ANIMATION_MODEL="${ANIMATION_MODEL:-data/models/tiny-animatediff}"
 export CAPTION_MODEL="${CAPTION_MODEL:-data/models/tiny-blip}"
+export PREVIEW_MODEL_IMAGE="${PREVIEW_MODEL_IMAGE:-data/models/tiny-taesd}"
+export PREVIEW_MODEL_VIDEO="${PREVIEW_MODEL_VIDEO:-data/models/tiny-taesd}"
 # shellcheck source=scripts/dev_key.sh
 source scripts/dev_key.sh
 

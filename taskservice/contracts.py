@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskservice.durations import DurationSample, DurationWindows
+from taskservice.previews import TaskPreview as TaskPreview
 
 # TaskStatus is declared with the outcome it is part of; importable from here as ever.
 from taskservice.record import TaskRecord
@@ -122,6 +123,8 @@ class TaskActivityInput:
     soft_timeout_s: float
     # Signal the workflow as progress moves (only when the task asked for progress webhooks).
     progress_updates: bool = False
+    # Signal the workflow at every new preview (only when the task asked for `preview` webhooks).
+    preview_updates: bool = False
     # Announce the attempt (`task_started`) before it runs, not only once it has run a while: its start
     # webhook must precede its progress webhooks.
     announce_at_once: bool = False
@@ -149,12 +152,13 @@ class ClipCheckpoint:
 @dataclass
 class TaskProgressUpdate:
     """How far an attempt is (0..1) and what it does: its heartbeat details (read back by the API's task
-    view) and the payload of the `task_progress` signal; `clips` where a render keeps finished clips (absent
-    from older histories)."""
+    view) and the payload of the `task_progress` signal; `clips` where a render keeps finished clips,
+    `preview` where it has written a live preview (both absent from older histories)."""
 
     progress: float
     step: str
     clips: ClipCheckpoint | None = None
+    preview: TaskPreview | None = None
 
 
 @dataclass
@@ -185,6 +189,7 @@ WEBHOOK_FIELDS: dict[str, tuple[str, ...]] = {
     TaskStatus.CANCELLED: ("error", "cancelled_at"),
     "started": ("event", "started_at", "progress"),
     "progress": ("event", "progress", "current_step"),
+    "preview": ("event", "preview_url", "preview_at"),
 }
 
 
@@ -198,7 +203,7 @@ class WebhookPayload:
     task_type: str
     status: TaskStatus
     metadata: dict[str, Any] = field(default_factory=dict)
-    # `started` or `progress` for the events of a task still processing; None for the final webhook.
+    # `started`, `progress`, `preview`: the events of a task still processing; None for the final webhook.
     event: str | None = None
     result: dict[str, Any] | None = None
     processing_time: float | None = None
@@ -211,6 +216,8 @@ class WebhookPayload:
     started_at: str | None = None
     progress: float | None = None
     current_step: str | None = None
+    preview_url: str | None = None
+    preview_at: str | None = None
 
     def body(self) -> dict[str, Any]:
         kind = WEBHOOK_FIELDS[self.event or self.status]

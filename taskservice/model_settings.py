@@ -68,6 +68,24 @@ class ModelSettings(BaseSettings):
         gt=0,
         description="How long a cancelled task's work may take to stop before its worker is replaced, s.",
     )
+    preview_decoder: Literal["tiny", "vae", "off"] = Field(
+        "tiny",
+        description="Live previews of image/video/animation renders: `tiny` (PREVIEW_MODEL_IMAGE/VIDEO), "
+        "`vae` (the pipeline's own VAE), `off`.",
+    )
+    preview_interval_s: float = Field(
+        2.0, gt=0, description="Shortest time between two previews of one render, s."
+    )
+    preview_model_image: str | None = Field(
+        None,
+        description="Tiny autoencoder (diffusers AutoencoderTiny, TAESD family) of the image models' latent "
+        "space, id or path; unset: no `tiny` previews of images.",
+    )
+    preview_model_video: str | None = Field(
+        None,
+        description="Tiny autoencoder of the video and animation models' latent space, id or path; unset: no "
+        "`tiny` previews of videos.",
+    )
     tts_model: str | None = Field(None, description="Coqui TTS model name or local path; espeak-ng if unset.")
     llm_model: str = Field("gpt-4o-mini", description="Chat model used by the LLM task types.")
     llm_timeout_s: float = Field(60.0, description="Timeout of one chat completion request, seconds.")

@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from taskservice.contracts import TaskAttemptResult, TaskStarted
+    from taskservice.contracts import TaskAttemptResult, TaskPreview, TaskStarted
     from taskservice.render_cache import ATTACH_SIGNAL, DETACH_SIGNAL, RENDER_WORKFLOW
     from taskservice.render_contracts import RenderInput, RenderOutcome
     from workflows import render
@@ -30,6 +30,8 @@ CANCELLED = ("the render was cancelled", "RenderCancelled")
 
 @workflow.defn(name=RENDER_WORKFLOW, sandboxed=False)
 class RenderWorkflow(TaskWorkflow):
+    _forwards_previews = True
+
     def __init__(self) -> None:
         super().__init__()
         self._waiters: list[str] = []
@@ -112,3 +114,10 @@ class RenderWorkflow(TaskWorkflow):
         self._attempt = started
         for waiter in list(self._waiters):
             await self._signal(waiter, TaskWorkflow.task_started, started)
+
+    @workflow.signal(name="task_preview")
+    async def task_preview(self, preview: TaskPreview) -> None:
+        """A new live preview of the render: each waiting task sends it if it asked for `preview` webhooks."""
+        if self._render_result is None:
+            for waiter in list(self._waiters):
+                await self._signal(waiter, TaskWorkflow.task_preview, preview)

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         SlotRequest,
         TaskActivityInput,
         TaskAttemptResult,
+        TaskPreview,
         TaskProgressUpdate,
         TaskStarted,
         TaskStatus,
@@ -35,10 +36,9 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.render_cache import CacheHit, CacheLookup, cache_field, render_workflow_id
     from taskservice.render_contracts import RenderOutcome
     from taskservice.timefmt import iso_z
-    from workflows import console, render
+    from workflows import console, render, webhook
     from workflows.failures import TaskFailure, activity_failure
     from workflows.limiter import ConcurrencyLimiterWorkflow
-    from workflows.webhook import deliver_progress_webhook, deliver_started_webhook, deliver_webhook
 
 
 # Not sandboxed: building a sandbox for every new task cost ~10 ms of worker CPU per task (a third of the
@@ -46,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
 # tests/test_replay.py replays recorded histories to keep it deterministic.
 @workflow.defn(name="TaskWorkflow", sandboxed=False)
 class TaskWorkflow:
+    _forwards_previews = False  # a coalesced render hands every preview on to the tasks waiting on it
+
     def __init__(self) -> None:
         self._started: TaskStarted | None = None
         # The latest attempt announced and its latest progress: what the UI's current details say.
@@ -56,6 +58,7 @@ class TaskWorkflow:
         self._outcome_recorded = False
         self._deadline_exceeded = False
         self._progress_events = 0
+        self._preview_events = 0
         self._requested_slots: list[str] = []
         self._granted_slots: set[str] = set()
         self._deferred_slots: set[str] = set()
@@ -149,6 +152,7 @@ class TaskWorkflow:
                 task_data=record.task_data,
                 soft_timeout_s=plan.soft_timeout_s,
                 progress_updates=_sends(record, "progress"),
+                preview_updates=self._forwards_previews or _sends(record, "preview"),
                 announce_at_once=_sends(record, "start") or _sends(record, "progress"),
                 output_id=self._output_id,
             ),
@@ -295,7 +299,7 @@ class TaskWorkflow:
             workflow.upsert_search_attributes([sa.TASK_STATUS.value_set(TaskStatus.PROCESSING.value)])
         workflow.upsert_memo(memo)
         if first and _sends(self._task.task, "start"):
-            await deliver_started_webhook(self._task, started.started_at)
+            await webhook.deliver_started_webhook(self._task, started.started_at)
 
     @workflow.signal(name="task_progress")
     async def task_progress(self, update: TaskProgressUpdate) -> None:
@@ -305,7 +309,13 @@ class TaskWorkflow:
             workflow.set_current_details(console.processing(self._task, ran.attempt, ran.worker, update))
         if _sends(self._task.task, "progress"):
             self._progress_events += 1
-            await deliver_progress_webhook(self._task, self._progress_events, update)
+            await webhook.deliver_progress_webhook(self._task, self._progress_events, update)
+
+    @workflow.signal(name="task_preview")
+    async def task_preview(self, preview: TaskPreview) -> None:
+        if not self._outcome_recorded and _sends(self._task.task, "preview"):  # a new live preview
+            self._preview_events += 1
+            await webhook.deliver_preview_webhook(self._task, self._preview_events, preview)
 
     async def _finish(
         self, status: TaskStatus, *, result: dict[str, Any] | None = None, failure: TaskFailure | None = None
@@ -346,7 +356,7 @@ class TaskWorkflow:
         # Start and progress webhooks (if any) go out before the final one.
         await workflow.wait_condition(workflow.all_handlers_finished)
         if _sends(task.task, "completed"):
-            await deliver_webhook(task, outcome, failure.traceback if failure else None)
+            await webhook.deliver_webhook(task, outcome, failure.traceback if failure else None)
         return outcome
 
 
@@ -368,7 +378,7 @@ def task_priority(task: TaskWorkflowInput) -> Priority:
 
 
 def _sends(record: TaskRecord, event: str) -> bool:
-    """Whether the task asked for this webhook event (`start`, `progress`, `completed`)."""
+    """Whether the task asked for this webhook event (`start`, `progress`, `preview`, `completed`)."""
     return bool(record.callback_url) and event in record.webhook_events
 
 

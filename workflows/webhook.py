@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.io.webhooks import WebhookActivities
     from taskservice.contracts import (
         WEBHOOK_ATTEMPTS,
+        TaskPreview,
         TaskProgressUpdate,
         TaskStatus,
         TaskWorkflowInput,
@@ -65,6 +66,13 @@ async def deliver_progress_webhook(task: TaskWorkflowInput, number: int, update:
     payload = _payload(task, TaskStatus.PROCESSING, event="progress")
     payload.progress, payload.current_step = update.progress, update.step
     await _deliver(task, f"progress_{number}", payload)
+
+
+async def deliver_preview_webhook(task: TaskWorkflowInput, number: int, preview: TaskPreview) -> None:
+    """The task's `number`th `preview` event: where its latest live preview is, and since when."""
+    payload = _payload(task, TaskStatus.PROCESSING, event="preview")
+    payload.preview_url, payload.preview_at = preview.url, preview.at
+    await _deliver(task, f"preview_{number}", payload)
 
 
 def _payload(task: TaskWorkflowInput, status: TaskStatus, event: str | None = None) -> WebhookPayload:

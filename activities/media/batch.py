@@ -72,6 +72,8 @@ class ImageRequest:
     init_image: Image | None
     progress: TaskProgress
     on_step: Callable[[int], bool]  # reports `denoising i/N`; True when the task must stop
+    # Live previews (`RenderPreviews.offer`): the task's row of the latents after a step, and the pipeline.
+    on_latents: Callable[[Any, Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,8 @@ class ImageBatcher:
             self.batched_tasks += len(members)
         contexts = [m.trace_context for m in members]
         with spans_in(contexts, "media.denoise", steps=key.steps, batch_size=len(members)):
-            output = run_denoising(instance, on_step, tensors_hook=rows.cut, **kwargs)
+            previews = rows.preview if any(m.request.on_latents for m in members) else None
+            output = run_denoising(instance, on_step, tensors_hook=rows.cut, on_latents=previews, **kwargs)
         if output is None:  # every member stopped
             rows.release_all()
             return
@@ -293,6 +296,12 @@ class _BatchRows:
             self._generators[:] = [self._generators[i] for i in keep]  # the scheduler's list, in place
             self.members = [self.members[i] for i in keep]
         return tensors
+
+    def preview(self, latents: Any) -> None:
+        """Offer each live member its row of the latents (rows follow `members`, cut or not)."""
+        for index, member in enumerate(self.members):
+            if member is not None and member.request.on_latents is not None:
+                member.request.on_latents(latents[index : index + 1], self._pipe)
 
     def release_all(self) -> None:
         for member in self.members:

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.io.publish import ResultFile
+from activities.media.previews import RenderPreviews
 from activities.media.prompts import compose_animation_prompt, compose_video_prompt
 from activities.media.resume import ClipStore
 from activities.media.tools import (
@@ -60,6 +61,7 @@ class _ClipJob(DenoiseJob):
     keyframe_strength: float
     fps: int
     target_frames: int
+    previews: RenderPreviews | None = None
 
 
 @dataclass
@@ -114,6 +116,7 @@ async def generate_clip(
     images = await tools.fetch_images(request.image_urls, progress, hashes)
     with workdir(task) as folder:
         job = _plan_job(task, data, request, images, folder / "video.mp4")
+        job.previews = tools.previews_for(task, progress, "video")
         store = await ClipStore.open(
             tools.storage, task, folder, progress, seed=job.seed, clips=len(job.clips)
         )
@@ -326,12 +329,18 @@ def _denoise_clip(
         kwargs.update(video=[still] * frames, strength=strength)
         if job.kind == "animation":
             kwargs.update(height=job.height, width=job.width)
+    previews = job.previews
+    on_latents = None if previews is None else functools.partial(_offer, previews, pipe)
     with span("media.denoise", steps=job.steps, clip=index + 1, frames=frames):
-        output = run_denoising(call_instance(pipe), on_step, **kwargs)
+        output = run_denoising(call_instance(pipe), on_step, on_latents=on_latents, **kwargs)
     if output is None:
         raise TaskInterrupted(progress.stop_reason)
     with span("media.decode", clip=index + 1, frames=frames):
         return decode(pipe.vae, output.frames)
+
+
+def _offer(previews: RenderPreviews, pipe: Any, latents: Any) -> None:
+    previews.offer(latents, pipe)
 
 
 def _ends_the_task(err: BaseException) -> bool:

@@ -196,6 +196,7 @@ def run_denoising(
     on_step: Callable[[int], bool],
     *,
     tensors_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    on_latents: Callable[[Any], None] | None = None,
     **call_kwargs: Any,
 ) -> Any | None:
     """Call `pipe(**call_kwargs)`, invoking `on_step(step_index)` after every denoising step.
@@ -206,7 +207,8 @@ def run_denoising(
     which for a video clip costs seconds of GPU time nobody will look at. Older pipelines
     (TextToVideoSDPipeline) only have `callback`, from which we raise the same way. `tensors_hook` (for
     `callback_on_step_end` pipelines) gets every tensor the pipeline lets a callback replace, after
-    `on_step`, and returns them, changed or not.
+    `on_step`, and returns them, changed or not. `on_latents` (live previews) gets the latents after every
+    step that goes on.
     """
     parameters = inspect.signature(pipe.__call__).parameters
 
@@ -214,15 +216,20 @@ def run_denoising(
         if on_step(step):
             p._interrupt = True
             raise DenoiseInterrupted
-        return tensors if tensors_hook is None else tensors_hook(tensors)
+        tensors = tensors if tensors_hook is None else tensors_hook(tensors)
+        if on_latents is not None and "latents" in tensors:
+            on_latents(tensors["latents"])
+        return tensors
 
     def legacy_callback(step: int, timestep: Any, latents: Any) -> None:
         if on_step(step):
             raise DenoiseInterrupted
+        if on_latents is not None:
+            on_latents(latents)
 
     try:
         if "callback_on_step_end" in parameters:
-            if tensors_hook is not None:
+            if tensors_hook is not None or on_latents is not None:
                 call_kwargs["callback_on_step_end_tensor_inputs"] = list(pipe._callback_tensor_inputs)
             return pipe(**call_kwargs, callback_on_step_end=on_step_end)
         return pipe(**call_kwargs, callback=legacy_callback, callback_steps=1)

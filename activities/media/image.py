@@ -60,6 +60,7 @@ async def generate_image(
         strength=strength if init_image is not None else None,
     )
     total = steps if key.strength is None else int(steps * key.strength)
+    previews = tools.previews_for(task, progress, "image")
     request = ImageRequest(
         task_id=task.task_id,
         prompt=compose_image_prompt(data),
@@ -68,6 +69,7 @@ async def generate_image(
         init_image=init_image,
         progress=progress,
         on_step=tools.step_hook(task.task_id, progress, total=total, offset=0, span=total, suffix=""),
+        on_latents=previews.offer if previews is not None else None,
     )
     rendered = await tools.guarded(tools.images.render(key, request))
     with workdir(task) as folder:

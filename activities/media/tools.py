@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from activities.io.fetch import IMAGE_TYPES, InputFetcher, decode_image
 from activities.io.publish import MediaPublisher, PublishedMedia, ResultFile
+from activities.media.previews import PreviewDecoders, PreviewKind, RenderPreviews
 from activities.provenance import ProvenanceRecorder, Recipe
 from activities.runtime import TaskProgress, permanent_error
 from taskservice.contracts import TaskActivityInput
@@ -95,6 +96,7 @@ class MediaTools:
         self._step_observer = step_observer
         self.provenance = ProvenanceRecorder(settings)
         self._phase_observer = phase_observer
+        self.previews = PreviewDecoders(settings, models)
 
     def model_id(self, kind: PipelineKind) -> str:
         """The model configured for this kind of pipeline; none: a ConfigurationError naming its setting."""
@@ -116,6 +118,14 @@ class MediaTools:
         over = over_budget(data, self.settings.budget_for(device))
         if over is not None:
             raise permanent_error(over.message(task_type, device), "InvalidInput")
+
+    def previews_for(
+        self, task: TaskActivityInput, progress: TaskProgress, kind: PreviewKind
+    ) -> RenderPreviews | None:
+        """The live previews of this attempt's render; None when its kind gets none (PREVIEW_DECODER)."""
+        if not self.previews.enabled(kind):
+            return None
+        return RenderPreviews(self.previews, self.storage, task, progress, kind)
 
     def step_hook(
         self, task_id: str, progress: TaskProgress, *, total: int, offset: int, span: int, suffix: str

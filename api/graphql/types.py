@@ -70,6 +70,10 @@ class AITask:
     priority: AITaskPriority
     progress: float = strawberry.field(description="0 to 1, from the activity's heartbeats.")
     current_step: str | None
+    preview_url: str | None = strawberry.field(
+        description="While the task renders: its latest live preview (signed URL)."
+    )
+    preview_at: datetime | None
     input_data: JSON = strawberry.field(description="The task's inputs (`task_data`).")
     result: JSON | None
     output_data: JSON | None = strawberry.field(description="Same as `result` (seed 003's name).")
@@ -224,6 +228,8 @@ def ai_task(
         priority=AITaskPriority[view.priority.value],
         progress=view.progress,
         current_step=view.current_step,
+        preview_url=view.preview_url,
+        preview_at=view.preview_at,
         input_data=JSON(view.task_data),
         result=JSON(view.result) if view.result is not None else None,
         output_data=JSON(view.result) if view.result is not None else None,

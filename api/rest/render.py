@@ -151,7 +151,19 @@ def task_event(view: TaskView, estimate: TaskEstimate | None = None) -> dict[str
         "started_at": _iso(view.started_at),
         "completed_at": _iso(view.completed_at),
         "updated_at": _iso(view.updated_at),
+        "preview_url": view.preview_url,
+        "preview_at": _iso(view.preview_at),
         **times,
+    }
+
+
+def preview_event(view: TaskView) -> dict[str, Any]:
+    """The payload of a stream's `preview` event: a task's new live preview."""
+    return {
+        "task_id": view.task_id,
+        "project_id": view.project_id,
+        "preview_url": view.preview_url,
+        "preview_at": _iso(view.preview_at),
     }
 
 

@@ -58,11 +58,13 @@ class SubmitTaskRequest(BaseModel):
         description="Seconds from submission: not started by then → cancelled without running; still "
         "running then → cancelled. The `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`) does the same.",
     )
-    webhook_events_filter: list[Literal["start", "progress", "completed"]] | None = Field(
+    webhook_events_filter: list[Literal["start", "progress", "preview", "completed"]] | None = Field(
         None,
-        max_length=3,
+        max_length=4,
         description="Which webhooks to send to callback_url: `start` (first attempt began), `progress` "
-        "(every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.",
+        "(every 10 %), `preview` (each new live preview of an image, video or animation render: "
+        "`preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: "
+        "`completed` only.",
     )
     deadline_policy: Literal["accept", "reject"] = Field(
         "accept",
@@ -82,9 +84,8 @@ class SubmitTaskRequest(BaseModel):
 
 
 class TaskEstimateBody(BaseModel):
-    """How long the task should run and wait, learned from finished tasks of its type (or the catalog's
-    prior before ETA_MIN_SAMPLES of them); `wait_p50_s` is null, with `reason`, when no worker serves its
-    queue."""
+    """How long the task should run and wait, learned from its type's finished tasks (the catalog's prior
+    before ETA_MIN_SAMPLES of them); `wait_p50_s` is null, with `reason`, when no worker serves its queue."""
 
     duration_p50_s: float
     duration_p90_s: float
@@ -136,6 +137,8 @@ class TaskStatusResponse(EstimatedTimes):
     processing_time: float | None
     attempt: int
     retry_of: str | None = None
+    preview_url: str | None = Field(None, description="The render's latest live preview (signed URL).")
+    preview_at: datetime | None = None
 
 
 class FinishedSubmitResponse(TaskStatusResponse):
@@ -271,6 +274,8 @@ class TaskDetail(EstimatedTimes):
     error: TaskError | None
     priority: str
     attempt: int
+    preview_url: str | None = None  # as /status's
+    preview_at: datetime | None = None
 
 
 class BatchSubmitRequest(BaseModel):

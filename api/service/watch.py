@@ -21,7 +21,7 @@ PROJECT_STREAM_LIMIT = 1000
 
 def fingerprint(view: TaskView) -> tuple[Any, ...]:
     """What a watcher sees change."""
-    return (view.status, round(view.progress, 4), view.current_step, view.attempt)
+    return (view.status, round(view.progress, 4), view.current_step, view.attempt, view.preview_at)
 
 
 async def task_changes(

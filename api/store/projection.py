@@ -64,6 +64,9 @@ class TaskView:
     updated_at: datetime
     progress: float = 0.0
     current_step: str | None = None
+    # The running render's latest live preview (signed URL, like the result's media_url) and its time.
+    preview_url: str | None = None
+    preview_at: datetime | None = None
     result: dict[str, Any] | None = None
     # The failure's message and, where it had one, its type (`InvalidInput`, `DeadlineExceeded`, ...).
     error: str | None = None
@@ -171,6 +174,8 @@ def apply_activity(view: TaskView, activity: PendingActivityInfo, converter: Pay
     if ran and activity.HasField("heartbeat_details"):
         beat = _last_heartbeat(activity, converter)
         view.progress, view.current_step = beat.progress, beat.step
+        if beat.preview is not None:
+            view.preview_url, view.preview_at = beat.preview.url, parse_iso(beat.preview.at)
         view.updated_at = activity.last_heartbeat_time.ToDatetime(tzinfo=UTC)
     elif started:
         view.current_step = "starting"

@@ -53,6 +53,8 @@ CONSOLE_NAMESPACE = "console"
 HISTORY_NAMESPACE = "histories"
 # The time-estimate tests' own (tests/test_eta.py): learned durations start from nothing there.
 ETA_NAMESPACE = "eta"
+# The live-preview tests' own (tests/media/test_previews.py): workers with tiny preview decoders.
+PREVIEWS_NAMESPACE = "previews"
 NAMESPACES = (
     ISOLATED_NAMESPACE,
     EMPTY_NAMESPACE,
@@ -62,6 +64,7 @@ NAMESPACES = (
     CONSOLE_NAMESPACE,
     HISTORY_NAMESPACE,
     ETA_NAMESPACE,
+    PREVIEWS_NAMESPACE,
 )
 WORKER_QUEUES = ["default", "cpu_intensive", "gpu_medium", "gpu_heavy"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -21,7 +21,7 @@ from api.domain.errors import (
 from api.rest.deps import CallerDep, TaskServiceDep, get_services
 from api.rest.openapi import AUTHENTICATED, DocumentedRoute, error_responses
 from api.rest.params import ProjectIdPath, TaskIdPath
-from api.rest.render import task_event
+from api.rest.render import preview_event, task_event
 from api.rest.routes import task_paths  # noqa: F401 - registers the {task_id:task_id} convertor
 from api.service.tasks import TaskService
 from api.store.projection import TaskView
@@ -29,17 +29,29 @@ from api.store.projection import TaskView
 router = APIRouter(tags=["events"], route_class=DocumentedRoute)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 EVENT_STREAM = {
-    "description": "`text/event-stream`: `event: task` messages whose data is the task's status fields.",
+    "description": "`text/event-stream`: `event: task` messages whose data is the task's status fields; "
+    "`event: preview` (task_id, project_id, preview_url, preview_at) at each new live preview of a render.",
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
 }
 
 
 async def _sse(views: AsyncIterator[TaskView], tasks: TaskService) -> AsyncIterator[bytes]:
+    previews: dict[str, Any] = {}
     async for view in views:
         event = task_event(view, await tasks.estimate(view))
         event_id = f"{event['task_id']}:{event['updated_at']}"
         yield f"event: task\nid: {event_id}\ndata: {json.dumps(event)}\n\n".encode()
+        if _new_preview(view, previews):
+            yield f"event: preview\ndata: {json.dumps(preview_event(view))}\n\n".encode()
     yield b"event: end\ndata: {}\n\n"
+
+
+def _new_preview(view: TaskView, seen: dict[str, Any]) -> bool:
+    """Whether the view shows a live preview its stream has not announced yet (`seen`: task → its time)."""
+    if view.preview_at is None or seen.get(view.task_id) == view.preview_at:
+        return False
+    seen[view.task_id] = view.preview_at
+    return True
 
 
 def _event_stream(views: AsyncIterator[TaskView], tasks: TaskService) -> StreamingResponse:
@@ -54,7 +66,8 @@ def _event_stream(views: AsyncIterator[TaskView], tasks: TaskService) -> Streami
 async def task_events(task_id: TaskIdPath, caller: CallerDep, tasks: TaskServiceDep) -> StreamingResponse:
     """Server-Sent Events of one task.
 
-    An `event: task` with the status fields at every change, then `event: end` after a terminal status.
+    An `event: task` with the status fields at every change (and `event: preview` after it when the render
+    wrote a new live preview), then `event: end` after a terminal status.
     Holds one of the tenant's stream slots while open.
     """
     return _event_stream(await tasks.watch(caller, task_id), tasks)
@@ -91,9 +104,12 @@ async def _serve_ws(websocket: WebSocket, api_key: str | None, views_of: str, ta
         await _refuse(websocket, err)
         return
     await websocket.accept()
+    previews: dict[str, Any] = {}
     try:
         async for view in views:
             await websocket.send_json(task_event(view, await tasks.estimate(view)))
+            if _new_preview(view, previews):
+                await websocket.send_json({"event": "preview", **preview_event(view)})
         await websocket.close(code=1000)
     except WebSocketDisconnect:
         return
@@ -116,7 +132,8 @@ async def _refuse(websocket: WebSocket, err: ServiceError) -> None:
 async def task_socket(
     websocket: WebSocket, task_id: str, api_key: Annotated[str | None, Query()] = None
 ) -> None:
-    """JSON messages with the status fields at every change; closes (1000) after a terminal status.
+    """JSON messages with the status fields at every change, and `{"event": "preview", ...}` at each new live
+    preview; closes (1000) after a terminal status.
     Auth: X-API-Key header, `?api_key=` (browsers cannot set headers on WebSockets), or Bearer JWT."""
     await _serve_ws(websocket, api_key, "task", task_id)
 

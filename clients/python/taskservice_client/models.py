@@ -111,6 +111,10 @@ class TaskStatus(_Model):
     estimated_start_at: datetime | None = None
     estimated_completion_at: datetime | None = None
     estimate: TaskEstimate | None = None
+    preview_url: str | None = Field(
+        None, description="While a media task renders: its latest live preview (signed URL, ≤ 256 px WebP)."
+    )
+    preview_at: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -559,7 +559,7 @@ export interface paths {
         };
         /**
          * Server-Sent Events of one task
-         * @description An `event: task` with the status fields at every change, then `event: end` after a terminal status. Holds one of the tenant's stream slots while open.
+         * @description An `event: task` with the status fields at every change (and `event: preview` after it when the render wrote a new live preview), then `event: end` after a terminal status. Holds one of the tenant's stream slots while open.
          */
         get: operations["task_events"];
         put?: never;
@@ -885,6 +885,13 @@ export interface components {
             attempt: number;
             /** Retry Of */
             retry_of?: string | null;
+            /**
+             * Preview Url
+             * @description The render's latest live preview (signed URL).
+             */
+            preview_url?: string | null;
+            /** Preview At */
+            preview_at?: string | null;
             /** Estimated Duration */
             estimated_duration: number;
             /** Queue Position */
@@ -1143,6 +1150,10 @@ export interface components {
             priority: string;
             /** Attempt */
             attempt: number;
+            /** Preview Url */
+            preview_url?: string | null;
+            /** Preview At */
+            preview_at?: string | null;
         };
         /** TaskError */
         TaskError: {
@@ -1153,9 +1164,8 @@ export interface components {
         };
         /**
          * TaskEstimateBody
-         * @description How long the task should run and wait, learned from finished tasks of its type (or the catalog's
-         *     prior before ETA_MIN_SAMPLES of them); `wait_p50_s` is null, with `reason`, when no worker serves its
-         *     queue.
+         * @description How long the task should run and wait, learned from its type's finished tasks (the catalog's prior
+         *     before ETA_MIN_SAMPLES of them); `wait_p50_s` is null, with `reason`, when no worker serves its queue.
          */
         TaskEstimateBody: {
             /** Duration P50 S */
@@ -1285,6 +1295,13 @@ export interface components {
             attempt: number;
             /** Retry Of */
             retry_of?: string | null;
+            /**
+             * Preview Url
+             * @description The render's latest live preview (signed URL).
+             */
+            preview_url?: string | null;
+            /** Preview At */
+            preview_at?: string | null;
         };
         /** TaskWebhooksResponse */
         TaskWebhooksResponse: {
@@ -2581,9 +2598,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2651,9 +2668,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2724,9 +2741,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2794,9 +2811,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2878,9 +2895,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -2954,9 +2971,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3039,9 +3056,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3111,9 +3128,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3182,9 +3199,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3257,9 +3274,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3332,9 +3349,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3405,9 +3422,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3475,9 +3492,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -3541,9 +3558,9 @@ export interface components {
             deadline_s?: number | null;
             /**
              * Webhook Events Filter
-             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `preview` (each new live preview of an image, video or animation render: `preview_url`, `preview_at`), `completed` (the final one, whatever the outcome). Default: `completed` only.
              */
-            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            webhook_events_filter?: ("start" | "progress" | "preview" | "completed")[] | null;
             /**
              * Deadline Policy
              * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
@@ -5358,7 +5375,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `text/event-stream`: `event: task` messages whose data is the task's status fields. */
+            /** @description `text/event-stream`: `event: task` messages whose data is the task's status fields; `event: preview` (task_id, project_id, preview_url, preview_at) at each new live preview of a render. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5421,7 +5438,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `text/event-stream`: `event: task` messages whose data is the task's status fields. */
+            /** @description `text/event-stream`: `event: task` messages whose data is the task's status fields; `event: preview` (task_id, project_id, preview_url, preview_at) at each new live preview of a render. */
             200: {
                 headers: {
                     [name: string]: unknown;
