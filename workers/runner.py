@@ -44,6 +44,7 @@ from workflows import console
 from workflows.bookkeeping import REPORT_SIGNAL, TaskMetricsWorkflow, WorkerRegistryWorkflow
 from workflows.coalesce import RenderWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
+from workflows.pipeline import PipelineWorkflow
 from workflows.task import TaskWorkflow
 from workflows.webhook_record import WebhookRecordWorkflow
 from workflows.webhook_secret import WebhookSecretWorkflow
@@ -204,6 +205,7 @@ def _workers(
         task_queue=WORKFLOW_QUEUE,
         workflows=[
             TaskWorkflow,
+            PipelineWorkflow,
             RenderWorkflow,
             TaskMetricsWorkflow,
             WorkerRegistryWorkflow,

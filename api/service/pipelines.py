@@ -1,0 +1,333 @@
+"""Every operation on pipelines, whatever the surface: admission, tenant scope, limits, the status body.
+
+A pipeline of N steps costs N submit tokens. Retry and rerun start a new pipeline (`retry_of` names the old
+one) whose completed steps outside what changed are reused as they are (no task runs again for them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from api.domain.caller import Caller
+from api.domain.errors import InvalidState, PipelineNotFound, ServiceError, TaskNotFound, ValidationFailed
+from api.domain.pipelines import StartPipeline, StepRequest
+from api.service import submission
+from api.service.pipeline_admission import AdmittedStep, admit_step, check_graph
+from api.service.quotas import Quota, Quotas
+from api.service.scope import scope_of
+from api.service.starts import TaskStarts
+from api.store.pipelines import PipelineStore, PipelineView, new_pipeline_id
+from taskservice.contracts import TaskStatus
+from taskservice.pipeline_contracts import (
+    PipelineInput,
+    PipelineRecord,
+    StepOutcome,
+    StepPlan,
+    StepStatus,
+)
+from taskservice.pipeline_graph import critical_path, downstream
+from taskservice.priority import TaskPriority
+from taskservice.render_cache import CacheMode
+from taskservice.timefmt import now_z
+from taskservice.visibility import TaskQuery
+
+# What a step will do, said before anything runs.
+REUSE = "reuse"  # taken from the pipeline it retries: no task runs
+LOOK_UP = "cache"  # looked up in the render cache first: a hit if its inputs rendered before
+RENDER = "render"  # renders (not cacheable, or an upstream step renders anew)
+
+
+@dataclass
+class PlannedStep:
+    step_id: str
+    task_id: str
+    task_type: str
+    will: str
+    estimated_duration_s: float
+
+
+@dataclass
+class PipelineSubmitted:
+    pipeline_id: str | None
+    steps: list[PlannedStep]
+    estimated_duration_s: float
+    retry_of: str | None = None
+
+
+@dataclass
+class StepView:
+    step_id: str
+    task_id: str
+    task_type: str
+    status: StepStatus
+    progress: float = 0.0
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    cache_hit: bool = False
+    reused: bool = False
+
+
+@dataclass
+class PipelineStatus:
+    """A pipeline as every surface shows it."""
+
+    pipeline_id: str
+    project_id: str
+    name: str | None
+    status: StepStatus
+    progress: float
+    steps: list[StepView]
+    created_at: datetime
+    started_at: str | None
+    completed_at: str | None
+    retry_of: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class PipelineService:
+    def __init__(self, starts: TaskStarts, store: PipelineStore, quotas: Quotas) -> None:
+        self.starts = starts
+        self.store = store
+        self.quotas = quotas
+
+    # --- starts ------------------------------------------------------------------------------------
+
+    async def submit(self, command: StartPipeline) -> PipelineSubmitted:
+        """Admit every step, then start the pipeline: N submit tokens for N steps."""
+        check_graph(command)
+        self.quotas.spend(command.caller, Quota.SUBMIT, cost=len(command.steps))
+        return await self._start(command, {})
+
+    async def quote(self, command: StartPipeline) -> PipelineSubmitted:
+        """What `submit` would answer (every check, plan, estimate), starting nothing: one read token."""
+        self.quotas.spend(command.caller, Quota.READ)
+        graph = check_graph(command)
+        admitted = await self._admitted(command)
+        return await self._planned(None, admitted, graph, {}, None)
+
+    async def retry(self, caller: Caller, pipeline_id: str) -> PipelineSubmitted:
+        """Run the steps that did not complete again (and theirs after them); the completed are reused."""
+        return await self.rerun(caller, pipeline_id, {})
+
+    async def rerun(
+        self, caller: Caller, pipeline_id: str, changes: dict[str, dict[str, Any]]
+    ) -> PipelineSubmitted:
+        """A new pipeline with `changes` merged into the named steps' task_data: the changed steps and
+        those after them run, completed steps elsewhere are reused."""
+        view = await self._visible(caller, pipeline_id)
+        if view.running:
+            raise InvalidState(f"Pipeline '{pipeline_id}' is still running; cancel it or wait for it to end")
+        started = await self.store.input(pipeline_id)
+        command = _command_of(caller, started, changes)
+        graph = check_graph(command)
+        self.quotas.spend(caller, Quota.SUBMIT, cost=len(command.steps))
+        redo = downstream(graph, set(changes))
+        reuse = {
+            s.step_id: replace(s, reused=True)
+            for s in view.state.steps
+            if s.status == StepStatus.COMPLETED and s.step_id not in redo
+        }
+        return await self._start(command, reuse)
+
+    async def _start(self, command: StartPipeline, reuse: dict[str, StepOutcome]) -> PipelineSubmitted:
+        graph = check_graph(command)
+        admitted = await self._admitted(command)
+        await self.starts.capacity.admit(command.tenant, command.project_id)
+        pipeline_id = new_pipeline_id()
+        answer = await self._planned(pipeline_id, admitted, graph, reuse, command.retry_of)
+        record = PipelineRecord(
+            project_id=command.project_id,
+            created_at=now_z(),
+            tenant=command.tenant,
+            user=command.caller.subject,
+            name=command.name,
+            callback_url=command.callback_url,
+            webhook_events=list(command.webhook_events or ["completed"]),
+            metadata=command.metadata,
+            on_failure=command.on_failure,
+            retry_of=command.retry_of,
+            estimates={p.step_id: p.estimated_duration_s for p in answer.steps},
+            task_types={p.step_id: p.task_type for p in answer.steps},
+        )
+        plans = []
+        for step, planned in zip(admitted, answer.steps, strict=True):
+            task_record = replace(
+                step.record,
+                pipeline_id=pipeline_id,
+                step_id=planned.step_id,
+                callback_url=command.callback_url if "step" in record.webhook_events else None,
+                webhook_events=["completed"],
+            )
+            task = submission.workflow_input(planned.task_id, step.spec, task_record, self.starts.settings)
+            plans.append(StepPlan(planned.step_id, task, graph[planned.step_id], reuse.get(planned.step_id)))
+        await self.store.start(PipelineInput(pipeline_id, record, plans))
+        return answer
+
+    async def _admitted(self, command: StartPipeline) -> list[AdmittedStep]:
+        if command.callback_url is not None:
+            await self.starts.check_callback(command.callback_url)
+        types = {step.step_id: step.task_type for step in command.steps}
+        for step in command.steps:
+            submission.task_spec(step.task_type, field=f"steps.{step.step_id}.task_type")
+        return [await admit_step(self.starts, command, step, types) for step in command.steps]
+
+    async def _planned(
+        self,
+        pipeline_id: str | None,
+        admitted: list[AdmittedStep],
+        graph: dict[str, list[str]],
+        reuse: dict[str, StepOutcome],
+        retry_of: str | None,
+    ) -> PipelineSubmitted:
+        """Each step's task, what it will do, and its estimate; the critical path of those estimates."""
+        steps: list[PlannedStep] = []
+        will: dict[str, str] = {}
+        for step in admitted:
+            step_id = step.request.step_id
+            reused = reuse.get(step_id)
+            upstream = {will[u] for u in graph[step_id]}
+            if reused is not None:
+                will[step_id], seconds = REUSE, 0.0
+            else:
+                cache = submission.workflow_input("-", step.spec, step.record, self.starts.settings).cache
+                looks_up = cache is not None and cache.lookup and RENDER not in upstream
+                will[step_id] = LOOK_UP if looks_up else RENDER
+                seconds = (await self.starts.estimates.duration(step.spec, step.typed_data)).p50_s
+            task_id = reused.task_id if reused else submission.new_task_id()
+            steps.append(PlannedStep(step_id, task_id, step.spec.name, will[step_id], seconds))
+        total = critical_path(graph, {s.step_id: s.estimated_duration_s for s in steps})
+        return PipelineSubmitted(pipeline_id, steps, round(total, 3), retry_of)
+
+    # --- reads and steering -------------------------------------------------------------------------
+
+    async def get(self, caller: Caller, pipeline_id: str) -> PipelineStatus:
+        self.quotas.spend(caller, Quota.READ)
+        return await self.status_of(await self._visible(caller, pipeline_id))
+
+    async def wait(self, caller: Caller, pipeline_id: str, wait_s: float) -> PipelineStatus:
+        """The pipeline once it has ended, or after `wait_s` seconds (one read token, a wait slot)."""
+        self.quotas.spend(caller, Quota.READ)
+        view = await self._visible(caller, pipeline_id)
+        if wait_s <= 0 or not view.running:
+            return await self.status_of(view)
+        with self.quotas.waits.hold(caller):
+            loop = asyncio.get_running_loop()
+            until = loop.time() + wait_s
+            while view.running and loop.time() < until:
+                await asyncio.sleep(min(0.25, max(until - loop.time(), 0)))
+                view = await self.store.get(pipeline_id)
+        return await self.status_of(view)
+
+    async def cancel(self, caller: Caller, pipeline_id: str) -> PipelineStatus:
+        self.quotas.spend(caller, Quota.READ)
+        view = await self._visible(caller, pipeline_id)
+        if not view.running:
+            if view.state.status == StepStatus.CANCELLED:
+                return await self.status_of(view)
+            raise InvalidState(f"Pipeline '{pipeline_id}' has already ended ({view.state.status.value})")
+        return await self.status_of(await self.store.cancel(pipeline_id))
+
+    async def list(
+        self, caller: Caller, project_id: str, status: TaskStatus | None, *, page: int, limit: int
+    ) -> tuple[list[PipelineStatus], int]:
+        """The project's pipelines in the caller's scope, newest first (from the memo: no live progress)."""
+        self.quotas.spend(caller, Quota.READ)
+        query = scope_of(caller).narrow(TaskQuery(project_id=project_id, status=status))
+        views, total = await self.store.page(query, page=page, limit=limit)
+        return [_status(view, {}) for view in views], total
+
+    async def status_of(self, view: PipelineView) -> PipelineStatus:
+        """The status body, running steps' progress and status read from their tasks."""
+        live: dict[str, tuple[StepStatus, float]] = {}
+        for step in view.state.steps:
+            if step.status == StepStatus.PROCESSING:
+                try:
+                    task = await self.starts.store.get(step.task_id)
+                except (TaskNotFound, ServiceError):
+                    continue
+                if not task.status.is_terminal:
+                    live[step.step_id] = (StepStatus(task.status.value), task.progress)
+        return _status(view, live)
+
+    async def _visible(self, caller: Caller, pipeline_id: str) -> PipelineView:
+        """The pipeline if the caller may see it; another tenant's reads exactly as a missing one."""
+        view = await self.store.get(pipeline_id)
+        if not scope_of(caller).owns(view.tenant, view.user):
+            raise PipelineNotFound(pipeline_id)
+        return view
+
+
+def _status(view: PipelineView, live: dict[str, tuple[StepStatus, float]]) -> PipelineStatus:
+    record, state = view.record, view.state
+    steps = []
+    for step in state.steps:
+        status, progress = live.get(step.step_id, (step.status, 1.0 if step.status.is_terminal else 0.0))
+        if step.status == StepStatus.PROCESSING and step.step_id not in live:
+            status = StepStatus.QUEUED
+        steps.append(
+            StepView(
+                step_id=step.step_id,
+                task_id=step.task_id,
+                task_type=record.task_types.get(step.step_id, ""),
+                status=status,
+                progress=progress,
+                result=step.result,
+                error=step.error,
+                cache_hit=step.cache_hit,
+                reused=step.reused,
+            )
+        )
+    weights = {s.step_id: max(record.estimates.get(s.step_id, 1.0), 0.001) for s in steps}
+    total = sum(weights.values()) or 1.0
+    progress = sum(weights[s.step_id] * s.progress for s in steps) / total
+    if state.status == StepStatus.COMPLETED:
+        progress = 1.0
+    return PipelineStatus(
+        pipeline_id=view.pipeline_id,
+        project_id=record.project_id,
+        name=record.name,
+        status=state.status,
+        progress=round(progress, 4),
+        steps=steps,
+        created_at=view.created_at,
+        started_at=state.started_at,
+        completed_at=state.completed_at,
+        retry_of=record.retry_of,
+        metadata=record.metadata,
+    )
+
+
+def _command_of(caller: Caller, started: PipelineInput, changes: dict[str, dict[str, Any]]) -> StartPipeline:
+    """The command that started a pipeline, `changes` merged into its steps' task_data (a retry's)."""
+    known = {plan.step_id for plan in started.steps}
+    unknown = [step for step in changes if step not in known]
+    if unknown:
+        raise ValidationFailed(
+            {f"changes.{unknown[0]}": f"unknown step '{unknown[0]}'; steps: {', '.join(sorted(known))}"}
+        )
+    record = started.record
+    steps = tuple(
+        StepRequest(
+            step_id=plan.step_id,
+            task_type=plan.task.task.task_type,
+            task_data={**plan.task.task.task_data, **changes.get(plan.step_id, {})},
+            after=tuple(plan.depends_on),
+            priority=TaskPriority.parse(plan.task.task.priority),
+            cache=CacheMode(plan.task.task.cache),
+        )
+        for plan in started.steps
+    )
+    return StartPipeline(
+        caller=caller,
+        project_id=record.project_id,
+        steps=steps,
+        name=record.name,
+        callback_url=record.callback_url,
+        webhook_events=tuple(record.webhook_events),
+        metadata=record.metadata,
+        on_failure=record.on_failure,
+        retry_of=started.pipeline_id,
+    )
