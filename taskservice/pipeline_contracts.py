@@ -53,6 +53,15 @@ class OnFailure(StrEnum):
 
 
 @dataclass
+class RecordedStep:
+    step_id: str
+    task_id: str
+    task_type: str
+    # Its estimated duration (seconds): its weight in the overall progress.
+    estimate_s: float = 0.0
+
+
+@dataclass
 class PipelineRecord:
     """What the pipeline is, as submitted (the memo's `pipeline`)."""
 
@@ -68,10 +77,8 @@ class PipelineRecord:
     on_failure: OnFailure = OnFailure.CONTINUE
     # The pipeline this one retries or reruns.
     retry_of: str | None = None
-    # Each step's estimated duration (seconds, by step ID): the weights of the overall progress.
-    estimates: dict[str, float] = field(default_factory=dict)
-    # Each step's task type, by step ID.
-    task_types: dict[str, str] = field(default_factory=dict)
+    # The steps in submit order: what the status shows before the workflow has published its state.
+    steps: list[RecordedStep] = field(default_factory=list)
 
 
 @dataclass

@@ -116,7 +116,8 @@ def test_graph_checks_name_the_step_and_field() -> None:
     with pytest.raises(ValidationFailed) as twice:
         check_graph(_pipeline(*[StepRequest("a", "generate_character_voice", voice)] * 2))
     assert list(twice.value.extra["details"]) == ["steps.a.id"]
-    too_many = [StepRequest(f"s{i}", "generate_character_voice", voice) for i in range(MAX_PIPELINE_STEPS + 1)]
+    count = MAX_PIPELINE_STEPS + 1
+    too_many = [StepRequest(f"s{i}", "generate_character_voice", voice) for i in range(count)]
     with pytest.raises(ValidationFailed, match="MAX_PIPELINE_STEPS"):
         check_graph(_pipeline(*too_many))
     assert check_graph(_pipeline(StepRequest("a", "generate_character_voice", voice))) == {"a": []}

@@ -135,6 +135,8 @@ class TaskStatusResponse(EstimatedTimes):
     processing_time: float | None
     attempt: int
     retry_of: str | None = None
+    pipeline_id: str | None = Field(None, description="The pipeline this task is a step of, if any.")
+    step_id: str | None = Field(None, description="Its step's ID in that pipeline.")
 
 
 class FinishedSubmitResponse(TaskStatusResponse):
@@ -270,6 +272,8 @@ class TaskDetail(BaseModel):
     error: TaskError | None
     priority: str
     attempt: int
+    pipeline_id: str | None = Field(None, description="The pipeline this task is a step of, if any.")
+    step_id: str | None = Field(None, description="Its step's ID in that pipeline.")
 
 
 class BatchSubmitRequest(BaseModel):

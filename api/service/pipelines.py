@@ -7,6 +7,7 @@ one) whose completed steps outside what changed are reused as they are (no task 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from taskservice.contracts import TaskStatus
 from taskservice.pipeline_contracts import (
     PipelineInput,
     PipelineRecord,
+    RecordedStep,
     StepOutcome,
     StepPlan,
     StepStatus,
@@ -38,6 +40,8 @@ from taskservice.visibility import TaskQuery
 REUSE = "reuse"  # taken from the pipeline it retries: no task runs
 LOOK_UP = "cache"  # looked up in the render cache first: a hit if its inputs rendered before
 RENDER = "render"  # renders (not cacheable, or an upstream step renders anew)
+# A pipeline stream reads the pipeline (and its running steps) this often.
+WATCH_POLL_S = 0.5
 
 
 @dataclass
@@ -149,8 +153,9 @@ class PipelineService:
             metadata=command.metadata,
             on_failure=command.on_failure,
             retry_of=command.retry_of,
-            estimates={p.step_id: p.estimated_duration_s for p in answer.steps},
-            task_types={p.step_id: p.task_type for p in answer.steps},
+            steps=[
+                RecordedStep(p.step_id, p.task_id, p.task_type, p.estimated_duration_s) for p in answer.steps
+            ],
         )
         plans = []
         for step, planned in zip(admitted, answer.steps, strict=True):
@@ -221,6 +226,22 @@ class PipelineService:
                 view = await self.store.get(pipeline_id)
         return await self.status_of(view)
 
+    async def watch(self, caller: Caller, pipeline_id: str) -> AsyncIterator[PipelineStatus]:
+        """The pipeline now and at every change (a step's status or progress), until it ends; holds one of
+        the tenant's stream slots while open (PipelineNotFound before anything)."""
+        first = await self.get(caller, pipeline_id)
+        return self.quotas.stream(caller, self._changes(first))
+
+    async def _changes(self, first: PipelineStatus) -> AsyncIterator[PipelineStatus]:
+        status, last = first, _fingerprint(first)
+        yield status
+        while not status.status.is_terminal:
+            await asyncio.sleep(WATCH_POLL_S)
+            status = await self.status_of(await self.store.get(status.pipeline_id))
+            if _fingerprint(status) != last:
+                last = _fingerprint(status)
+                yield status
+
     async def cancel(self, caller: Caller, pipeline_id: str) -> PipelineStatus:
         self.quotas.spend(caller, Quota.READ)
         view = await self._visible(caller, pipeline_id)
@@ -260,10 +281,16 @@ class PipelineService:
         return view
 
 
+def _fingerprint(status: PipelineStatus) -> tuple[Any, ...]:
+    return (status.status, status.progress, tuple((s.status, s.progress) for s in status.steps))
+
+
 def _status(view: PipelineView, live: dict[str, tuple[StepStatus, float]]) -> PipelineStatus:
     record, state = view.record, view.state
+    recorded = {s.step_id: s for s in record.steps}
+    outcomes = state.steps or [StepOutcome(s.step_id, s.task_id) for s in record.steps]
     steps = []
-    for step in state.steps:
+    for step in outcomes:
         status, progress = live.get(step.step_id, (step.status, 1.0 if step.status.is_terminal else 0.0))
         if step.status == StepStatus.PROCESSING and step.step_id not in live:
             status = StepStatus.QUEUED
@@ -271,7 +298,7 @@ def _status(view: PipelineView, live: dict[str, tuple[StepStatus, float]]) -> Pi
             StepView(
                 step_id=step.step_id,
                 task_id=step.task_id,
-                task_type=record.task_types.get(step.step_id, ""),
+                task_type=recorded[step.step_id].task_type if step.step_id in recorded else "",
                 status=status,
                 progress=progress,
                 result=step.result,
@@ -280,7 +307,9 @@ def _status(view: PipelineView, live: dict[str, tuple[StepStatus, float]]) -> Pi
                 reused=step.reused,
             )
         )
-    weights = {s.step_id: max(record.estimates.get(s.step_id, 1.0), 0.001) for s in steps}
+    weights = {
+        s.step_id: max(recorded[s.step_id].estimate_s if s.step_id in recorded else 1.0, 0.001) for s in steps
+    }
     total = sum(weights.values()) or 1.0
     progress = sum(weights[s.step_id] * s.progress for s in steps) / total
     if state.status == StepStatus.COMPLETED:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
 
 from api.domain.caller import Caller
-from api.domain.errors import InvalidState, PayloadTooLarge, PipelineNotFound, ValidationFailed
+from api.domain.errors import (
+    InvalidState,
+    PayloadTooLarge,
+    PipelineNotFound,
+    RateLimited,
+    ServiceError,
+    ValidationFailed,
+)
 from api.domain.pipelines import StartPipeline, StepRequest
-from api.rest.deps import CallerDep, PipelineServiceDep
+from api.rest.deps import CallerDep, PipelineServiceDep, get_services
 from api.rest.headers import preferred_wait
 from api.rest.openapi import AUTHENTICATED, DocumentedRoute, error_responses
 from api.rest.params import LimitQuery, PageQuery, ProjectIdPath, StatusQuery
@@ -22,12 +31,17 @@ from api.rest.pipeline_schemas import (
     SubmitPipelineRequest,
     SubmitPipelineResponse,
 )
+from api.rest.routes.streams import SSE_HEADERS, refuse
 from api.service.pipelines import PipelineStatus, PipelineSubmitted
 from api.service.waiting import MAX_WAIT_S
 from taskservice.pipeline_contracts import PIPELINE_ID_PREFIX
 from taskservice.task_examples import scene_pipeline_example
 
-router = APIRouter(prefix="/api/v1", tags=["pipelines"], route_class=DocumentedRoute)
+router = APIRouter(tags=["pipelines"], route_class=DocumentedRoute)
+PIPELINE_STREAM = {
+    "description": "`text/event-stream`: `event: pipeline` messages, data: the pipeline's status body.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
 
 PipelineIdPath = Annotated[
     str, Path(max_length=64, description=f"The pipeline's ID (`{PIPELINE_ID_PREFIX}` and a UUID).")
@@ -93,7 +107,9 @@ def status_response(status: PipelineStatus) -> PipelineStatusResponse:
     return PipelineStatusResponse.model_validate(fields)
 
 
-@router.post("/pipelines", responses=error_responses(ValidationFailed, PayloadTooLarge, *AUTHENTICATED))
+@router.post(
+    "/api/v1/pipelines", responses=error_responses(ValidationFailed, PayloadTooLarge, *AUTHENTICATED)
+)
 async def submit_pipeline(
     body: Annotated[SubmitPipelineRequest, Body(openapi_examples=SCENE)],
     caller: CallerDep,
@@ -109,7 +125,7 @@ async def submit_pipeline(
     return submitted_response(await pipelines.submit(pipeline_command(caller, body)))
 
 
-@router.post("/pipelines/quote", responses=error_responses(ValidationFailed, *AUTHENTICATED))
+@router.post("/api/v1/pipelines/quote", responses=error_responses(ValidationFailed, *AUTHENTICATED))
 async def quote_pipeline(
     body: Annotated[SubmitPipelineRequest, Body(openapi_examples=SCENE)],
     caller: CallerDep,
@@ -119,7 +135,7 @@ async def quote_pipeline(
     return submitted_response(await pipelines.quote(pipeline_command(caller, body)))
 
 
-@router.get("/pipelines/{pipeline_id}", responses=error_responses(PipelineNotFound, *AUTHENTICATED))
+@router.get("/api/v1/pipelines/{pipeline_id}", responses=error_responses(PipelineNotFound, *AUTHENTICATED))
 async def get_pipeline(
     pipeline_id: PipelineIdPath,
     caller: CallerDep,
@@ -139,7 +155,9 @@ async def get_pipeline(
     return status_response(await pipelines.get(caller, pipeline_id))
 
 
-@router.get("/projects/{project_id}/pipelines", responses=error_responses(ValidationFailed, *AUTHENTICATED))
+@router.get(
+    "/api/v1/projects/{project_id}/pipelines", responses=error_responses(ValidationFailed, *AUTHENTICATED)
+)
 async def project_pipelines(
     project_id: ProjectIdPath,
     caller: CallerDep,
@@ -156,7 +174,8 @@ async def project_pipelines(
 
 
 @router.delete(
-    "/pipelines/{pipeline_id}", responses=error_responses(InvalidState, PipelineNotFound, *AUTHENTICATED)
+    "/api/v1/pipelines/{pipeline_id}",
+    responses=error_responses(InvalidState, PipelineNotFound, *AUTHENTICATED),
 )
 async def cancel_pipeline(
     pipeline_id: PipelineIdPath, caller: CallerDep, pipelines: PipelineServiceDep
@@ -166,7 +185,7 @@ async def cancel_pipeline(
 
 
 @router.post(
-    "/pipelines/{pipeline_id}/retry",
+    "/api/v1/pipelines/{pipeline_id}/retry",
     responses=error_responses(InvalidState, ValidationFailed, PipelineNotFound, *AUTHENTICATED),
 )
 async def retry_pipeline(
@@ -178,7 +197,7 @@ async def retry_pipeline(
 
 
 @router.post(
-    "/pipelines/{pipeline_id}/rerun",
+    "/api/v1/pipelines/{pipeline_id}/rerun",
     responses=error_responses(InvalidState, ValidationFailed, PipelineNotFound, *AUTHENTICATED),
 )
 async def rerun_pipeline(
@@ -190,3 +209,47 @@ async def rerun_pipeline(
     """A new pipeline from an ended one with `changes` to some steps' task_data: the changed steps and
     those downstream of them run again, the other completed steps are reused (`will` says which)."""
     return submitted_response(await pipelines.rerun(caller, pipeline_id, body.changes))
+
+
+async def _sse(statuses: AsyncIterator[PipelineStatus]) -> AsyncIterator[bytes]:
+    async for status in statuses:
+        yield f"event: pipeline\ndata: {status_response(status).model_dump_json()}\n\n".encode()
+    yield b"event: end\ndata: {}\n\n"
+
+
+@router.get(
+    "/api/v1/pipelines/{pipeline_id}/events",
+    response_class=StreamingResponse,
+    responses={200: PIPELINE_STREAM, **error_responses(PipelineNotFound, RateLimited, *AUTHENTICATED)},
+)
+async def pipeline_events(
+    pipeline_id: PipelineIdPath, caller: CallerDep, pipelines: PipelineServiceDep
+) -> StreamingResponse:
+    """Server-Sent Events of one pipeline: an `event: pipeline` with its status body at every change (a
+    step's status or progress), then `event: end` once it has ended. Holds one of the tenant's stream
+    slots."""
+    statuses = await pipelines.watch(caller, pipeline_id)
+    return StreamingResponse(_sse(statuses), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.websocket("/ws/pipelines/{pipeline_id}")
+async def pipeline_socket(
+    websocket: WebSocket, pipeline_id: str, api_key: Annotated[str | None, Query()] = None
+) -> None:
+    """The pipeline's status body as a JSON message at every change; closes (1000) once it has ended."""
+    services = get_services(websocket)  # type: ignore[arg-type]
+    try:
+        caller = services.auth.authenticate(
+            api_key or websocket.headers.get("x-api-key"), websocket.headers.get("authorization")
+        )
+        statuses = await services.pipelines().watch(caller, pipeline_id)
+    except ServiceError as err:
+        await refuse(websocket, err)
+        return
+    await websocket.accept()
+    try:
+        async for status in statuses:
+            await websocket.send_text(status_response(status).model_dump_json())
+        await websocket.close(code=1000)
+    except WebSocketDisconnect:
+        return

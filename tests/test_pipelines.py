@@ -1,0 +1,316 @@
+"""Pipelines end to end: API → PipelineWorkflow → child TaskWorkflows on the real workers (tiny models).
+
+Every test uses prompts and lines of its own, so no test sees another's render-cache entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+from temporalio.client import Client
+
+from tests.support.file_server import StaticFileServer
+from tests.support.stack import OTHER_KEYS, TENANT_WEBHOOK_SECRET, Stack
+from tests.support.tasks import count_workflows
+from tests.support.webhook_receiver import WebhookReceiver
+
+PROJECT = "pipeline_project"
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+def _ref(step: str, path: str = "result.media_url") -> dict[str, str]:
+    return {"from": step, "path": path}
+
+
+def _scene(tag: str, line1: str, **extra: Any) -> dict[str, Any]:
+    """The README's scene at test sizes: a frame, a video from it, two voice lines, their mix (all seeded:
+    the cache reuses media only with an explicit seed)."""
+    return {
+        "project_id": PROJECT,
+        "name": f"scene {tag}",
+        "steps": [
+            {
+                "id": "frame",
+                "task_type": "generate_image",
+                "task_data": {
+                    "prompt": f"alley {tag}",
+                    "resolution": "64x64",
+                    "num_inference_steps": 2,
+                    "seed": 3,
+                },
+            },
+            {
+                "id": "video",
+                "task_type": "generate_video",
+                "task_data": {
+                    "storyboard_images": [_ref("frame")],
+                    "scene_description": f"walk {tag}",
+                    "duration": 1,
+                    "fps": 8,
+                    "resolution": "64x64",
+                    "num_inference_steps": 1,
+                    "seed": 3,
+                },
+            },
+            {"id": "line1", "task_type": "generate_character_voice", "task_data": {"text": line1, "seed": 1}},
+            {
+                "id": "line2",
+                "task_type": "generate_character_voice",
+                "task_data": {"text": f"Then you know why. {tag}", "seed": 1},
+            },
+            {
+                "id": "mix",
+                "task_type": "process_audio",
+                "task_data": {"tracks": [{"url": _ref("line1")}, {"url": _ref("line2"), "offset_s": 0.5}]},
+            },
+        ],
+        **extra,
+    }
+
+
+async def _submit(api: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = await api.post("/api/v1/pipelines", json=body)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def _ended(api: httpx.AsyncClient, pipeline_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = await api.get(f"/api/v1/pipelines/{pipeline_id}", params={"wait": 20})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["status"] in TERMINAL:
+            return body
+    raise AssertionError(f"pipeline {pipeline_id} did not end in {timeout}s")
+
+
+def _steps(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {step["id"]: step for step in body["steps"]}
+
+
+async def test_the_scene_completes_and_a_changed_line_rerenders_only_its_path(
+    api: httpx.AsyncClient, temporal_client: Client, webhook_receiver: WebhookReceiver
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    hook = webhook_receiver.url(f"/pipeline-{tag}")
+    answer = await _submit(api, _scene(tag, f"I've been expecting you. {tag}", callback_url=hook))
+    pipeline_id = answer["pipeline_id"]
+    assert [s["id"] for s in answer["steps"]] == ["frame", "video", "line1", "line2", "mix"]
+    assert answer["estimated_duration_s"] > 0
+    done = await _ended(api, pipeline_id)
+    steps = _steps(done)
+    assert done["status"] == "completed" and done["progress"] == 1.0, done
+    assert all(s["status"] == "completed" and not s["cache_hit"] for s in steps.values()), steps
+    # Each output fed the next: the video's task ran with the frame's URL, the mix with both lines'.
+    video = (await api.get(f"/api/v1/tasks/{steps['video']['task_id']}")).json()
+    assert video["pipeline_id"] == pipeline_id and video["step_id"] == "video"
+    mix_status = (await api.get(f"/api/v1/tasks/{steps['mix']['task_id']}/status")).json()
+    assert mix_status["step_id"] == "mix"
+    assert 1.0 < steps["mix"]["result"]["metadata"]["duration"]
+    assert steps["video"]["result"]["media_url"] != steps["frame"]["result"]["media_url"]
+    # The steps are tasks in visibility, by pipeline.
+    query = f'WorkflowType = "TaskWorkflow" AND PipelineId = "{pipeline_id}"'
+    assert await count_workflows(temporal_client, query, 5) == 5
+
+    # The pipeline's webhook arrived once, signed with the tenant's secret.
+    [delivered] = webhook_receiver.wait_for(1, timeout=30)
+    Webhook(TENANT_WEBHOOK_SECRET).verify(delivered.body_bytes, delivered.headers)
+    assert delivered.json["task_id"] == pipeline_id and delivered.json["status"] == "completed"
+    assert [s["id"] for s in delivered.json["result"]["steps"]] == list(steps)
+    await asyncio.sleep(2)
+    assert len([h for h in webhook_receiver.received if h.path.endswith(tag)]) == 1
+
+    # One line of dialogue changed: the frame, the video and the other line are cache hits.
+    again = await _submit(api, _scene(tag, f"I was not expecting you. {tag}"))
+    assert {s["id"]: s["will"] for s in again["steps"]} == {
+        "frame": "cache",
+        "video": "cache",
+        "line1": "cache",
+        "line2": "cache",
+        "mix": "cache",
+    }
+    rerendered = _steps(await _ended(api, again["pipeline_id"]))
+    hits = {step: s["cache_hit"] for step, s in rerendered.items()}
+    assert hits == {"frame": True, "video": True, "line1": False, "line2": True, "mix": False}, rerendered
+
+
+async def test_a_failed_step_skips_its_dependents_and_retry_reruns_only_that_path(
+    api: httpx.AsyncClient, file_server: StaticFileServer
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    profile = file_server.url(f"/voices/{tag}.json")  # 404 until put below
+    body = {
+        "project_id": PROJECT,
+        "steps": [
+            {
+                "id": "bad",
+                "task_type": "generate_character_voice",
+                "task_data": {"text": f"bad {tag}", "character_voice_profile": profile},
+            },
+            {"id": "good", "task_type": "generate_character_voice", "task_data": {"text": f"good {tag}"}},
+            {"id": "mix", "task_type": "process_audio", "task_data": {"tracks": [{"url": _ref("bad")}]}},
+            {
+                "id": "good_mix",
+                "task_type": "process_audio",
+                "task_data": {"tracks": [{"url": _ref("good")}]},
+            },
+        ],
+    }
+    first = await _ended(api, (await _submit(api, body))["pipeline_id"])
+    statuses = {step: s["status"] for step, s in _steps(first).items()}
+    assert first["status"] == "failed"
+    assert statuses == {"bad": "failed", "good": "completed", "mix": "skipped", "good_mix": "completed"}
+    assert "404" in _steps(first)["bad"]["error"]
+
+    file_server.put(f"/voices/{tag}.json", json.dumps({"engine": "espeak-ng"}).encode(), "application/json")
+    retried = await api.post(f"/api/v1/pipelines/{first['pipeline_id']}/retry")
+    assert retried.status_code == 200, retried.text
+    plan = {s["id"]: s["will"] for s in retried.json()["steps"]}
+    assert plan == {"bad": "render", "good": "reuse", "mix": "render", "good_mix": "reuse"}
+    assert retried.json()["retry_of"] == first["pipeline_id"]
+    second = await _ended(api, retried.json()["pipeline_id"])
+    steps = _steps(second)
+    assert second["status"] == "completed", second
+    assert steps["good"]["task_id"] == _steps(first)["good"]["task_id"] and steps["good"]["reused"]
+    assert steps["bad"]["task_id"] != _steps(first)["bad"]["task_id"]
+
+
+async def test_cancel_mid_video_stops_the_video_and_what_follows(api: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    body = {
+        "project_id": PROJECT,
+        "steps": [
+            {"id": "line", "task_type": "generate_character_voice", "task_data": {"text": f"hello {tag}"}},
+            {
+                "id": "video",
+                "task_type": "generate_video",
+                "task_data": {
+                    "scene_description": f"long walk {tag}",
+                    "duration": 6,
+                    "fps": 12,
+                    "resolution": "64x64",
+                    "num_inference_steps": 4,
+                },
+                "after": ["line"],
+            },
+            {
+                "id": "mix",
+                "task_type": "process_audio",
+                "task_data": {"tracks": [{"url": _ref("line")}]},
+                "after": ["video"],
+            },
+        ],
+    }
+    pipeline_id = (await _submit(api, body))["pipeline_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        steps = _steps((await api.get(f"/api/v1/pipelines/{pipeline_id}")).json())
+        if steps["video"]["status"] == "processing":
+            break
+        await asyncio.sleep(0.2)
+    assert steps["video"]["status"] == "processing", steps
+    cancelled = await api.delete(f"/api/v1/pipelines/{pipeline_id}")
+    assert cancelled.status_code == 200, cancelled.text
+    body = await _ended(api, pipeline_id, timeout=60)
+    statuses = {step: s["status"] for step, s in _steps(body).items()}
+    assert body["status"] == "cancelled"
+    assert statuses == {"line": "completed", "video": "cancelled", "mix": "cancelled"}, body
+    assert _steps(body)["line"]["result"]["media_url"]
+    video = (await api.get(f"/api/v1/tasks/{_steps(body)['video']['task_id']}/status")).json()
+    assert video["status"] == "cancelled"
+
+
+async def test_validation_names_the_step_and_field(api: httpx.AsyncClient) -> None:
+    voice = {"text": "hi"}
+
+    async def refused(steps: list[dict[str, Any]]) -> dict[str, Any]:
+        response = await api.post("/api/v1/pipelines", json={"project_id": PROJECT, "steps": steps})
+        assert response.status_code == 400, response.text
+        body: dict[str, Any] = response.json()
+        assert body["error"] == "validation_error"
+        return body
+
+    cycle = await refused(
+        [
+            {"id": "a", "task_type": "process_audio", "task_data": {"tracks": [{"url": _ref("b")}]}},
+            {"id": "b", "task_type": "process_audio", "task_data": {"tracks": [{"url": _ref("a")}]}},
+        ]
+    )
+    assert "cycle" in cycle["message"] and "steps.a" in cycle["details"]
+    unknown = await refused(
+        [{"id": "m", "task_type": "process_audio", "task_data": {"tracks": [{"url": _ref("x")}]}}]
+    )
+    assert list(unknown["details"]) == ["steps.m.task_data.tracks.0.url"]
+    never = await refused(
+        [
+            {"id": "v", "task_type": "generate_character_voice", "task_data": voice},
+            {
+                "id": "m",
+                "task_type": "process_audio",
+                "task_data": {"tracks": [{"url": _ref("v", "result.text")}]},
+            },
+        ]
+    )
+    assert "no field 'text'" in never["details"]["steps.m.task_data.tracks.0.url"]
+    mismatched = await refused(
+        [
+            {"id": "v", "task_type": "generate_character_voice", "task_data": voice},
+            {
+                "id": "m",
+                "task_type": "process_audio",
+                "task_data": {"tracks": [{"url": _ref("v", "result.cache")}]},
+            },
+        ]
+    )
+    assert list(mismatched["details"]) == ["steps.m.task_data.tracks.0.url"]
+    too_many = await refused(
+        [{"id": f"s{i}", "task_type": "generate_character_voice", "task_data": voice} for i in range(51)]
+    )
+    assert "MAX_PIPELINE_STEPS" in too_many["message"]
+    quoted = await api.post(
+        "/api/v1/pipelines/quote",
+        json={
+            "project_id": PROJECT,
+            "steps": [{"id": "v", "task_type": "generate_character_voice", "task_data": voice}],
+        },
+    )
+    assert quoted.status_code == 200 and quoted.json()["pipeline_id"] is None, quoted.text
+
+
+async def test_another_tenant_finds_no_pipeline(api: httpx.AsyncClient, stack: Stack) -> None:
+    tag = uuid.uuid4().hex[:8]
+    body = {
+        "project_id": PROJECT,
+        "steps": [{"id": "v", "task_type": "generate_character_voice", "task_data": {"text": f"mine {tag}"}}],
+    }
+    pipeline_id = (await _submit(api, body))["pipeline_id"]
+    missing = f"pl-{uuid.uuid4()}"
+    async with httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": OTHER_KEYS[0]}) as other:
+        for method, path, payload in (
+            ("GET", "/api/v1/pipelines/{id}", None),
+            ("GET", "/api/v1/pipelines/{id}?wait=5", None),
+            ("DELETE", "/api/v1/pipelines/{id}", None),
+            ("POST", "/api/v1/pipelines/{id}/retry", None),
+            ("POST", "/api/v1/pipelines/{id}/rerun", {"changes": {}}),
+        ):
+            theirs = await other.request(method, path.format(id=pipeline_id), json=payload)
+            nothing = await other.request(method, path.format(id=missing), json=payload)
+            assert theirs.status_code == nothing.status_code == 404, theirs.text
+            assert theirs.json()["error"] == "pipeline_not_found"
+            assert theirs.text.replace(pipeline_id, "<id>") == nothing.text.replace(missing, "<id>")
+        listed = await other.get(f"/api/v1/projects/{PROJECT}/pipelines")
+        assert listed.status_code == 200 and pipeline_id not in listed.text
+    done = await _ended(api, pipeline_id)
+    assert done["status"] == "completed"  # the other tenant's cancel changed nothing
+    mine = await api.get(
+        f"/api/v1/projects/{PROJECT}/pipelines", params={"status": "completed", "limit": 100}
+    )
+    assert pipeline_id in {p["pipeline_id"] for p in mine.json()["pipelines"]}
