@@ -3,6 +3,9 @@ admission's graph and reference-type checks (no Temporal needed)."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from api.domain.caller import Caller
 from api.domain.errors import ValidationFailed
 from api.domain.pipelines import StartPipeline, StepRequest
+from api.rest.pipeline_schemas import SubmitPipelineRequest
 from api.service.pipeline_admission import check_graph, reference_kind
 from taskservice.catalog import CATALOG
 from taskservice.pipeline_contracts import MAX_PIPELINE_STEPS, StepOutcome, StepStatus
@@ -24,6 +28,7 @@ from taskservice.pipeline_graph import (
     resolve,
 )
 from taskservice.result_fields import ResultKind, placeholder
+from taskservice.task_examples import scene_pipeline_example
 
 
 def _ref(step: str, path: str = "result.media_url") -> dict[str, str]:
@@ -121,3 +126,14 @@ def test_graph_checks_name_the_step_and_field() -> None:
     with pytest.raises(ValidationFailed, match="MAX_PIPELINE_STEPS"):
         check_graph(_pipeline(*too_many))
     assert check_graph(_pipeline(StepRequest("a", "generate_character_voice", voice))) == {"a": []}
+
+
+def test_the_readme_scene_and_the_openapi_example_are_sound_pipelines() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Pipelines") :]
+    block = re.findall(r"```json\n(.*?)```", section, re.S)[0]
+    for body in (json.loads(block), scene_pipeline_example()):
+        request = SubmitPipelineRequest.model_validate(body)
+        steps = tuple(StepRequest(s.id, s.task_type, s.task_data, tuple(s.after)) for s in request.steps)
+        graph = check_graph(_pipeline(*steps))
+        assert graph["video"] == ["frame"] and graph["mix"] == ["line1", "line2"]
