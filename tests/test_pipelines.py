@@ -14,9 +14,12 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 from temporalio.client import Client
+from typer.testing import CliRunner
 
+from taskservice_client import AsyncTaskServiceClient, ref
+from taskservice_client.cli import app
 from tests.support.file_server import StaticFileServer
-from tests.support.stack import OTHER_KEYS, TENANT_WEBHOOK_SECRET, Stack
+from tests.support.stack import API_KEYS, OTHER_KEYS, TENANT_WEBHOOK_SECRET, Stack
 from tests.support.tasks import count_workflows
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -314,3 +317,54 @@ async def test_another_tenant_finds_no_pipeline(api: httpx.AsyncClient, stack: S
         f"/api/v1/projects/{PROJECT}/pipelines", params={"status": "completed", "limit": 100}
     )
     assert pipeline_id in {p["pipeline_id"] for p in mine.json()["pipelines"]}
+
+
+async def _pipeline_events(api: httpx.AsyncClient, pipeline_id: str, seconds: float) -> list[dict[str, Any]]:
+    """The stream's `pipeline` events until `end` (or `seconds`)."""
+    events: list[dict[str, Any]] = []
+    async with (
+        asyncio.timeout(seconds),
+        api.stream("GET", f"/api/v1/pipelines/{pipeline_id}/events") as response,
+    ):
+        assert response.status_code == 200
+        name = None
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: ") and name == "pipeline":
+                events.append(json.loads(line[6:]))
+            elif name == "end":
+                break
+    return events
+
+
+async def test_the_sdks_cli_and_stream_follow_a_pipeline(api: httpx.AsyncClient, stack: Stack) -> None:
+    tag = uuid.uuid4().hex[:8]
+    steps = [
+        {
+            "id": "line",
+            "task_type": "generate_character_voice",
+            "task_data": {"text": f"sdk {tag}", "seed": 2},
+        },
+        {"id": "mix", "task_type": "process_audio", "task_data": {"tracks": [{"url": ref("line")}]}},
+    ]
+    async with AsyncTaskServiceClient(stack.api_url, API_KEYS[0]) as client:
+        submitted = await client.pipelines.submit(PROJECT, steps, name=f"sdk {tag}")
+        assert submitted.pipeline_id is not None and [s.will for s in submitted.steps] == ["cache", "cache"]
+        events = await _pipeline_events(api, submitted.pipeline_id, 120)
+        done = await client.pipelines.wait(submitted.pipeline_id, timeout=60)
+        assert done.status == "completed" and done.step("mix").result is not None
+        assert events[-1]["status"] == "completed" and events[0]["status"] in {"queued", "processing"}
+        order = [["queued", "processing", "completed"].index(e["status"]) for e in events]
+        assert order == sorted(order), events
+        rerun = await client.pipelines.rerun(submitted.pipeline_id, {"line": {"text": f"sdk again {tag}"}})
+        assert [s.will for s in rerun.steps] == ["cache", "cache"] and rerun.retry_of == submitted.pipeline_id
+        again = await client.pipelines.wait(rerun.pipeline_id or "", timeout=120)
+        assert again.status == "completed" and not again.step("mix").cache_hit
+    args = ["--url", stack.api_url, "--api-key", API_KEYS[0], "pipeline"]
+    shown = CliRunner().invoke(app, [*args, "status", again.pipeline_id])
+    assert shown.exit_code == 0 and "completed" in shown.output and "mix" in shown.output, shown.output
+    body = json.dumps({"project_id": PROJECT, "steps": steps[:1]})
+    watched = CliRunner().invoke(app, ["--json", *args, "submit", "--data", body, "--wait"])
+    assert watched.exit_code == 0, watched.output
+    assert json.loads(watched.output.strip().splitlines()[-1])["status"] == "completed"
