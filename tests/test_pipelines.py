@@ -368,3 +368,32 @@ async def test_the_sdks_cli_and_stream_follow_a_pipeline(api: httpx.AsyncClient,
     watched = CliRunner().invoke(app, ["--json", *args, "submit", "--data", body, "--wait"])
     assert watched.exit_code == 0, watched.output
     assert json.loads(watched.output.strip().splitlines()[-1])["status"] == "completed"
+
+
+async def test_graphql_creates_and_reads_a_pipeline(api: httpx.AsyncClient, stack: Stack) -> None:
+    tag = uuid.uuid4().hex[:8]
+    create = """mutation($input: CreatePipelineInput!) {
+        createPipeline(input: $input) { id estimatedDurationS steps { id taskId will } } }"""
+    steps = [
+        {"id": "idea", "taskType": "test_prompt", "taskData": {"prompt_template": f"gql {tag}"}},
+        {
+            "id": "more",
+            "taskType": "test_prompt",
+            "taskData": {"prompt_template": _ref("idea", "result.output")},
+        },
+    ]
+    created = await api.post(
+        "/graphql", json={"query": create, "variables": {"input": {"projectId": PROJECT, "steps": steps}}}
+    )
+    assert created.status_code == 200 and "errors" not in created.json(), created.text
+    pipeline_id = created.json()["data"]["createPipeline"]["id"]
+    await _ended(api, pipeline_id, timeout=60)
+    read = "query($id: ID!) { pipeline(id: $id) { id status steps { id status result } } }"
+    body = (await api.post("/graphql", json={"query": read, "variables": {"id": pipeline_id}})).json()
+    pipeline = body["data"]["pipeline"]
+    assert pipeline["status"] == "completed" and pipeline["steps"][1]["result"]["output"].endswith(
+        f"gql {tag}"
+    )
+    async with httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": OTHER_KEYS[0]}) as other:
+        theirs = (await other.post("/graphql", json={"query": read, "variables": {"id": pipeline_id}})).json()
+    assert theirs["errors"][0]["extensions"]["code"] == "pipeline_not_found"
