@@ -397,3 +397,42 @@ async def test_graphql_creates_and_reads_a_pipeline(api: httpx.AsyncClient, stac
     async with httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": OTHER_KEYS[0]}) as other:
         theirs = (await other.post("/graphql", json={"query": read, "variables": {"id": pipeline_id}})).json()
     assert theirs["errors"][0]["extensions"]["code"] == "pipeline_not_found"
+
+
+async def test_on_failure_stop_cancels_the_other_branches(
+    api: httpx.AsyncClient, file_server: StaticFileServer
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    missing = file_server.url(f"/voices/missing-{tag}.json")
+    body = {
+        "project_id": PROJECT,
+        "on_failure": "stop",
+        "steps": [
+            {
+                "id": "slow",
+                "task_type": "test_prompt",
+                "task_data": {"prompt_template": f"{tag} [[sleep=20]]"},
+            },
+            {
+                "id": "bad",
+                "task_type": "generate_character_voice",
+                "task_data": {"text": f"bad {tag}", "character_voice_profile": missing},
+                "after": [],
+            },
+            {
+                "id": "after_slow",
+                "task_type": "test_prompt",
+                "task_data": {"prompt_template": "x"},
+                "after": ["slow"],
+            },
+        ],
+    }
+    pipeline_id = (await _submit(api, body))["pipeline_id"]
+    started = time.monotonic()
+    response = await api.get(f"/api/v1/pipelines/{pipeline_id}", headers={"Prefer": "wait=60"})
+    assert response.headers.get("Preference-Applied") == "wait=60"
+    done = response.json()
+    statuses = {step: s["status"] for step, s in _steps(done).items()}
+    assert done["status"] == "failed", done
+    assert statuses == {"slow": "cancelled", "bad": "failed", "after_slow": "cancelled"}, statuses
+    assert time.monotonic() - started < 20, "the slow step was cancelled, not waited for"
