@@ -148,3 +148,32 @@ class PipelineMemo:
 def pipeline_workflow_id(pipeline_id: str) -> str:
     """The pipeline's workflow ID: the pipeline ID itself, as a task's is its task ID."""
     return pipeline_id
+
+
+@dataclass
+class PlannedLookup:
+    """A step as the plan looks it up: its type, its validated task_data (references in place), whether the
+    render cache may answer it, and the steps it waits for."""
+
+    step_id: str
+    task_type: str
+    task_data: dict[str, Any]
+    looks_up: bool
+    depends_on: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelinePlanInput:
+    """What `PipelinePlanWorkflow` looks up before a pipeline starts: its steps in submit order."""
+
+    tenant: str
+    steps: list[PlannedLookup]
+    # The results of the steps reused from the pipeline it retries (their downstream resolves from them).
+    reused_results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class PipelinePlan:
+    """By step ID: True when the render cache answers the step (its inputs rendered before), else False."""
+
+    hits: dict[str, bool]

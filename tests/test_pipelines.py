@@ -107,6 +107,7 @@ async def test_the_scene_completes_and_a_changed_line_rerenders_only_its_path(
     answer = await _submit(api, _scene(tag, f"I've been expecting you. {tag}", callback_url=hook))
     pipeline_id = answer["pipeline_id"]
     assert [s["id"] for s in answer["steps"]] == ["frame", "video", "line1", "line2", "mix"]
+    assert {s["will"] for s in answer["steps"]} == {"render"}
     assert answer["estimated_duration_s"] > 0
     done = await _ended(api, pipeline_id)
     steps = _steps(done)
@@ -133,12 +134,13 @@ async def test_the_scene_completes_and_a_changed_line_rerenders_only_its_path(
 
     # One line of dialogue changed: the frame, the video and the other line are cache hits.
     again = await _submit(api, _scene(tag, f"I was not expecting you. {tag}"))
+    # Known before anything runs: the render cache was looked up step by step.
     assert {s["id"]: s["will"] for s in again["steps"]} == {
         "frame": "cache",
         "video": "cache",
-        "line1": "cache",
+        "line1": "render",
         "line2": "cache",
-        "mix": "cache",
+        "mix": "render",
     }
     rerendered = _steps(await _ended(api, again["pipeline_id"]))
     hits = {step: s["cache_hit"] for step, s in rerendered.items()}
@@ -350,7 +352,7 @@ async def test_the_sdks_cli_and_stream_follow_a_pipeline(api: httpx.AsyncClient,
     ]
     async with AsyncTaskServiceClient(stack.api_url, API_KEYS[0]) as client:
         submitted = await client.pipelines.submit(PROJECT, steps, name=f"sdk {tag}")
-        assert submitted.pipeline_id is not None and [s.will for s in submitted.steps] == ["cache", "cache"]
+        assert submitted.pipeline_id is not None and [s.will for s in submitted.steps] == ["render", "render"]
         events = await _pipeline_events(api, submitted.pipeline_id, 120)
         done = await client.pipelines.wait(submitted.pipeline_id, timeout=60)
         assert done.status == "completed" and done.step("mix").result is not None
@@ -358,7 +360,10 @@ async def test_the_sdks_cli_and_stream_follow_a_pipeline(api: httpx.AsyncClient,
         order = [["queued", "processing", "completed"].index(e["status"]) for e in events]
         assert order == sorted(order), events
         rerun = await client.pipelines.rerun(submitted.pipeline_id, {"line": {"text": f"sdk again {tag}"}})
-        assert [s.will for s in rerun.steps] == ["cache", "cache"] and rerun.retry_of == submitted.pipeline_id
+        assert [s.will for s in rerun.steps] == [
+            "render",
+            "render",
+        ] and rerun.retry_of == submitted.pipeline_id
         again = await client.pipelines.wait(rerun.pipeline_id or "", timeout=120)
         assert again.status == "completed" and not again.step("mix").cache_hit
     args = ["--url", stack.api_url, "--api-key", API_KEYS[0], "pipeline"]

@@ -45,6 +45,7 @@ from workflows.bookkeeping import REPORT_SIGNAL, TaskMetricsWorkflow, WorkerRegi
 from workflows.coalesce import RenderWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
 from workflows.pipeline import PipelineWorkflow
+from workflows.pipeline_plan import PipelinePlanWorkflow
 from workflows.task import TaskWorkflow
 from workflows.webhook_record import WebhookRecordWorkflow
 from workflows.webhook_secret import WebhookSecretWorkflow
@@ -206,6 +207,7 @@ def _workers(
         workflows=[
             TaskWorkflow,
             PipelineWorkflow,
+            PipelinePlanWorkflow,
             RenderWorkflow,
             TaskMetricsWorkflow,
             WorkerRegistryWorkflow,

@@ -65,7 +65,7 @@ class PlannedStepType:
     id: str
     task_id: str
     task_type: str
-    will: str = strawberry.field(description="`render`, `cache` (looked up first) or `reuse`.")
+    will: str = strawberry.field(description="`render`, `cache` (a render-cache hit) or `reuse`.")
     estimated_duration_s: float
 
 

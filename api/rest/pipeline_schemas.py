@@ -67,8 +67,8 @@ class PlannedStepResponse(BaseModel):
     task_id: str
     task_type: str
     will: Literal["render", "cache", "reuse"] = Field(
-        description="`reuse`: taken from the pipeline it reruns; `cache`: looked up in the render cache "
-        "first (a hit if the same inputs rendered before); `render`: renders."
+        description="Found before anything starts: `cache`: answered from the render cache (its content "
+        "key has an entry); `render`: renders; `reuse`: taken from the pipeline it reruns."
     )
     estimated_duration_s: float
 

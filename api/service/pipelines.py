@@ -24,7 +24,9 @@ from api.store.pipelines import PipelineStore, PipelineView, new_pipeline_id
 from taskservice.contracts import TaskStatus
 from taskservice.pipeline_contracts import (
     PipelineInput,
+    PipelinePlanInput,
     PipelineRecord,
+    PlannedLookup,
     RecordedStep,
     StepOutcome,
     StepPlan,
@@ -38,8 +40,8 @@ from taskservice.visibility import TaskQuery
 
 # What a step will do, said before anything runs.
 REUSE = "reuse"  # taken from the pipeline it retries: no task runs
-LOOK_UP = "cache"  # looked up in the render cache first: a hit if its inputs rendered before
-RENDER = "render"  # renders (not cacheable, or an upstream step renders anew)
+CACHE_HIT = "cache"  # answered from the render cache: its content key has an entry (looked up at submit)
+RENDER = "render"  # renders: not cacheable, no entry, or an upstream step renders anew
 # A pipeline stream reads the pipeline (and its running steps) this often.
 WATCH_POLL_S = 0.5
 
@@ -187,24 +189,44 @@ class PipelineService:
         reuse: dict[str, StepOutcome],
         retry_of: str | None,
     ) -> PipelineSubmitted:
-        """Each step's task, what it will do, and its estimate; the critical path of those estimates."""
+        """Each step's task, what it will do (the render cache looked up before anything starts), and its
+        estimate; the critical path of those estimates."""
+        hits = await self._cache_hits(admitted, graph, reuse, admitted[0].record.tenant)
         steps: list[PlannedStep] = []
-        will: dict[str, str] = {}
         for step in admitted:
             step_id = step.request.step_id
             reused = reuse.get(step_id)
-            upstream = {will[u] for u in graph[step_id]}
             if reused is not None:
-                will[step_id], seconds = REUSE, 0.0
-            else:
-                cache = submission.workflow_input("-", step.spec, step.record, self.starts.settings).cache
-                looks_up = cache is not None and cache.lookup and RENDER not in upstream
-                will[step_id] = LOOK_UP if looks_up else RENDER
-                seconds = (await self.starts.estimates.duration(step.spec, step.typed_data)).p50_s
-            task_id = reused.task_id if reused else submission.new_task_id()
-            steps.append(PlannedStep(step_id, task_id, step.spec.name, will[step_id], seconds))
+                steps.append(PlannedStep(step_id, reused.task_id, step.spec.name, REUSE, 0.0))
+                continue
+            seconds = (await self.starts.estimates.duration(step.spec, step.typed_data)).p50_s
+            will = CACHE_HIT if hits.get(step_id) else RENDER
+            steps.append(PlannedStep(step_id, submission.new_task_id(), step.spec.name, will, seconds))
         total = critical_path(graph, {s.step_id: s.estimated_duration_s for s in steps})
         return PipelineSubmitted(pipeline_id, steps, round(total, 3), retry_of)
+
+    async def _cache_hits(
+        self,
+        admitted: list[AdmittedStep],
+        graph: dict[str, list[str]],
+        reuse: dict[str, StepOutcome],
+        tenant: str,
+    ) -> dict[str, bool]:
+        """Which steps the render cache answers (a reused step counts as one: its result is known)."""
+        lookups = []
+        for step in admitted:
+            step_id = step.request.step_id
+            if step_id in reuse:
+                continue
+            cache = submission.workflow_input("-", step.spec, step.record, self.starts.settings).cache
+            looks_up = cache is not None and cache.lookup
+            upstream = [u for u in graph[step_id] if u not in reuse]
+            lookups.append(PlannedLookup(step_id, step.spec.name, step.record.task_data, looks_up, upstream))
+        if not any(lookup.looks_up for lookup in lookups):
+            return {}
+        reused = {step_id: outcome.result or {} for step_id, outcome in reuse.items()}
+        plan = await self.store.plan(PipelinePlanInput(tenant, lookups, reused))
+        return plan.hits if plan is not None else {}
 
     # --- reads and steering -------------------------------------------------------------------------
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecution, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -25,6 +26,8 @@ from taskservice.pipeline_contracts import (
     PipelineInput,
     PipelineMemo,
     PipelineMemoKey,
+    PipelinePlan,
+    PipelinePlanInput,
     PipelineRecord,
     PipelineState,
     StepStatus,
@@ -33,9 +36,13 @@ from taskservice.pipeline_contracts import (
 from taskservice.queues import WORKFLOW_QUEUE
 from taskservice.visibility import CLOSED_AS_STATUS, PIPELINE_WORKFLOW_TYPE, TaskQuery
 from workflows.pipeline import PipelineWorkflow
+from workflows.pipeline_plan import PipelinePlanWorkflow
 
 # How long a cancel waits for the pipeline to close (its running steps cancel first).
 CANCEL_WAIT_S = 15.0
+# The render-cache lookups of a submit's plan (one per cacheable step, in dependency order) get this long.
+PLAN_TIMEOUT_S = 20.0
+log = logging.getLogger("taskservice.api")
 
 
 @dataclass
@@ -109,6 +116,21 @@ class PipelineStore:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         )
+
+    async def plan(self, plan: PipelinePlanInput) -> PipelinePlan | None:
+        """Which steps the render cache answers, looked up before the pipeline starts; None when the lookups
+        could not run in time (no workflow worker, Temporal busy): the caller then cannot say."""
+        try:
+            return await self.client.execute_workflow(
+                PipelinePlanWorkflow.run,
+                plan,
+                id=f"pipeline-plan-{uuid.uuid4()}",
+                task_queue=WORKFLOW_QUEUE,
+                execution_timeout=timedelta(seconds=PLAN_TIMEOUT_S),
+            )
+        except (WorkflowFailureError, RPCError):
+            log.warning("Pipeline plan lookups failed; answering without them", extra={"tenant": plan.tenant})
+            return None
 
     async def get(self, pipeline_id: str) -> PipelineView:
         if not is_pipeline_id(pipeline_id):

@@ -48,7 +48,7 @@ class PlannedStep(_Model):
     id: str
     task_id: str
     task_type: str
-    # ``render``, ``cache`` (looked up in the render cache first) or ``reuse`` (from the pipeline retried).
+    # ``render``, ``cache`` (a render-cache hit, found at submit) or ``reuse`` (from the pipeline retried).
     will: str
     estimated_duration_s: float
 

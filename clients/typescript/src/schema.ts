@@ -1217,7 +1217,7 @@ export interface components {
             task_type: string;
             /**
              * Will
-             * @description `reuse`: taken from the pipeline it reruns; `cache`: looked up in the render cache first (a hit if the same inputs rendered before); `render`: renders.
+             * @description Found before anything starts: `cache`: answered from the render cache (its content key has an entry); `render`: renders; `reuse`: taken from the pipeline it reruns.
              * @enum {string}
              */
             will: "render" | "cache" | "reuse";
