@@ -9,19 +9,24 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from standardwebhooks.webhooks import Webhook
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer
 from typer.testing import CliRunner
 
+from taskservice.payloads import DATA_CONVERTER
 from taskservice_client import AsyncTaskServiceClient, ref
 from taskservice_client.cli import app
 from tests.support.file_server import StaticFileServer
 from tests.support.stack import API_KEYS, OTHER_KEYS, TENANT_WEBHOOK_SECRET, Stack
 from tests.support.tasks import count_workflows
 from tests.support.webhook_receiver import WebhookReceiver
+from workflows.pipeline import PipelineWorkflow
+from workflows.pipeline_plan import PipelinePlanWorkflow
 
 PROJECT = "pipeline_project"
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -120,6 +125,8 @@ async def test_the_scene_completes_and_a_changed_line_rerenders_only_its_path(
     assert mix_status["step_id"] == "mix"
     assert 1.0 < steps["mix"]["result"]["metadata"]["duration"]
     assert steps["video"]["result"]["media_url"] != steps["frame"]["result"]["media_url"]
+    listed = (await api.get(f"/api/v1/projects/{PROJECT}/tasks", params={"limit": 100})).json()["tasks"]
+    assert {t["step_id"] for t in listed if t["pipeline_id"] == pipeline_id} == set(steps)
     # The steps are tasks in visibility, by pipeline.
     query = f'WorkflowType = "TaskWorkflow" AND PipelineId = "{pipeline_id}"'
     assert await count_workflows(temporal_client, query, 5) == 5
@@ -441,3 +448,20 @@ async def test_on_failure_stop_cancels_the_other_branches(
     assert done["status"] == "failed", done
     assert statuses == {"slow": "cancelled", "bad": "failed", "after_slow": "cancelled"}, statuses
     assert time.monotonic() - started < 20, "the slow step was cancelled, not waited for"
+
+
+async def test_the_sessions_pipeline_histories_replay(temporal_client: Client) -> None:
+    """Every pipeline (and plan) this session ran replays without a non-determinism error (runs last here)."""
+    histories = []
+    query = 'WorkflowType IN ("PipelineWorkflow", "PipelinePlanWorkflow") AND ExecutionStatus != "Running"'
+    async for execution in temporal_client.list_workflows(query, limit=100):
+        histories.append(await temporal_client.get_workflow_handle(execution.id).fetch_history())
+    assert {h.workflow_id.split("-")[0] for h in histories} >= {"pl", "pipeline"}, "pipelines and plans ran"
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for history in histories:
+            yield history
+
+    replayer = Replayer(workflows=[PipelineWorkflow, PipelinePlanWorkflow], data_converter=DATA_CONVERTER)
+    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
+    assert not results.replay_failures, results.replay_failures

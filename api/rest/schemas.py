@@ -159,6 +159,8 @@ class ProjectTaskItem(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    pipeline_id: str | None = Field(None, description="The pipeline this task is a step of, if any.")
+    step_id: str | None = Field(None, description="Its step's ID in that pipeline.")
 
 
 class Pagination(BaseModel):

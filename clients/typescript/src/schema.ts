@@ -1259,6 +1259,16 @@ export interface components {
             updated_at: string;
             /** Completed At */
             completed_at: string | null;
+            /**
+             * Pipeline Id
+             * @description The pipeline this task is a step of, if any.
+             */
+            pipeline_id?: string | null;
+            /**
+             * Step Id
+             * @description Its step's ID in that pipeline.
+             */
+            step_id?: string | null;
         };
         /** ProjectTasksResponse */
         ProjectTasksResponse: {
