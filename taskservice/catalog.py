@@ -17,6 +17,7 @@ from taskservice.queues import Queue
 from taskservice.render_cache import CachePolicy
 from taskservice.settings import Settings
 from taskservice.task_data import (
+    AssembleClipData,
     AutomatedGatherCreationData,
     EvaluateDepartmentData,
     GenerateCharacterVoiceData,
@@ -218,6 +219,16 @@ CATALOG: dict[str, TaskSpec] = {
             cache_policy=CachePolicy.ALWAYS,
             cache_settings=(),
             result_fields=rf.AUDIO_RESULT,
+        ),
+        TaskSpec(
+            name="assemble_clip",
+            description="One MP4 (H.264 + AAC) of a video with tracks mixed under it, at its length.",
+            input_model=AssembleClipData,
+            queue=Queue.CPU_INTENSIVE,
+            activity_class=AUDIO_ACTIVITIES,
+            estimated_duration_s=30,
+            cache_policy=CachePolicy.ALWAYS,
+            cache_settings=(),
         ),
         TaskSpec(
             name="evaluate_department",

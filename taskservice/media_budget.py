@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskservice.task_data import (
+    AssembleClipData,
     GenerateImageData,
     GenerateVideoData,
     ProcessAudioData,
@@ -99,7 +100,8 @@ class MediaBudgetSettings(BaseSettings):
     max_audio_mix_s: float = Field(
         3600.0,
         gt=0,
-        description="process_audio: length of the mix (a track's offset plus its audio), seconds.",
+        description="process_audio, assemble_clip: length of the mix (a track's offset plus its audio; "
+        "assemble_clip: also the video's length), seconds.",
     )
     max_audio_input_s: float = Field(
         3600.0, gt=0, description="Longest audio input decoded (a track, a voice reference), seconds."
@@ -152,7 +154,7 @@ def over_budget(data: BaseModel, budget: MediaBudget) -> OverBudget | None:
             what = f"{width}x{height} × {steps} steps"
             limit = budget.image_pixel_steps
             return OverBudget("resolution", "MAX_IMAGE_PIXEL_STEPS", limit, figure, what, "pixel-steps")
-    if isinstance(data, ProcessAudioData):
+    if isinstance(data, ProcessAudioData | AssembleClipData):
         for index, track in enumerate(data.tracks):
             # A trimmed track's length is known: it ends there at the earliest.
             kept = track.trim.end_s - track.trim.start_s if track.trim and track.trim.end_s else 0.0

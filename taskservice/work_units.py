@@ -1,7 +1,8 @@
 """How much a task asks of its worker, in one number per task type: what its run time grows with.
 
 Images: pixels x denoising steps; video and animation: that x frames; voice: characters; audio mixes: input
-seconds (trimmed where trims say, else a nominal length per track); LLM types: prompt characters / 4 (about
+seconds of the tracks (trimmed where trims say, else a nominal length per track; assemble_clip too, whose
+video's length is known only once fetched); LLM types: prompt characters / 4 (about
 tokens) plus the tokens asked for. Read from the validated task data (defaults filled in), once, here.
 """
 
@@ -68,7 +69,7 @@ def work_units(task_type: str, task_data: dict[str, Any]) -> float:
         return _diffusion(task_data, "512x512", _frames(task_data, 4.0, 12))
     if task_type in ("generate_character_voice", "run_tts_inference"):
         return float(len(str(task_data.get("text", ""))))
-    if task_type == "process_audio":
+    if task_type in ("process_audio", "assemble_clip"):
         return _audio_seconds(task_data)
     return _llm_tokens(task_data)
 

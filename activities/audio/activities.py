@@ -1,4 +1,5 @@
-"""Audio task types on the cpu_intensive queue: generate_character_voice and process_audio.
+"""Audio task types on the cpu_intensive queue: generate_character_voice, process_audio and assemble_clip
+(a video with tracks mixed under it).
 
 Both follow the media conventions: inputs come through the worker's `InputFetcher` (SSRF guard), results go
 through its `MediaPublisher` (storage under `media_key(...)`, then Payload CMS), progress/cancel/soft timeout
@@ -12,13 +13,14 @@ import functools
 
 from temporalio import activity
 
+from activities.audio.assemble import ClipAssembly
 from activities.audio.mix import AudioMix
 from activities.audio.tts import SpeechEngines
 from activities.audio.voice import CharacterVoice
 from activities.resources import WorkerResources
 from activities.runtime import TaskActivities, run_task
 from taskservice.contracts import TaskActivityInput, TaskAttemptResult
-from taskservice.task_data import GenerateCharacterVoiceData, ProcessAudioData
+from taskservice.task_data import AssembleClipData, GenerateCharacterVoiceData, ProcessAudioData
 
 
 class AudioActivities(TaskActivities):
@@ -31,6 +33,7 @@ class AudioActivities(TaskActivities):
             resources.fetcher, resources.publisher, self._engines, resources.settings.max_audio_input_s
         )
         self._mix = AudioMix(resources.fetcher, resources.publisher, resources.settings)
+        self._assembly = ClipAssembly(resources.fetcher, resources.publisher, resources.settings, self._mix)
 
     def loaded_models(self) -> list[str]:
         return self._engines.loaded()
@@ -47,3 +50,9 @@ class AudioActivities(TaskActivities):
     async def process_audio(self, task: TaskActivityInput) -> TaskAttemptResult:
         # Mixing is ffmpeg's work, on the CPU whatever the worker's torch device.
         return await run_task(task, ProcessAudioData, functools.partial(self._mix.run, task), device="cpu")
+
+    @activity.defn
+    async def assemble_clip(self, task: TaskActivityInput) -> TaskAttemptResult:
+        # Mixing and muxing are ffmpeg's work, on the CPU whatever the worker's torch device.
+        assemble = functools.partial(self._assembly.run, task)
+        return await run_task(task, AssembleClipData, assemble, device="cpu")

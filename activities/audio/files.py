@@ -126,7 +126,8 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
             pipe.close()
 
 
-def _raw_input(sample_rate: int, channels: int) -> list[str]:
+def raw_input(sample_rate: int, channels: int) -> list[str]:
+    """ffmpeg input options of raw float32 PCM on stdin."""
     return ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0"]
 
 
@@ -206,7 +207,7 @@ def apply_filter(
     channels = signal.shape[1]
     rate = out_rate or sample_rate
     raw = run_ffmpeg(
-        _raw_input(sample_rate, channels)
+        raw_input(sample_rate, channels)
         + [
             "-af",
             graph,
@@ -231,7 +232,7 @@ def encode(
 ) -> None:
     """Write `signal` to `path` as `fmt` (mp3, ogg, flac, wav) at `sample_rate`."""
     run_ffmpeg(
-        _raw_input(sample_rate, signal.shape[1]) + _ENCODERS[fmt] + [str(path)],
+        raw_input(sample_rate, signal.shape[1]) + _ENCODERS[fmt] + [str(path)],
         stdin=np.ascontiguousarray(np.clip(signal, -1.0, 1.0), dtype="<f4").tobytes(),
         should_stop=should_stop,
     )

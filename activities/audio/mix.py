@@ -49,8 +49,8 @@ class AudioMix:
         with tempfile.TemporaryDirectory(prefix="mix-") as tmp_name:
             tmp = Path(tmp_name)
             hashes: dict[str, str] = {}
-            paths = await self._download(data.tracks, tmp, progress, hashes)
-            mix = await self._mix_tracks(data.tracks, paths, rate, progress)
+            paths = await self.download(data.tracks, tmp, progress, hashes)
+            mix = await self.mix_tracks(data.tracks, paths, rate, progress)
             applied: list[str] = []
             for index, op in enumerate(data.operations):
                 progress.raise_if_stopped()
@@ -95,9 +95,10 @@ class AudioMix:
             provenance=provenance,
         )
 
-    async def _download(
+    async def download(
         self, tracks: list[AudioTrack], tmp: Path, progress: TaskProgress, hashes: dict[str, str]
     ) -> list[Path]:
+        """Each track's file under `tmp`, fetched behind the input guard; `hashes` gets each URL's SHA-256."""
         paths: list[Path] = []
         for index, track in enumerate(tracks):
             progress.raise_if_stopped()
@@ -109,9 +110,10 @@ class AudioMix:
             paths.append(path)
         return paths
 
-    async def _mix_tracks(
+    async def mix_tracks(
         self, tracks: list[AudioTrack], paths: list[Path], rate: int, progress: TaskProgress
     ) -> Signal:
+        """The tracks decoded, trimmed, faded, at their gains and offsets, summed (assemble_clip's too)."""
         try:
             channel_counts = [await progress.run_blocking(audio_io.probe_channels, p) for p in paths]
         except audio_io.FFmpegError:
