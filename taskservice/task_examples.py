@@ -89,6 +89,14 @@ SERVICE_EXAMPLES: dict[str, dict[str, Any]] = {
         "operations": [{"type": "denoise", "strength": "light"}, {"type": "normalize", "target_lufs": -16}],
         "output_format": "mp3",
     },
+    "assemble_clip": {
+        "video": "https://media.ft.tc/shots/shot_012.mp4",
+        "tracks": [
+            {"url": "https://media.ft.tc/voices/line_001.mp3", "offset_s": 0.5},
+            {"url": "https://media.ft.tc/ambience/rain.wav", "gain_db": -14, "fade_in_s": 1.0},
+        ],
+        "loudness_lufs": -16,
+    },
     "automated_gather_creation": {
         "department_slug": "character",
         "department_number": 2,

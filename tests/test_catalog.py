@@ -29,6 +29,7 @@ TIMEOUTS = {
     "generate_image": (270, 300),
     "generate_character_voice": (540, 600),
     "process_audio": (540, 600),
+    "assemble_clip": (540, 600),
     "evaluate_department": (270, 300),
     "automated_gather_creation": (540, 600),
     "test_prompt": (108, 120),

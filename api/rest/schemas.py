@@ -73,8 +73,9 @@ class SubmitTaskRequest(BaseModel):
     cache: CacheMode | None = Field(
         None,
         description="Render cache: `auto` (default: reuse an earlier identical task's result when the output "
-        "is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` "
-        "(reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. "
+        "is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM "
+        "types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the "
+        "entry), `off`. "
         "Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.",
         examples=["auto"],
     )

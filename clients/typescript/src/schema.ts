@@ -1420,7 +1420,7 @@ export interface components {
          * SubmitTaskRequest
          * @description A task to run: its type, its inputs (`task_data`, one schema per `task_type`) and how to run it.
          */
-        SubmitTaskRequest: components["schemas"]["SubmitGenerateVideoRequest"] | components["schemas"]["SubmitRenderAnimationRequest"] | components["schemas"]["SubmitGenerateImageRequest"] | components["schemas"]["SubmitGenerateCharacterVoiceRequest"] | components["schemas"]["SubmitProcessAudioRequest"] | components["schemas"]["SubmitEvaluateDepartmentRequest"] | components["schemas"]["SubmitAutomatedGatherCreationRequest"] | components["schemas"]["SubmitTestPromptRequest"] | components["schemas"]["SubmitTranslateDialogueRequest"] | components["schemas"]["SubmitRunLlmInferenceRequest"] | components["schemas"]["SubmitRunSdInferenceRequest"] | components["schemas"]["SubmitRunTtsInferenceRequest"] | components["schemas"]["SubmitRunImageToTextInferenceRequest"];
+        SubmitTaskRequest: components["schemas"]["SubmitGenerateVideoRequest"] | components["schemas"]["SubmitRenderAnimationRequest"] | components["schemas"]["SubmitGenerateImageRequest"] | components["schemas"]["SubmitGenerateCharacterVoiceRequest"] | components["schemas"]["SubmitProcessAudioRequest"] | components["schemas"]["SubmitAssembleClipRequest"] | components["schemas"]["SubmitEvaluateDepartmentRequest"] | components["schemas"]["SubmitAutomatedGatherCreationRequest"] | components["schemas"]["SubmitTestPromptRequest"] | components["schemas"]["SubmitTranslateDialogueRequest"] | components["schemas"]["SubmitRunLlmInferenceRequest"] | components["schemas"]["SubmitRunSdInferenceRequest"] | components["schemas"]["SubmitRunTtsInferenceRequest"] | components["schemas"]["SubmitRunImageToTextInferenceRequest"];
         /** SubmitTaskResponse */
         SubmitTaskResponse: {
             /** Estimated Start At */
@@ -1888,6 +1888,46 @@ export interface components {
              * Format: date-time
              */
             timestamp: string;
+        };
+        /**
+         * AssembleClipData
+         * @description Inputs of `assemble_clip`: a video and the tracks placed on it, as one MP4 of the video's length.
+         * @example {
+         *       "video": "https://media.ft.tc/shots/shot_012.mp4",
+         *       "tracks": [
+         *         {
+         *           "url": "https://media.ft.tc/voices/line_001.mp3",
+         *           "offset_s": 0.5
+         *         },
+         *         {
+         *           "url": "https://media.ft.tc/ambience/rain.wav",
+         *           "gain_db": -14,
+         *           "fade_in_s": 1
+         *         }
+         *       ],
+         *       "loudness_lufs": -16
+         *     }
+         */
+        AssembleClipData: {
+            /**
+             * Video
+             * Format: uri
+             * @description The picture (any container and codec ffmpeg reads; its own sound is dropped). H.264 is copied as it is; anything else is encoded to H.264.
+             */
+            video: string;
+            /**
+             * Tracks
+             * @description Tracks mixed under the picture (1-16), as in process_audio; audio past the video's end is cut.
+             */
+            tracks: components["schemas"]["AudioTrack"][];
+            /**
+             * Loudness Lufs
+             * @description Integrated loudness the mix is normalised to (LUFS, -1 dBTP peaks); unset: as mixed. The measured loudness is in the result either way.
+             * @default null
+             */
+            loudness_lufs?: number | null;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * AudioTrack
@@ -2924,7 +2964,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -2994,7 +3034,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3067,7 +3107,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3137,7 +3177,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3221,7 +3261,83 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @example auto
+             */
+            cache?: components["schemas"]["CacheMode"] | null;
+        };
+        /**
+         * SubmitAssembleClipRequest
+         * @description One MP4 (H.264 + AAC) of a video with tracks mixed under it, at its length.
+         * @example {
+         *       "project_id": "detective_series_001",
+         *       "task_type": "assemble_clip",
+         *       "task_data": {
+         *         "video": "https://media.ft.tc/shots/shot_012.mp4",
+         *         "tracks": [
+         *           {
+         *             "url": "https://media.ft.tc/voices/line_001.mp3",
+         *             "offset_s": 0.5
+         *           },
+         *           {
+         *             "url": "https://media.ft.tc/ambience/rain.wav",
+         *             "gain_db": -14,
+         *             "fade_in_s": 1
+         *           }
+         *         ],
+         *         "loudness_lufs": -16
+         *       }
+         *     }
+         */
+        SubmitAssembleClipRequest: {
+            /**
+             * Project Id
+             * @description Project the task belongs to (a name within the tenant).
+             */
+            project_id: string;
+            /**
+             * @description `assemble_clip` (queue `cpu_intensive`). (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            task_type: "assemble_clip";
+            /** @description Inputs of `assemble_clip`. */
+            task_data: components["schemas"]["AssembleClipData"];
+            /**
+             * @description 1 (high), 2 (normal), 3 (low), or LOW | NORMAL | HIGH | URGENT (any case): the order of each queue's backlog.
+             * @default NORMAL
+             */
+            priority?: (1 | 2 | 3) | ("URGENT" | "HIGH" | "NORMAL" | "LOW");
+            /**
+             * Callback Url
+             * @description http(s) URL POSTed the seed's webhook when the task ends.
+             */
+            callback_url?: string | null;
+            /**
+             * Metadata
+             * @description Passed back in webhooks (≤ 16 KiB).
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Deadline S
+             * @description Seconds from submission: not started by then → cancelled without running; still running then → cancelled. The `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`) does the same.
+             */
+            deadline_s?: number | null;
+            /**
+             * Webhook Events Filter
+             * @description Which webhooks to send to callback_url: `start` (first attempt began), `progress` (every 10 %), `completed` (the final one, whatever the outcome). Default: `completed` only.
+             */
+            webhook_events_filter?: ("start" | "progress" | "completed")[] | null;
+            /**
+             * Deadline Policy
+             * @description `reject`: refuse (422 `deadline_unreachable`) a task whose predicted p90 completion is after `deadline_s`, before it starts (as `Prefer: handling=strict`). `accept`: run it, cancel at the deadline.
+             * @default accept
+             * @enum {string}
+             */
+            deadline_policy?: "accept" | "reject";
+            /**
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3306,7 +3422,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3378,7 +3494,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3449,7 +3565,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3524,7 +3640,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3599,7 +3715,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3672,7 +3788,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3742,7 +3858,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -3808,7 +3924,7 @@ export interface components {
              */
             deadline_policy?: "accept" | "reject";
             /**
-             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
+             * @description Render cache: `auto` (default: reuse an earlier identical task's result when the output is deterministic: media with an explicit `seed`, `process_audio` and `assemble_clip` always, LLM types never), `reuse` (reuse even when not deterministic), `refresh` (render again and replace the entry), `off`. Scoped to the caller's tenant; a reused result carries `result.cache.hit = true`.
              * @example auto
              */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -4143,7 +4259,7 @@ export interface operations {
             query?: {
                 /** @description Only tasks in this status. */
                 status?: components["schemas"]["TaskStatus"] | null;
-                /** @description Only tasks of this type (generate_video, render_animation, generate_image, generate_character_voice, process_audio, evaluate_department, automated_gather_creation, test_prompt, translate_dialogue, run_llm_inference, run_sd_inference, run_tts_inference, run_image_to_text_inference). */
+                /** @description Only tasks of this type (generate_video, render_animation, generate_image, generate_character_voice, process_audio, assemble_clip, evaluate_department, automated_gather_creation, test_prompt, translate_dialogue, run_llm_inference, run_sd_inference, run_tts_inference, run_image_to_text_inference). */
                 task_type?: string | null;
                 /** @description Only tasks of this project. */
                 project_id?: string | null;
@@ -5235,7 +5351,7 @@ export interface operations {
             query?: {
                 /** @description Only tasks in this status. */
                 status?: components["schemas"]["TaskStatus"] | null;
-                /** @description Only tasks of this type (generate_video, render_animation, generate_image, generate_character_voice, process_audio, evaluate_department, automated_gather_creation, test_prompt, translate_dialogue, run_llm_inference, run_sd_inference, run_tts_inference, run_image_to_text_inference). */
+                /** @description Only tasks of this type (generate_video, render_animation, generate_image, generate_character_voice, process_audio, assemble_clip, evaluate_department, automated_gather_creation, test_prompt, translate_dialogue, run_llm_inference, run_sd_inference, run_tts_inference, run_image_to_text_inference). */
                 task_type?: string | null;
                 /** @description Page number, from 1. */
                 page?: number;
