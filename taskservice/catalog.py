@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from taskservice import result_fields as rf
+from taskservice.assemble_data import AssembleClipData
 from taskservice.contracts import RetrySpec, TaskPlan
 from taskservice.queues import Queue
 from taskservice.render_cache import CachePolicy
 from taskservice.settings import Settings
 from taskservice.task_data import (
-    AssembleClipData,
     AutomatedGatherCreationData,
     EvaluateDepartmentData,
     GenerateCharacterVoiceData,

@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskservice.assemble_data import AssembleClipData
 from taskservice.task_data import (
-    AssembleClipData,
     GenerateImageData,
     GenerateVideoData,
     ProcessAudioData,

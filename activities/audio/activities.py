@@ -19,8 +19,9 @@ from activities.audio.tts import SpeechEngines
 from activities.audio.voice import CharacterVoice
 from activities.resources import WorkerResources
 from activities.runtime import TaskActivities, run_task
+from taskservice.assemble_data import AssembleClipData
 from taskservice.contracts import TaskActivityInput, TaskAttemptResult
-from taskservice.task_data import AssembleClipData, GenerateCharacterVoiceData, ProcessAudioData
+from taskservice.task_data import GenerateCharacterVoiceData, ProcessAudioData
 
 
 class AudioActivities(TaskActivities):

@@ -24,15 +24,15 @@ from activities.audio import files as audio_io
 from activities.audio.files import Signal, StopCheck
 from activities.audio.mix import AudioMix
 from activities.io.fetch import InputFetcher
-from activities.io.publish import MediaPublisher, ResultFile
+from activities.io.publish import MediaPublisher, PublishedMedia, ResultFile
 from activities.media.tools import workdir
 from activities.media.video import VideoInfo, probe_video
 from activities.provenance import audio_provenance
 from activities.runtime import TaskProgress, permanent_error
+from taskservice.assemble_data import AssembleClipData
 from taskservice.contracts import TaskActivityInput
 from taskservice.netguard import redact_url
 from taskservice.settings import Settings
-from taskservice.task_data import AssembleClipData
 
 # What a video input may be served as (servers label files they do not know as bytes).
 VIDEO_TYPES = ("video/", "application/octet-stream")
@@ -122,6 +122,35 @@ class _Written:
     true_peak: float | None
 
 
+def _clip_result(
+    published: PublishedMedia, written: _Written, data: AssembleClipData, provenance: dict[str, Any]
+) -> dict[str, Any]:
+    """The result of a clip: where it is, and what the written file holds (as read back)."""
+    info = written.video
+    return published.result(
+        {
+            "duration": info.duration,
+            "resolution": f"{info.width}x{info.height}",
+            "fps": info.fps,
+            "file_size": published.stored.size,
+            "width": info.width,
+            "height": info.height,
+            "frames": info.frame_count,
+            "format": "mp4",
+            "video_codec": info.codec,
+            "audio_codec": "aac",
+            "sample_rate": CLIP_SAMPLE_RATE,
+            "channels": written.channels,
+            "integrated_loudness_lufs": _json_number(written.loudness),
+            "true_peak_dbtp": _json_number(written.true_peak),
+            "loudness_target_lufs": data.loudness_lufs,
+            "tracks": len(data.tracks),
+            "provenance": provenance,
+            "storage_key": published.stored.key,
+        }
+    )
+
+
 class ClipAssembly:
     """The assembling task on the worker's fetcher and publisher, mixing with process_audio's mixer."""
 
@@ -171,29 +200,7 @@ class ClipAssembly:
             published = await self._publisher.publish(
                 task, ResultFile(out, "mp4", "video/mp4"), alt=f"assembled clip {task.task_id}"
             )
-        info = written.video
-        return published.result(
-            {
-                "duration": info.duration,
-                "resolution": f"{info.width}x{info.height}",
-                "fps": info.fps,
-                "file_size": published.stored.size,
-                "width": info.width,
-                "height": info.height,
-                "frames": info.frame_count,
-                "format": "mp4",
-                "video_codec": info.codec,
-                "audio_codec": "aac",
-                "sample_rate": CLIP_SAMPLE_RATE,
-                "channels": written.channels,
-                "integrated_loudness_lufs": _json_number(written.loudness),
-                "true_peak_dbtp": _json_number(written.true_peak),
-                "loudness_target_lufs": data.loudness_lufs,
-                "tracks": len(data.tracks),
-                "provenance": provenance,
-                "storage_key": published.stored.key,
-            }
-        )
+        return _clip_result(published, written, data, provenance)
 
     async def _fetch_video(
         self, url: str, tmp: Path, progress: TaskProgress, hashes: dict[str, str]
