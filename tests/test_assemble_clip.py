@@ -91,15 +91,14 @@ async def test_tracks_are_placed_at_their_offsets_on_the_video(
     assert high[:118].max() < -60 and high[122:199].min() > -25, high
 
 
-async def test_loudness_is_normalised_and_other_codecs_are_encoded(
+async def test_loudness_is_normalised_other_codecs_encoded_and_the_clip_reused(
     api: httpx.AsyncClient, file_server: StaticFileServer, tmp_path: Path
 ) -> None:
     video = file_server.add(_mpeg4_video(tmp_path / "shot.mkv", 1.5), "video/x-matroska", name="shot.mkv")
     quiet = serve_audio(file_server, tone(330, 1.5, 44100, 0.05), 44100, "wav", tmp_path)
-    task_id = await submit(
-        api, "assemble_clip", {"video": video, "tracks": [{"url": quiet}], "loudness_lufs": -16}
-    )
-    status = await wait_status(api, task_id, "completed", timeout=120)
+    task_data = {"video": video, "tracks": [{"url": quiet}], "loudness_lufs": -16}
+    status = await wait_status(api, await submit(api, "assemble_clip", task_data), "completed", timeout=120)
+    assert status["result"]["cache"]["hit"] is False
     meta = status["result"]["metadata"]
     out = await _fetch_result(api, status["result"]["media_url"], tmp_path / "out.mp4")
     assert probe_video(out).codec == "h264" and "Audio: aac" in _streams(out)
@@ -109,6 +108,10 @@ async def test_loudness_is_normalised_and_other_codecs_are_encoded(
     assert abs(measured + 16) <= 1.0, measured
     assert abs(meta["integrated_loudness_lufs"] + 16) <= 1.0 and meta["loudness_target_lufs"] == -16
     assert meta["true_peak_dbtp"] <= -0.9
+    # Deterministic given its inputs: `cache: auto` (the default) answers the same request from the first.
+    again = await wait_status(api, await submit(api, "assemble_clip", task_data), "completed", timeout=60)
+    assert again["result"]["cache"]["hit"] is True
+    assert again["result"]["cache"]["key"] == status["result"]["cache"]["key"]
 
 
 async def test_bad_inputs_fail_at_once_with_a_clear_error(
