@@ -1,10 +1,10 @@
 """A scene as one pipeline against the same scene chained by a client (what Aladdin does today).
 
-The README's scene at CPU sizes (a frame → a video from it, two voice lines → their mix, all seeded), run cold
+The README's scene at CPU sizes (a frame → a video from it, two voice lines → their mix → the clip), run cold
 (everything renders) and warm (one line of dialogue changed: the frame, the video and the other line are
 render-cache hits), two ways on one stack: one `POST /api/v1/pipelines`, and a client that submits each task
 itself, waits for its webhook and submits the next with the URLs it got. Reported per run: wall time (submit →
-the mix's result), GPU-queue busy time (processing time of the image and video steps that rendered), and the
+the clip's result), GPU-queue busy time (processing time of the image and video steps that rendered), and the
 steps that rendered.
 
     python -m bench.pipelines
@@ -60,7 +60,9 @@ def scene(tag: str, line: str) -> list[dict[str, Any]]:
         {"id": "line1", "task_type": voice, "task_data": {"text": line, "seed": 1}},
         {"id": "line2", "task_type": voice, "task_data": {"text": f"Then why. {tag}", "seed": 1}},
         {"id": "mix", "task_type": "process_audio", "task_data": {"tracks": tracks}},
-    ]
+        {"id": "clip", "task_type": "assemble_clip",
+         "task_data": {"video": ref("video"), "tracks": [{"url": ref("mix")}], "loudness_lufs": -16}},
+    ]  # fmt: skip
 
 
 async def _tally(client: httpx.AsyncClient, task_ids: dict[str, str], began: float) -> Run:
@@ -124,6 +126,8 @@ async def as_client_chain(
         await run("mix", {"tracks": tracks})
 
     await asyncio.gather(video(), audio())
+    clip = {"video": results["video"]["media_url"], "tracks": [{"url": results["mix"]["media_url"]}]}
+    await run("clip", {**clip, "loudness_lufs": -16})
     return await _tally(client, task_ids, began)
 
 

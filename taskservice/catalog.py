@@ -229,6 +229,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=30,
             cache_policy=CachePolicy.ALWAYS,
             cache_settings=(),
+            result_fields=rf.MEDIA_RESULT,
         ),
         TaskSpec(
             name="evaluate_department",

@@ -142,7 +142,7 @@ def _ref(step: str, path: str = "result.media_url") -> dict[str, str]:
 
 
 def scene_pipeline_example(project_id: str = "detective_series_001") -> dict[str, Any]:
-    """The README's scene as a pipeline: a frame, a video from it, two voice lines, their mix."""
+    """The README's scene as a pipeline: a frame, a video from it, two voice lines, their mix, one clip."""
     return {
         "project_id": project_id,
         "name": "alley_scene",
@@ -179,6 +179,11 @@ def scene_pipeline_example(project_id: str = "detective_series_001") -> dict[str
                     "tracks": [{"url": _ref("line1")}, {"url": _ref("line2"), "offset_s": 2.5}],
                     "operations": ["normalize"],
                 },
+            },
+            {
+                "id": "clip",
+                "task_type": "assemble_clip",
+                "task_data": {"video": _ref("video"), "tracks": [{"url": _ref("mix")}], "loudness_lufs": -16},
             },
         ],
     }

@@ -137,3 +137,4 @@ def test_the_readme_scene_and_the_openapi_example_are_sound_pipelines() -> None:
         steps = tuple(StepRequest(s.id, s.task_type, s.task_data, tuple(s.after)) for s in request.steps)
         graph = check_graph(_pipeline(*steps))
         assert graph["video"] == ["frame"] and graph["mix"] == ["line1", "line2"]
+        assert graph["clip"] == ["video", "mix"]

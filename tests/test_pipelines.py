@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +21,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 from typer.testing import CliRunner
 
+from activities.audio.files import ffmpeg_exe
 from taskservice.payloads import DATA_CONVERTER
 from taskservice_client import AsyncTaskServiceClient, ref
 from taskservice_client.cli import app
@@ -37,8 +41,8 @@ def _ref(step: str, path: str = "result.media_url") -> dict[str, str]:
 
 
 def _scene(tag: str, line1: str, **extra: Any) -> dict[str, Any]:
-    """The README's scene at test sizes: a frame, a video from it, two voice lines, their mix (all seeded:
-    the cache reuses media only with an explicit seed)."""
+    """The README's scene at test sizes: a frame, a video from it, two voice lines, their mix, the clip of
+    the video with the mix under it (media seeded: the cache reuses media only with an explicit seed)."""
     return {
         "project_id": PROJECT,
         "name": f"scene {tag}",
@@ -77,6 +81,11 @@ def _scene(tag: str, line1: str, **extra: Any) -> dict[str, Any]:
                 "task_type": "process_audio",
                 "task_data": {"tracks": [{"url": _ref("line1")}, {"url": _ref("line2"), "offset_s": 0.5}]},
             },
+            {
+                "id": "clip",
+                "task_type": "assemble_clip",
+                "task_data": {"video": _ref("video"), "tracks": [{"url": _ref("mix")}], "loudness_lufs": -16},
+            },
         ],
         **extra,
     }
@@ -100,18 +109,24 @@ async def _ended(api: httpx.AsyncClient, pipeline_id: str, timeout: float = 240)
     raise AssertionError(f"pipeline {pipeline_id} did not end in {timeout}s")
 
 
+def _streams(path: Path) -> str:
+    """The stream lines `ffmpeg -i` prints (imageio-ffmpeg ships no ffprobe)."""
+    done = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True)
+    return "\n".join(re.findall(r"Stream #.*", done.stderr.decode("utf-8", "replace")))
+
+
 def _steps(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {step["id"]: step for step in body["steps"]}
 
 
 async def test_the_scene_completes_and_a_changed_line_rerenders_only_its_path(
-    api: httpx.AsyncClient, temporal_client: Client, webhook_receiver: WebhookReceiver
+    api: httpx.AsyncClient, temporal_client: Client, webhook_receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     hook = webhook_receiver.url(f"/pipeline-{tag}")
     answer = await _submit(api, _scene(tag, f"I've been expecting you. {tag}", callback_url=hook))
     pipeline_id = answer["pipeline_id"]
-    assert [s["id"] for s in answer["steps"]] == ["frame", "video", "line1", "line2", "mix"]
+    assert [s["id"] for s in answer["steps"]] == ["frame", "video", "line1", "line2", "mix", "clip"]
     assert {s["will"] for s in answer["steps"]} == {"render"}
     assert answer["estimated_duration_s"] > 0
     done = await _ended(api, pipeline_id)
@@ -124,12 +139,19 @@ async def test_the_scene_completes_and_a_changed_line_rerenders_only_its_path(
     mix_status = (await api.get(f"/api/v1/tasks/{steps['mix']['task_id']}/status")).json()
     assert mix_status["step_id"] == "mix"
     assert 1.0 < steps["mix"]["result"]["metadata"]["duration"]
+    # One playable file: H.264 picture and AAC sound, as long as the video.
+    clip = steps["clip"]["result"]["metadata"]
+    assert abs(clip["duration"] - steps["video"]["result"]["metadata"]["duration"]) < 0.2, clip
+    path = tmp_path / "clip.mp4"
+    path.write_bytes((await api.get(steps["clip"]["result"]["media_url"])).content)
+    streams = _streams(path)
+    assert "Video: h264" in streams and "Audio: aac" in streams, streams
     assert steps["video"]["result"]["media_url"] != steps["frame"]["result"]["media_url"]
     listed = (await api.get(f"/api/v1/projects/{PROJECT}/tasks", params={"limit": 100})).json()["tasks"]
     assert {t["step_id"] for t in listed if t["pipeline_id"] == pipeline_id} == set(steps)
     # The steps are tasks in visibility, by pipeline.
     query = f'WorkflowType = "TaskWorkflow" AND PipelineId = "{pipeline_id}"'
-    assert await count_workflows(temporal_client, query, 5) == 5
+    assert await count_workflows(temporal_client, query, 6) == 6
 
     # The pipeline's webhook arrived once, signed with the tenant's secret.
     [delivered] = webhook_receiver.wait_for(1, timeout=30)
@@ -148,10 +170,12 @@ async def test_the_scene_completes_and_a_changed_line_rerenders_only_its_path(
         "line1": "render",
         "line2": "cache",
         "mix": "render",
+        "clip": "render",
     }
     rerendered = _steps(await _ended(api, again["pipeline_id"]))
     hits = {step: s["cache_hit"] for step, s in rerendered.items()}
-    assert hits == {"frame": True, "video": True, "line1": False, "line2": True, "mix": False}, rerendered
+    expected = {"frame": True, "video": True, "line1": False, "line2": True, "mix": False, "clip": False}
+    assert hits == expected, rerendered
 
 
 async def test_a_failed_step_skips_its_dependents_and_retry_reruns_only_that_path(

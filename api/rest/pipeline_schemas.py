@@ -20,6 +20,13 @@ REFERENCE = (
 )
 
 
+class StepOf(BaseModel):
+    """A task's pipeline and step, when it is a pipeline's step (task listings and details)."""
+
+    pipeline_id: str | None = Field(None, description="The pipeline this task is a step of, if any.")
+    step_id: str | None = Field(None, description="Its step's ID in that pipeline.")
+
+
 class PipelineStepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

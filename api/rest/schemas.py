@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api.domain.commands import MAX_CALLBACK_URL_LENGTH, MAX_DEADLINE_S, PROJECT_ID_PATTERN
+from api.rest.pipeline_schemas import StepOf
 from api.service.alerts import Alert, CacheSavings, TaskMetrics
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
@@ -148,7 +149,7 @@ class FinishedSubmitResponse(TaskStatusResponse):
     queue_position: int
 
 
-class ProjectTaskItem(BaseModel):
+class ProjectTaskItem(StepOf):
     task_id: str
     project_id: str
     task_type: str
@@ -160,8 +161,6 @@ class ProjectTaskItem(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
-    pipeline_id: str | None = Field(None, description="The pipeline this task is a step of, if any.")
-    step_id: str | None = Field(None, description="Its step's ID in that pipeline.")
 
 
 class Pagination(BaseModel):
@@ -257,7 +256,7 @@ class TaskError(BaseModel):
     message: str
 
 
-class TaskDetail(BaseModel):
+class TaskDetail(StepOf):
     """Seed 002's task resource: integer progress, error as an object."""
 
     task_id: str
@@ -275,8 +274,6 @@ class TaskDetail(BaseModel):
     error: TaskError | None
     priority: str
     attempt: int
-    pipeline_id: str | None = Field(None, description="The pipeline this task is a step of, if any.")
-    step_id: str | None = Field(None, description="Its step's ID in that pipeline.")
 
 
 class BatchSubmitRequest(BaseModel):

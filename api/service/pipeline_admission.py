@@ -171,13 +171,15 @@ def _set(container: Any, at: Location, item: Any) -> None:
 
 def _reinsert(validated: dict[str, Any], found: list[tuple[Location, Reference, Any]]) -> dict[str, Any]:
     """The validated task_data with each reference back where its placeholder stands (a URL placeholder is
-    found by value, wherever validation put it; another by its location)."""
+    found by value, wherever validation put it; another, or one validation rewrote, by its location)."""
     by_value = {
         value: ref for _, ref, value in found if isinstance(value, str) and value.startswith("https://")
     }
+    seen: set[str] = set()
 
     def back(value: Any) -> Any:
         if isinstance(value, str) and value in by_value:
+            seen.add(value)
             ref = by_value[value]
             return {"from": ref.step, "path": ref.path}
         if isinstance(value, dict):
@@ -188,7 +190,7 @@ def _reinsert(validated: dict[str, Any], found: list[tuple[Location, Reference, 
 
     data: dict[str, Any] = back(validated)
     for at, ref, value in found:
-        if not (isinstance(value, str) and value in by_value):
+        if not (isinstance(value, str) and value in seen):
             try:
                 _set(data, at, {"from": ref.step, "path": ref.path})
             except (KeyError, IndexError, TypeError):

@@ -53,7 +53,10 @@ PreferHeader = Annotated[
     str | None, Header(alias="Prefer", max_length=200, description="`wait=N` (N <= 60), as `?wait=N`.")
 ]
 SCENE = {
-    "scene": {"summary": "A scene: frame → video, two voice lines → mix", "value": scene_pipeline_example()}
+    "scene": {
+        "summary": "A scene: frame → video, lines → mix, clip",
+        "value": scene_pipeline_example(),
+    }
 }
 
 

@@ -1226,6 +1226,16 @@ export interface components {
         };
         /** ProjectTaskItem */
         ProjectTaskItem: {
+            /**
+             * Pipeline Id
+             * @description The pipeline this task is a step of, if any.
+             */
+            pipeline_id?: string | null;
+            /**
+             * Step Id
+             * @description Its step's ID in that pipeline.
+             */
+            step_id?: string | null;
             /** Task Id */
             task_id: string;
             /** Project Id */
@@ -1259,16 +1269,6 @@ export interface components {
             updated_at: string;
             /** Completed At */
             completed_at: string | null;
-            /**
-             * Pipeline Id
-             * @description The pipeline this task is a step of, if any.
-             */
-            pipeline_id?: string | null;
-            /**
-             * Step Id
-             * @description Its step's ID in that pipeline.
-             */
-            step_id?: string | null;
         };
         /** ProjectTasksResponse */
         ProjectTasksResponse: {
@@ -1459,6 +1459,16 @@ export interface components {
          * @description Seed 002's task resource: integer progress, error as an object.
          */
         TaskDetail: {
+            /**
+             * Pipeline Id
+             * @description The pipeline this task is a step of, if any.
+             */
+            pipeline_id?: string | null;
+            /**
+             * Step Id
+             * @description Its step's ID in that pipeline.
+             */
+            step_id?: string | null;
             /** Task Id */
             task_id: string;
             /** Project Id */
@@ -1495,16 +1505,6 @@ export interface components {
             priority: string;
             /** Attempt */
             attempt: number;
-            /**
-             * Pipeline Id
-             * @description The pipeline this task is a step of, if any.
-             */
-            pipeline_id?: string | null;
-            /**
-             * Step Id
-             * @description Its step's ID in that pipeline.
-             */
-            step_id?: string | null;
         };
         /** TaskError */
         TaskError: {
