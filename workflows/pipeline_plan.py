@@ -5,6 +5,7 @@ renders too: its inputs are new). Run by the API for a submit; its answer says w
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -30,13 +31,27 @@ class PipelinePlanWorkflow:
         # What references resolve against: the results of reused steps, then of the hits found here.
         bodies: dict[str, dict[str, Any]] = {k: {"result": v} for k, v in plan.reused_results.items()}
         answer: dict[str, bool] = {}
-        for step in plan.steps:
-            upstream_hit = all(answer.get(up) for up in step.depends_on)
-            found = await _look_up(plan.tenant, step, bodies) if step.looks_up and upstream_hit else None
-            answer[step.step_id] = found is not None
-            if found is not None and found.hit is not None:
-                bodies[step.step_id] = {"result": found.hit.result}
+        pending = list(plan.steps)
+        while pending:
+            # Every step whose upstream steps are decided is looked up at once (a level of the graph).
+            level = [s for s in pending if all(up in answer for up in s.depends_on)]
+            if not level:
+                break  # unreachable for an acyclic graph (the API refused cycles)
+            found = await asyncio.gather(*(self._decide(plan.tenant, s, answer, bodies) for s in level))
+            for step, hit in zip(level, found, strict=True):
+                answer[step.step_id] = hit is not None
+                if hit is not None and hit.hit is not None:
+                    bodies[step.step_id] = {"result": hit.hit.result}
+            pending = [s for s in pending if s.step_id not in answer]
         return PipelinePlan(answer)
+
+    async def _decide(
+        self, tenant: str, step: PlannedLookup, answer: dict[str, bool], bodies: dict[str, dict[str, Any]]
+    ) -> CacheLookup | None:
+        """The step's hit, if the cache may answer it and every step it waits for is a hit too."""
+        if not step.looks_up or not all(answer[up] for up in step.depends_on):
+            return None
+        return await _look_up(tenant, step, bodies)
 
 
 async def _look_up(tenant: str, step: PlannedLookup, bodies: dict[str, dict[str, Any]]) -> CacheLookup | None:
