@@ -108,7 +108,7 @@ class PipelineService:
         return await self._start(command, {})
 
     async def quote(self, command: StartPipeline) -> PipelineSubmitted:
-        """What `submit` would answer (every check, plan, estimate), starting nothing: one read token."""
+        """What `submit` would answer (every check, plan, estimate), starting no task: one read token."""
         self.quotas.spend(command.caller, Quota.READ)
         graph = check_graph(command)
         admitted = await self._admitted(command)

@@ -134,7 +134,7 @@ async def quote_pipeline(
     caller: CallerDep,
     pipelines: PipelineServiceDep,
 ) -> SubmitPipelineResponse:
-    """What a submit would answer (plan, estimate), starting nothing (one read token)."""
+    """What a submit would answer (plan, estimate), starting no task (one read token)."""
     return submitted_response(await pipelines.quote(pipeline_command(caller, body)))
 
 

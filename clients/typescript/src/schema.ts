@@ -640,8 +640,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * What a submit would answer (plan, estimate), starting nothing (one read token)
-         * @description What a submit would answer (plan, estimate), starting nothing (one read token).
+         * What a submit would answer (plan, estimate), starting no task (one read token)
+         * @description What a submit would answer (plan, estimate), starting no task (one read token).
          */
         post: operations["quote_pipeline"];
         delete?: never;
