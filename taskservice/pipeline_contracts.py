@@ -19,6 +19,9 @@ from taskservice.contracts import TaskWorkflowInput
 from taskservice.payloads import decode
 
 MAX_PIPELINE_STEPS = 50
+# A step's result larger than this (encoded) is left out of the pipeline's memo (50 of them stay far below
+# Temporal's memo limit); the status reads it from the step's task.
+STEP_RESULT_MEMO_LIMIT = 8_000
 # Pipeline IDs are `pl-` and a UUID: never a task ID, so a task route never reads a pipeline.
 PIPELINE_ID_PREFIX = "pl-"
 # The `task_type` of a pipeline's webhook (its `task_id` is the pipeline ID).
@@ -93,6 +96,8 @@ class StepOutcome:
     error_type: str | None = None
     # Taken from the pipeline it retries (no task ran again).
     reused: bool = False
+    # The result was too large for the pipeline's memo (STEP_RESULT_MEMO_LIMIT): its task holds it.
+    result_in_task: bool = False
 
     def body(self) -> dict[str, Any]:
         """The step's status body as references read it (`result.media_url`, `task_id`...)."""

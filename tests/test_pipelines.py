@@ -474,6 +474,37 @@ async def test_on_failure_stop_cancels_the_other_branches(
     assert time.monotonic() - started < 20, "the slow step was cancelled, not waited for"
 
 
+async def test_a_result_too_large_for_the_memo_is_read_from_its_task(api: httpx.AsyncClient) -> None:
+    """A step's result over STEP_RESULT_MEMO_LIMIT stays with its task: the status, a reference to it and a
+    rerun that reuses it all still see it."""
+    long = "word " * 2500  # the echo model answers it back: ~12.5 kB
+    body = {
+        "project_id": PROJECT,
+        "steps": [
+            {"id": "long", "task_type": "test_prompt", "task_data": {"prompt_template": long}},
+            {
+                "id": "echo",
+                "task_type": "test_prompt",
+                "task_data": {"prompt_template": _ref("long", "result.output")},
+            },
+        ],
+    }
+    first = await _ended(api, (await _submit(api, body))["pipeline_id"], timeout=60)
+    assert first["status"] == "completed", first
+    assert _steps(first)["long"]["result"]["output"].endswith(long)
+    assert _steps(first)["echo"]["result"]["output"].endswith(long)
+    rerun = await api.post(f"/api/v1/pipelines/{first['pipeline_id']}/rerun", json={"changes": {}})
+    assert [s["will"] for s in rerun.json()["steps"]] == ["reuse", "reuse"], rerun.text
+    retried = await api.post(
+        f"/api/v1/pipelines/{first['pipeline_id']}/rerun", json={"changes": {"echo": {"temperature": 0.5}}}
+    )
+    assert [s["will"] for s in retried.json()["steps"]] == ["reuse", "render"], retried.text
+    second = await _ended(api, retried.json()["pipeline_id"], timeout=60)
+    assert second["status"] == "completed" and _steps(second)["echo"]["result"]["output"].endswith(long), (
+        second
+    )
+
+
 async def test_the_sessions_pipeline_histories_replay(temporal_client: Client) -> None:
     """Every pipeline (and plan) this session ran replays without a non-determinism error (runs last here)."""
     histories = []

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from taskservice.contracts import TaskStatus, WebhookDelivery, WebhookPayload
     from taskservice.pipeline_contracts import (
         PIPELINE_WEBHOOK_TYPE,
+        STEP_RESULT_MEMO_LIMIT,
         OnFailure,
         PipelineInput,
         PipelineMemoKey,
@@ -162,7 +163,7 @@ class PipelineWorkflow:
     def _publish(self, status: StepStatus | None = None) -> None:
         """The state into the memo (and the status search attribute when it changes)."""
         previous = self._state.status
-        steps = [replace(self._steps[p.step_id]) for p in self._pipeline.steps]
+        steps = [_for_memo(self._steps[p.step_id]) for p in self._pipeline.steps]
         self._state = replace(self._state, status=status or previous, steps=steps)
         workflow.upsert_memo({PipelineMemoKey.STATE: self._state})
         if self._state.status != previous:
@@ -210,6 +211,18 @@ class PipelineWorkflow:
             user=record.user,
         )
         await send(delivery, f"pipeline webhook · {self._pipeline.pipeline_id}")
+
+
+def _for_memo(outcome: StepOutcome) -> StepOutcome:
+    """The step as the memo keeps it: a large result stays with its task (the workflow keeps its own copy
+    to resolve references from)."""
+    result = outcome.result
+    if (
+        result is not None
+        and len(workflow.payload_converter().to_payload(result).data) > STEP_RESULT_MEMO_LIMIT
+    ):
+        return replace(outcome, result=None, result_in_task=True)
+    return replace(outcome)
 
 
 def _record_failure(outcome: StepOutcome, err: ChildWorkflowError) -> None:

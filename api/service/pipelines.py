@@ -7,7 +7,7 @@ one) whose completed steps outside what changed are reused as they are (no task 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -131,12 +131,9 @@ class PipelineService:
         graph = check_graph(command)
         self.quotas.spend(caller, Quota.SUBMIT, cost=len(command.steps))
         redo = downstream(graph, set(changes))
-        reuse = {
-            s.step_id: replace(s, reused=True)
-            for s in view.state.steps
-            if s.status == StepStatus.COMPLETED and s.step_id not in redo
-        }
-        return await self._start(command, reuse)
+        done = [s for s in view.state.steps if s.status == StepStatus.COMPLETED and s.step_id not in redo]
+        await self._results_of(done)
+        return await self._start(command, {s.step_id: replace(s, reused=True) for s in done})
 
     async def _start(self, command: StartPipeline, reuse: dict[str, StepOutcome]) -> PipelineSubmitted:
         graph = check_graph(command)
@@ -292,8 +289,10 @@ class PipelineService:
         return [_status(view, {}) for view in views], total
 
     async def status_of(self, view: PipelineView) -> PipelineStatus:
-        """The status body, running steps' progress and status read from their tasks."""
+        """The status body, running steps' progress and status (and results too large for the pipeline's
+        memo) read from their tasks."""
         live: dict[str, tuple[StepStatus, float]] = {}
+        await self._results_of(view.state.steps)
         for step in view.state.steps:
             if step.status == StepStatus.PROCESSING:
                 try:
@@ -303,6 +302,12 @@ class PipelineService:
                 if not task.status.is_terminal:
                     live[step.step_id] = (StepStatus(task.status.value), task.progress)
         return _status(view, live)
+
+    async def _results_of(self, steps: Sequence[StepOutcome]) -> None:
+        """Fill in the results the pipeline's memo left with their tasks (too large for it)."""
+        for step in steps:
+            if step.result_in_task:
+                step.result, step.result_in_task = (await self.starts.store.get(step.task_id)).result, False
 
     async def _visible(self, caller: Caller, pipeline_id: str) -> PipelineView:
         """The pipeline if the caller may see it; another tenant's reads exactly as a missing one."""
