@@ -11,7 +11,7 @@ import uuid
 import httpx
 
 from tests.support.processes import child_pids
-from tests.support.stack import Stack
+from tests.support.stack import API_KEYS, Stack
 
 
 async def test_worker_killed_during_a_step_the_pipeline_completes(
@@ -53,3 +53,30 @@ async def test_worker_killed_during_a_step_the_pipeline_completes(
     assert tag in done["steps"][1]["result"]["output"]
     [new_pid] = child_pids(supervisor.pid)
     assert new_pid != worker_pid
+
+
+async def test_the_api_that_started_a_pipeline_dies_and_it_completes(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    """The pipeline's state is its workflow's: another API replica reads it to its end."""
+    tag = uuid.uuid4().hex[:8]
+    process, url = stack.start_api("api-pipeline-kill")
+    body = {
+        "project_id": f"p_pipeline_api_{tag}",
+        "steps": [
+            {"id": "a", "task_type": "test_prompt", "task_data": {"prompt_template": f"{tag} [[sleep=2]]"}},
+            {
+                "id": "b",
+                "task_type": "test_prompt",
+                "task_data": {"prompt_template": {"from": "a", "path": "task_id"}},
+            },
+        ],
+    }
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": API_KEYS[0]}, timeout=30) as doomed:
+        submitted = await doomed.post("/api/v1/pipelines", json=body)
+    assert submitted.status_code == 200, submitted.text
+    os.kill(process.pid, signal.SIGKILL)
+    pipeline_id = submitted.json()["pipeline_id"]
+    done = (await api.get(f"/api/v1/pipelines/{pipeline_id}", params={"wait": 60})).json()
+    assert done["status"] == "completed", done
+    assert done["steps"][1]["result"]["output"] == f"FAKE-LLM: {done['steps'][0]['task_id']}"
