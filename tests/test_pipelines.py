@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from standardwebhooks.webhooks import Webhook
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
@@ -474,6 +475,30 @@ async def test_on_failure_stop_cancels_the_other_branches(
     assert time.monotonic() - started < 20, "the slow step was cancelled, not waited for"
 
 
+async def test_step_events_send_each_steps_task_webhook_then_the_pipelines(
+    api: httpx.AsyncClient, webhook_receiver: WebhookReceiver
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    hook = webhook_receiver.url(f"/steps-{tag}")
+    step = {"id": "only", "task_type": "test_prompt", "task_data": {"prompt_template": f"step {tag}"}}
+    body = {
+        "project_id": PROJECT,
+        "steps": [step],
+        "callback_url": hook,
+        "webhook_events_filter": ["completed", "step"],
+    }
+    done = await _ended(api, (await _submit(api, body))["pipeline_id"], timeout=60)
+    deadline = time.monotonic() + 30
+    while len(mine := [h for h in webhook_receiver.received if h.path.endswith(tag)]) < 2:
+        assert time.monotonic() < deadline, mine
+        await asyncio.sleep(0.1)
+    by_type = {h.json["task_type"]: h for h in mine if h.json is not None}
+    assert by_type["test_prompt"].json["task_id"] == done["steps"][0]["task_id"]
+    assert by_type["pipeline"].json["task_id"] == done["pipeline_id"]
+    for delivered in mine:
+        Webhook(TENANT_WEBHOOK_SECRET).verify(delivered.body_bytes, delivered.headers)
+
+
 async def test_a_result_too_large_for_the_memo_is_read_from_its_task(api: httpx.AsyncClient) -> None:
     """A step's result over STEP_RESULT_MEMO_LIMIT stays with its task: the status, a reference to it and a
     rerun that reuses it all still see it."""
@@ -520,3 +545,58 @@ async def test_the_sessions_pipeline_histories_replay(temporal_client: Client) -
     replayer = Replayer(workflows=[PipelineWorkflow, PipelinePlanWorkflow], data_converter=DATA_CONVERTER)
     results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
     assert not results.replay_failures, results.replay_failures
+
+
+PIPELINE_HISTORIES = Path(__file__).parent / "data" / "histories" / "pipelines"
+# The checked-in outcomes: a pipeline that completed (a reference resolved, per-step and final webhooks), one
+# that failed (a dependent skipped), and the plan of a re-submitted one (a hit, a miss after it).
+RECORDED = {"pipeline_completed", "pipeline_failed", "pipeline_plan"}
+
+
+async def test_checked_in_pipeline_histories_still_replay() -> None:
+    """Histories recorded by the pipeline workflows of their day: a change must keep replaying them (or be
+    versioned with workflow.patched). Rewrite them on purpose: `-m record_histories`."""
+    paths = sorted(PIPELINE_HISTORIES.glob("*.json"))
+    assert {p.stem for p in paths} == RECORDED
+    histories = [WorkflowHistory.from_json(p.stem, p.read_text()) for p in paths]
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for history in histories:
+            yield history
+
+    replayer = Replayer(workflows=[PipelineWorkflow, PipelinePlanWorkflow], data_converter=DATA_CONVERTER)
+    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
+    assert not results.replay_failures, results.replay_failures
+
+
+@pytest.mark.record_histories
+async def test_record_pipeline_histories(
+    api: httpx.AsyncClient, temporal_client: Client, webhook_receiver: WebhookReceiver
+) -> None:
+    """Writes tests/data/histories/pipelines/ from the current workflows."""
+    tag = uuid.uuid4().hex[:8]
+    line = {
+        "id": "line",
+        "task_type": "generate_character_voice",
+        "task_data": {"text": f"rec {tag}", "seed": 1},
+    }
+    mix = {"id": "mix", "task_type": "process_audio", "task_data": {"tracks": [{"url": _ref("line")}]}}
+    hook = {"callback_url": webhook_receiver.url("/recorded"), "webhook_events_filter": ["completed", "step"]}
+    completed = (await _submit(api, {"project_id": PROJECT, "steps": [line, mix], **hook}))["pipeline_id"]
+    bad = {**line, "task_data": {"text": "x", "character_voice_profile": "http://127.0.0.1:9/none.json"}}
+    failed = (await _submit(api, {"project_id": PROJECT, "steps": [bad, mix]}))["pipeline_id"]
+    for pipeline_id in (completed, failed):
+        await _ended(api, pipeline_id, timeout=120)
+    changed = {**line, "task_data": {"text": f"rec changed {tag}", "seed": 1}}
+    await _submit(api, {"project_id": PROJECT, "steps": [line, changed | {"id": "other"}]})
+    plans = [e async for e in temporal_client.list_workflows('WorkflowType = "PipelinePlanWorkflow"')]
+    newest_plan = max(plans, key=lambda e: e.start_time)
+    PIPELINE_HISTORIES.mkdir(parents=True, exist_ok=True)
+    for name, workflow_id in (
+        ("pipeline_completed", completed),
+        ("pipeline_failed", failed),
+        ("pipeline_plan", newest_plan.id),
+    ):
+        history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
+        text = json.dumps(json.loads(history.to_json()), indent=1, sort_keys=True)
+        (PIPELINE_HISTORIES / f"{name}.json").write_text(text + "\n")
