@@ -138,3 +138,10 @@ def test_the_readme_scene_and_the_openapi_example_are_sound_pipelines() -> None:
         graph = check_graph(_pipeline(*steps))
         assert graph["video"] == ["frame"] and graph["mix"] == ["line1", "line2"]
         assert graph["clip"] == ["video", "mix"]
+
+
+def test_priorities_are_taken_as_a_submit_takes_them() -> None:
+    step = {"id": "a", "task_type": "test_prompt", "task_data": {"prompt_template": "x"}, "priority": 1}
+    body = SubmitPipelineRequest.model_validate({"project_id": "p", "steps": [step], "priority": "LOW"})
+    assert body.steps[0].priority is not None and body.steps[0].priority.value == "HIGH"
+    assert body.priority.value == "LOW"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.domain.commands import MAX_CALLBACK_URL_LENGTH, PROJECT_ID_PATTERN
 from api.domain.pipelines import STEP_ID_PATTERN
@@ -13,6 +13,8 @@ from taskservice.pipeline_contracts import MAX_PIPELINE_STEPS, OnFailure, StepSt
 from taskservice.priority import TaskPriority
 from taskservice.render_cache import CacheMode
 
+# A priority as every submit takes it, seed 001's numbers (1-3) or the names: TaskPriority.parse decides.
+Priority = Annotated[TaskPriority, BeforeValidator(TaskPriority.parse)]
 REFERENCE = (
     'Any value inside `task_data` may be a reference to an earlier step\'s output: `{"from": "<step id>", '
     '"path": "result.media_url"}` (a dotted path into that step\'s status body: `task_id`, or `result.` '
@@ -34,7 +36,7 @@ class PipelineStepRequest(BaseModel):
     task_type: str = Field(description="A task type of the catalog.")
     task_data: dict[str, Any] = Field(description="The type's input. " + REFERENCE)
     after: list[str] = Field(default_factory=list, description="Steps to wait for without taking their data.")
-    priority: TaskPriority | None = Field(None, description="Default: the pipeline's.")
+    priority: Priority | None = Field(None, description="Default: the pipeline's (1-3 or a name).")
     cache: CacheMode | None = Field(None, description="Default: the pipeline's.")
 
 
@@ -52,7 +54,7 @@ class SubmitPipelineRequest(BaseModel):
         None, description="`completed`: the pipeline's end (default); `step`: each step's own task webhook."
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
-    priority: TaskPriority = TaskPriority.NORMAL
+    priority: Priority = Field(TaskPriority.NORMAL, description="Every step's, unless it gives its own.")
     cache: CacheMode | None = None
     on_failure: OnFailure = Field(
         OnFailure.CONTINUE,

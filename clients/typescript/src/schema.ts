@@ -1180,7 +1180,7 @@ export interface components {
              * @description Steps to wait for without taking their data.
              */
             after?: string[];
-            /** @description Default: the pipeline's. */
+            /** @description Default: the pipeline's (1-3 or a name). */
             priority?: components["schemas"]["TaskPriority"] | null;
             /** @description Default: the pipeline's. */
             cache?: components["schemas"]["CacheMode"] | null;
@@ -1390,7 +1390,10 @@ export interface components {
             metadata?: {
                 [key: string]: unknown;
             };
-            /** @default NORMAL */
+            /**
+             * @description Every step's, unless it gives its own.
+             * @default NORMAL
+             */
             priority?: components["schemas"]["TaskPriority"];
             cache?: components["schemas"]["CacheMode"] | null;
             /**
