@@ -34,6 +34,7 @@ from api.rest.routes import (
     estimates,
     health,
     media,
+    pipelines,
     projects,
     queues,
     statistics,
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         admin,
         streams,
         media,
+        pipelines,
     )
     for module in routers:
         app.include_router(module.router)

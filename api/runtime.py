@@ -16,10 +16,12 @@ from api.domain.errors import ServiceUnavailable
 from api.service.admin import AdminService
 from api.service.bulk import BulkService
 from api.service.insights import InsightService
+from api.service.pipelines import PipelineService
 from api.service.quotas import Quotas
 from api.service.tasks import TaskService
 from api.service.usage import UsageService
 from api.service.webhooks import WebhookService
+from api.store.pipelines import PipelineStore
 from api.store.store import TaskStore
 from api.store.webhooks import WebhookStore
 from taskservice.media_urls import MediaSigner, media_signer
@@ -45,6 +47,7 @@ class Operations:
     admin: AdminService
     webhooks: WebhookService
     usage: UsageService
+    pipelines: PipelineService
 
     @classmethod
     def open(cls, client: Client, settings: Settings, quotas: Quotas, metrics: ApiMetrics) -> Operations:
@@ -53,7 +56,9 @@ class Operations:
         insights = InsightService(store, settings, quotas, tasks.starts.estimates)
         webhooks = WebhookService(tasks, WebhookStore(client))
         usage = UsageService(store, quotas)
-        return cls(store, tasks, BulkService(tasks), insights, AdminService(tasks), webhooks, usage)
+        pipelines = PipelineService(tasks.starts, PipelineStore(store), quotas)
+        bulk, admin = BulkService(tasks), AdminService(tasks)
+        return cls(store, tasks, bulk, insights, admin, webhooks, usage, pipelines)
 
 
 @dataclass
@@ -129,6 +134,9 @@ class Services:
 
     def usage(self) -> UsageService:
         return self.operations().usage
+
+    def pipelines(self) -> PipelineService:
+        return self.operations().pipelines
 
     async def _refresh_metrics_forever(self) -> None:
         """Keep the Prometheus gauges that come from Temporal (backlog, pollers, outcomes) fresh."""

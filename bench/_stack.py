@@ -53,7 +53,8 @@ async def bench_stack(queues: list[str], **env: str) -> AsyncIterator[BenchStack
             q: ServiceProcess(f"worker-{q}", ["workers", q], base, workdir / f"worker-{q}.log").start()
             for q in queues
         }
-        port = free_port()
+        # A bench that serves results at the API (MEDIA_PUBLIC_URL) names its port; else any free one.
+        port = int(env.get("API_PORT") or free_port())
         processes["api"] = ServiceProcess(
             "api", ["api"], {**base, "API_PORT": str(port)}, workdir / "api.log"
         ).start()

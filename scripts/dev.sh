@@ -102,7 +102,8 @@ if [ "$TEMPORAL_ADDRESS" = "localhost:$TEMPORAL_PORT" ]; then
         --search-attribute ProjectId=Keyword --search-attribute TaskType=Keyword \
         --search-attribute TaskStatus=Keyword --search-attribute TaskOwner=Keyword \
         --search-attribute TaskUser=Keyword --search-attribute TaskScope=Keyword \
-        --search-attribute WebhookStatus=Keyword \
+        --search-attribute WebhookStatus=Keyword --search-attribute PipelineId=Keyword \
+        --search-attribute PipelineStep=Keyword \
         --log-level "${TEMPORAL_LOG_LEVEL:-error}" &
     server_pid=$!
     serving=""

@@ -7,10 +7,11 @@ derive from this table. Adding a task type means its `task_data` model, one entr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from taskservice import result_fields as rf
 from taskservice.assemble_data import AssembleClipData
 from taskservice.contracts import RetrySpec, TaskPlan
 from taskservice.queues import Queue
@@ -107,6 +108,9 @@ class TaskSpec:
     # the output besides task_data (part of the content key; model settings by the model's identity).
     cache_policy: CachePolicy = CachePolicy.NEVER
     cache_settings: tuple[str, ...] = ()
+    # The top-level fields of its result and their kinds (taskservice/result_fields.py): what a pipeline
+    # step may reference.
+    result_fields: rf.ResultFields = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in self.cache_settings:
@@ -164,6 +168,7 @@ CATALOG: dict[str, TaskSpec] = {
             concurrency_group=VIDEO_GROUP,
             cache_policy=CachePolicy.SEEDED,
             cache_settings=("video_model", "torch_device"),
+            result_fields=rf.MEDIA_RESULT,
         ),
         TaskSpec(
             name="render_animation",
@@ -176,6 +181,7 @@ CATALOG: dict[str, TaskSpec] = {
             concurrency_group=VIDEO_GROUP,
             cache_policy=CachePolicy.SEEDED,
             cache_settings=("animation_model", "torch_device"),
+            result_fields=rf.MEDIA_RESULT,
         ),
         TaskSpec(
             name="generate_image",
@@ -188,6 +194,7 @@ CATALOG: dict[str, TaskSpec] = {
             concurrency_group=IMAGE_GROUP,
             cache_policy=CachePolicy.SEEDED,
             cache_settings=("image_model", "image_reference_model", "torch_device"),
+            result_fields=rf.MEDIA_RESULT,
         ),
         TaskSpec(
             name="generate_character_voice",
@@ -199,6 +206,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=20,
             cache_policy=CachePolicy.SEEDED,
             cache_settings=("tts_model",),
+            result_fields=rf.AUDIO_RESULT,
         ),
         TaskSpec(
             name="process_audio",
@@ -210,6 +218,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=25,
             cache_policy=CachePolicy.ALWAYS,
             cache_settings=(),
+            result_fields=rf.AUDIO_RESULT,
         ),
         TaskSpec(
             name="assemble_clip",
@@ -220,6 +229,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=30,
             cache_policy=CachePolicy.ALWAYS,
             cache_settings=(),
+            result_fields=rf.MEDIA_RESULT,
         ),
         TaskSpec(
             name="evaluate_department",
@@ -231,6 +241,7 @@ CATALOG: dict[str, TaskSpec] = {
             hard_timeout_override_s=300,
             cache_policy=CachePolicy.NEVER,
             cache_settings=LLM_CACHE_SETTINGS,
+            result_fields=rf.EVALUATION_RESULT,
         ),
         TaskSpec(
             name="automated_gather_creation",
@@ -241,6 +252,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=240,
             cache_policy=CachePolicy.NEVER,
             cache_settings=LLM_CACHE_SETTINGS,
+            result_fields=rf.GATHER_RESULT,
         ),
         TaskSpec(
             name="test_prompt",
@@ -251,6 +263,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=10,
             cache_policy=CachePolicy.NEVER,
             cache_settings=LLM_CACHE_SETTINGS,
+            result_fields=rf.TEST_PROMPT_RESULT,
         ),
         TaskSpec(
             name="translate_dialogue",
@@ -261,6 +274,7 @@ CATALOG: dict[str, TaskSpec] = {
             estimated_duration_s=20,
             cache_policy=CachePolicy.NEVER,
             cache_settings=LLM_CACHE_SETTINGS,
+            result_fields=rf.TRANSLATION_RESULT,
         ),
         # Seed 004 (task-manager) names: thin types over the same activities.
         TaskSpec(
@@ -273,6 +287,7 @@ CATALOG: dict[str, TaskSpec] = {
             origin="seed 004",
             cache_policy=CachePolicy.NEVER,
             cache_settings=LLM_CACHE_SETTINGS,
+            result_fields=rf.LLM_INFERENCE_RESULT,
         ),
         TaskSpec(
             name="run_sd_inference",
@@ -287,6 +302,7 @@ CATALOG: dict[str, TaskSpec] = {
             origin="seed 004",
             cache_policy=CachePolicy.SEEDED,
             cache_settings=("image_model", "image_reference_model", "torch_device"),
+            result_fields=rf.MEDIA_RESULT,
         ),
         TaskSpec(
             name="run_tts_inference",
@@ -300,6 +316,7 @@ CATALOG: dict[str, TaskSpec] = {
             origin="seed 004",
             cache_policy=CachePolicy.SEEDED,
             cache_settings=("tts_model",),
+            result_fields=rf.AUDIO_RESULT,
         ),
         TaskSpec(
             name="run_image_to_text_inference",
@@ -312,6 +329,7 @@ CATALOG: dict[str, TaskSpec] = {
             origin="seed 004",
             cache_policy=CachePolicy.NEVER,
             cache_settings=("caption_model", "torch_device"),
+            result_fields=rf.CAPTION_RESULT,
         ),
     )
 }

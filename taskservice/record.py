@@ -79,6 +79,9 @@ class TaskRecord:
     user: str | None = None
     # The submit's render-cache mode (`auto`, `reuse`, `refresh`, `off`: taskservice/render_cache.py).
     cache: str = "auto"
+    # A pipeline's step: the pipeline and the step's ID in it (None for a task submitted on its own).
+    pipeline_id: str | None = None
+    step_id: str | None = None
 
 
 @dataclass

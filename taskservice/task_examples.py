@@ -135,3 +135,55 @@ TASK_DATA_EXAMPLES: dict[str, dict[str, Any]] = {
     "run_sd_inference": SEED_EXAMPLES["generate_image"],
     "run_tts_inference": SEED_EXAMPLES["generate_character_voice"],
 }
+
+
+def _ref(step: str, path: str = "result.media_url") -> dict[str, str]:
+    return {"from": step, "path": path}
+
+
+def scene_pipeline_example(project_id: str = "detective_series_001") -> dict[str, Any]:
+    """The README's scene as a pipeline: a frame, a video from it, two voice lines, their mix, one clip."""
+    return {
+        "project_id": project_id,
+        "name": "alley_scene",
+        "steps": [
+            {
+                "id": "frame",
+                "task_type": "generate_image",
+                "task_data": {"prompt": "Rain-soaked alley at night, film noir", "seed": 7},
+            },
+            {
+                "id": "video",
+                "task_type": "generate_video",
+                "task_data": {
+                    "storyboard_images": [_ref("frame")],
+                    "scene_description": "The detective walks through the alley",
+                    "duration": 2,
+                    "seed": 7,
+                },
+            },
+            {
+                "id": "line1",
+                "task_type": "generate_character_voice",
+                "task_data": {"text": "I've been expecting you, detective.", "emotion": "mysterious"},
+            },
+            {
+                "id": "line2",
+                "task_type": "generate_character_voice",
+                "task_data": {"text": "Then you know why I'm here.", "emotion": "angry"},
+            },
+            {
+                "id": "mix",
+                "task_type": "process_audio",
+                "task_data": {
+                    "tracks": [{"url": _ref("line1")}, {"url": _ref("line2"), "offset_s": 2.5}],
+                    "operations": ["normalize"],
+                },
+            },
+            {
+                "id": "clip",
+                "task_type": "assemble_clip",
+                "task_data": {"video": _ref("video"), "tracks": [{"url": _ref("mix")}], "loudness_lufs": -16},
+            },
+        ],
+    }

@@ -13,6 +13,8 @@ from taskservice.contracts import TaskStatus
 from taskservice.timefmt import iso_z
 
 TASK_WORKFLOW_TYPE = "TaskWorkflow"
+# Pipelines carry the task attributes (owner, user, scope, status) on a workflow type of their own.
+PIPELINE_WORKFLOW_TYPE = "PipelineWorkflow"
 
 # A task workflow that closed without recording an outcome (terminated, timed out) reads by how it closed;
 # the status clauses below select by the same rule.
@@ -73,6 +75,8 @@ class TaskQuery:
     closed_before: datetime | None = None
     # Open executions and those closed since this moment (live streams of a project).
     open_or_closed_since: datetime | None = None
+    # Pipelines are listed by the same builder (PIPELINE_WORKFLOW_TYPE).
+    workflow_type: str = TASK_WORKFLOW_TYPE
 
     def with_(self, **changes: object) -> TaskQuery:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -88,7 +92,7 @@ class TaskQuery:
         )
 
     def __str__(self) -> str:
-        clauses = [f"WorkflowType = {quote(TASK_WORKFLOW_TYPE)}"]
+        clauses = [f"WorkflowType = {quote(self.workflow_type)}"]
         if self.project_id is not None and self.tenant is not None:
             clauses.append(f"{sa.SCOPE.name} = {quote(sa.scope(self.tenant, self.project_id))}")
         elif self.project_id is not None:

@@ -389,6 +389,127 @@ async def _webhook_rotation(m: Match) -> None:
         assert after["secret"] == rotated.json()["secret"] != before["secret"]
 
 
+# --- pipelines: each victim's one ended and one unfinished pipeline, made once (a step of a type no world
+# task has, queued for good: the namespace has no gpu_medium worker) --------------------------------------
+_PIPELINES: dict[str, dict[str, str]] = {}
+_LINES = {"lines": [{"text": "pipeline line"}], "target_language": "fr"}
+
+
+def _pipeline_body(*steps: dict[str, Any]) -> dict[str, Any]:
+    return {"project_id": PROJECT, "steps": list(steps)}
+
+
+async def _victim_pipelines(m: Match) -> dict[str, str]:
+    if m.victim not in _PIPELINES:
+        line = {"id": "line", "task_type": "translate_dialogue", "task_data": _LINES}
+        stuck = {
+            "id": "art",
+            "task_type": "run_sd_inference",
+            "task_data": {"prompt": "x"},
+            "after": ["line"],
+        }
+        ids = {}
+        for role, body in (("ended", _pipeline_body(line)), ("unfinished", _pipeline_body(line, stuck))):
+            response = await m.owner.post("/api/v1/pipelines", json=body)
+            assert response.status_code == 200, response.text
+            ids[role] = response.json()["pipeline_id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ended = (await m.owner.get(f"/api/v1/pipelines/{ids['ended']}", params={"wait": 10})).json()
+            unfinished = (await m.owner.get(f"/api/v1/pipelines/{ids['unfinished']}")).json()
+            if ended["status"] == "completed" and unfinished["steps"][0]["status"] == "completed":
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1)  # the stuck step's start shows in visibility by now
+        _PIPELINES[m.victim] = ids
+    return _PIPELINES[m.victim]
+
+
+async def _pipeline_answers_as_missing(
+    m: Match, ask: Callable[[str], Awaitable[httpx.Response]], pipeline_id: str
+) -> None:
+    missing = "pl-00000000-0000-4000-8000-000000000000"
+    answer, reference = await ask(pipeline_id), await ask(missing)
+    assert reference.status_code == 404 and reference.json()["error"] == "pipeline_not_found", reference.text
+    assert answer.status_code == 404, answer.text
+    assert masked(answer.text, pipeline_id) == masked(reference.text, missing)
+
+
+def _pipeline_as_missing(method: str, path: str, role: str, body: dict[str, Any] | None = None) -> Probe:
+    async def probe(m: Match) -> None:
+        target = (await _victim_pipelines(m))[role]
+        before = (await m.owner.get(f"/api/v1/pipelines/{target}")).json()
+
+        async def ask(pipeline_id: str) -> httpx.Response:
+            return await m.client.request(method, path.format(pipeline_id=pipeline_id), json=body)
+
+        async def action() -> None:
+            await _pipeline_answers_as_missing(m, ask, target)
+
+        await m.changes_nothing(action)
+        after = (await m.owner.get(f"/api/v1/pipelines/{target}")).json()
+        assert after["status"] == before["status"] and after["steps"] == before["steps"]
+
+    return probe
+
+
+async def _pipeline_listing(m: Match) -> None:
+    ids = set((await _victim_pipelines(m)).values())
+    path = f"/api/v1/projects/{PROJECT}/pipelines"
+
+    async def listed(client: httpx.AsyncClient) -> set[str]:
+        response = await client.get(path, params={"limit": 100})
+        assert response.status_code == 200, response.text
+        return {p["pipeline_id"] for p in response.json()["pipelines"]}
+
+    assert ids <= await listed(m.owner)
+    assert not ids & await listed(m.client)
+
+
+async def _pipeline_stream(m: Match) -> None:
+    target = (await _victim_pipelines(m))["unfinished"]
+    path = "/api/v1/pipelines/{}/events"
+    async with m.owner.stream("GET", path.format(target)) as own:
+        assert own.status_code == 200
+
+    async def ask(pipeline_id: str) -> httpx.Response:
+        return await m.client.get(path.format(pipeline_id))
+
+    await _pipeline_answers_as_missing(m, ask, target)
+
+
+async def _pipeline_socket(m: Match) -> None:
+    target = (await _victim_pipelines(m))["unfinished"]
+    missing = "pl-00000000-0000-4000-8000-000000000000"
+    url = ws_base(m.world.url) + "/ws/pipelines/{}"
+    first = await read_ws(url.format(target), m.world.parties[m.victim].headers, STREAM_S)
+    assert first.status == 101 and {e["pipeline_id"] for e in first.events} == {target}
+    attacker = m.world.parties[m.attacker].headers
+    answer = await read_ws(url.format(target), attacker, STREAM_S)
+    reference = await read_ws(url.format(missing), attacker, STREAM_S)
+    assert reference.status == 404 and reference.body["error"] == "pipeline_not_found", reference
+    assert answer.status == 404 and not answer.events
+    assert masked(str(answer.body), target) == masked(str(reference.body), missing)
+
+
+async def _pipeline_submit(m: Match, path: str) -> None:
+    """The attacker's own pipeline (or quote): nothing of the victim's changes."""
+    await _victim_pipelines(m)
+    body = _pipeline_body({"id": "line", "task_type": "translate_dialogue", "task_data": _LINES})
+
+    async def action() -> None:
+        response = await m.client.post(path, json=body)
+        assert response.status_code == 200, response.text
+        pipeline_id = response.json()["pipeline_id"]
+        if pipeline_id is not None:
+            mine = await m.client.get(f"/api/v1/pipelines/{pipeline_id}", params={"wait": 20})
+            assert mine.status_code == 200 and mine.json()["status"] == "completed", mine.text
+
+    await m.changes_nothing(action)
+
+
+PIPELINE = "/api/v1/pipelines/{pipeline_id}"
+
 TASK = "/api/v1/tasks/{task_id}"
 PROJECT_TASKS = f"/api/v1/projects/{PROJECT}/tasks"
 ROUTE_PROBES: dict[tuple[str, str], Probe] = {
@@ -435,6 +556,17 @@ ROUTE_PROBES: dict[tuple[str, str], Probe] = {
     ("WS", "/graphql"): _graphql_subscription,
     ("MOUNT", "/ws/ai-tasks"): lambda m: _socketio(m, "/ws/ai-tasks"),
     ("MOUNT", "/socket.io"): lambda m: _socketio(m, "/socket.io"),
+    ("POST", "/api/v1/pipelines"): lambda m: _pipeline_submit(m, "/api/v1/pipelines"),
+    ("POST", "/api/v1/pipelines/quote"): lambda m: _pipeline_submit(m, "/api/v1/pipelines/quote"),
+    ("GET", PIPELINE): _pipeline_as_missing("GET", PIPELINE + "?wait=5", "unfinished"),
+    ("DELETE", PIPELINE): _pipeline_as_missing("DELETE", PIPELINE, "unfinished"),
+    ("POST", PIPELINE + "/retry"): _pipeline_as_missing("POST", PIPELINE + "/retry", "ended"),
+    ("POST", PIPELINE + "/rerun"): _pipeline_as_missing(
+        "POST", PIPELINE + "/rerun", "ended", {"changes": {}}
+    ),
+    ("GET", PIPELINE + "/events"): _pipeline_stream,
+    ("GET", "/api/v1/projects/{project_id}/pipelines"): _pipeline_listing,
+    ("WS", "/ws/pipelines/{pipeline_id}"): _pipeline_socket,
 }
 
 

@@ -44,6 +44,8 @@ from workflows import console
 from workflows.bookkeeping import REPORT_SIGNAL, TaskMetricsWorkflow, WorkerRegistryWorkflow
 from workflows.coalesce import RenderWorkflow
 from workflows.limiter import ConcurrencyLimiterWorkflow
+from workflows.pipeline import PipelineWorkflow
+from workflows.pipeline_plan import PipelinePlanWorkflow
 from workflows.task import TaskWorkflow
 from workflows.webhook_record import WebhookRecordWorkflow
 from workflows.webhook_secret import WebhookSecretWorkflow
@@ -204,6 +206,8 @@ def _workers(
         task_queue=WORKFLOW_QUEUE,
         workflows=[
             TaskWorkflow,
+            PipelineWorkflow,
+            PipelinePlanWorkflow,
             RenderWorkflow,
             TaskMetricsWorkflow,
             WorkerRegistryWorkflow,

@@ -1,4 +1,4 @@
-"""The webhook step of a task workflow: the seed's payloads, delivered with 1/2/4 s backoff."""
+"""The webhook step of a task (and pipeline) workflow: the seed's payloads, delivered with 1/2/4 s backoff."""
 
 from __future__ import annotations
 
@@ -101,6 +101,11 @@ async def _deliver(task: TaskWorkflowInput, event: str, payload: WebhookPayload)
         tenant=record.tenant,
         user=record.user,
     )
+    await send(delivery, console.webhook_summary(task, event))
+
+
+async def send(delivery: WebhookDelivery, summary: str) -> None:
+    """Deliver one webhook (a task's or a pipeline's): the tenant's signing, 1/2/4 s backoff."""
     try:
         await workflow.execute_activity_method(
             WebhookActivities.deliver_webhook,
@@ -109,7 +114,7 @@ async def _deliver(task: TaskWorkflowInput, event: str, payload: WebhookPayload)
             task_queue=WEBHOOK_QUEUE,
             start_to_close_timeout=WEBHOOK_ATTEMPT_TIMEOUT,
             retry_policy=WEBHOOK_RETRY,
-            summary=console.webhook_summary(task, event),
+            summary=summary,
         )
     except ActivityError:
         # The last attempt logged `Failed to send webhook after all retries` (or `Webhook refused`) with

@@ -41,6 +41,13 @@ class TaskNotFound(ServiceError):
         super().__init__(f"Task with ID '{task_id}' not found")
 
 
+class PipelineNotFound(ServiceError):
+    """No such pipeline, or another tenant's: the same answer either way."""
+
+    def __init__(self, pipeline_id: str) -> None:
+        super().__init__(f"Pipeline with ID '{pipeline_id}' not found")
+
+
 class MediaNotFound(ServiceError):
     def __init__(self, key: str) -> None:
         super().__init__(f"No media at '{key}'")
@@ -99,6 +106,7 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     Forbidden: (403, "forbidden"),
     TaskNotFound: (404, "task_not_found"),
     MediaNotFound: (404, "not_found"),
+    PipelineNotFound: (404, "pipeline_not_found"),
     ValidationFailed: (400, "validation_error"),
     InvalidState: (400, "invalid_task_state"),
     IdempotencyConflict: (422, "idempotency_key_reused"),

@@ -1,7 +1,7 @@
 """Seed 003's GraphQL API at /graphql (strawberry), over the same services as REST.
 
-Queries `aiTask`, `aiTasks`, `taskQueueStatus`, `taskStatistics`; mutations `createAITask`,
-`createAITasksBatch`, `cancelAITask`, `retryAITask`; subscriptions `aiTaskStatusChanged` and
+Queries `aiTask`, `aiTasks`, `taskQueueStatus`, `taskStatistics`, `pipeline`; mutations `createAITask`,
+`createAITasksBatch`, `cancelAITask`, `retryAITask`, `createPipeline`; subscriptions `aiTaskStatusChanged` and
 `taskQueueUpdated` over WebSockets (`graphql-transport-ws` and the legacy `graphql-ws` subprotocol).
 
 Auth as everywhere else: `X-API-Key` or `Authorization: Bearer <JWT>` (with JWT_SECRET) on the request; for
@@ -35,6 +35,12 @@ from strawberry.types.unset import UnsetType
 from api.domain.caller import Caller
 from api.domain.errors import AuthenticationFailed, ServiceError, status_and_code
 from api.graphql.ide_assets import graphiql_html
+from api.graphql.pipelines import (
+    CreatedPipelineType,
+    PipelineType,
+    resolve_create_pipeline,
+    resolve_pipeline,
+)
 from api.graphql.resolvers import (
     GraphQLContext,
     resolve_ai_task,
@@ -75,6 +81,9 @@ class Query:
         name="taskStatistics",
         description="Counts by type and status of the tasks created in a window (default: last 24 h).",
     )
+    pipeline: PipelineType = strawberry.field(
+        resolver=resolve_pipeline, description="One pipeline by ID (error pipeline_not_found if unknown)."
+    )
 
 
 @strawberry.type
@@ -98,6 +107,11 @@ class Mutation:
         resolver=resolve_retry_ai_task,
         name="retryAITask",
         description="A new task with the same inputs (finished tasks only); retryOf names the original.",
+    )
+    create_pipeline: CreatedPipelineType = strawberry.mutation(
+        resolver=resolve_create_pipeline,
+        name="createPipeline",
+        description="Start a pipeline: steps are tasks, any taskData value may reference an earlier step.",
     )
 
 

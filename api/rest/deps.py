@@ -12,6 +12,7 @@ from api.runtime import Services
 from api.service.admin import AdminService
 from api.service.bulk import BulkService
 from api.service.insights import InsightService
+from api.service.pipelines import PipelineService
 from api.service.tasks import TaskService
 
 
@@ -70,3 +71,10 @@ TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 InsightServiceDep = Annotated[InsightService, Depends(get_insight_service)]
 AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]
 BulkServiceDep = Annotated[BulkService, Depends(get_bulk_service)]
+
+
+def get_pipeline_service(services: ServicesDep) -> PipelineService:
+    return services.pipelines()
+
+
+PipelineServiceDep = Annotated[PipelineService, Depends(get_pipeline_service)]

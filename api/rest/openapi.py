@@ -29,6 +29,7 @@ from api.domain.errors import (
     InvalidState,
     MediaNotFound,
     PayloadTooLarge,
+    PipelineNotFound,
     RateLimited,
     ServiceError,
     ServiceUnavailable,
@@ -82,6 +83,10 @@ ERROR_DOCS: dict[type[ServiceError], tuple[str, dict[str, Any]]] = {
         {"message": "This endpoint needs the admin key (ADMIN_API_KEY)"},
     ),
     TaskNotFound: ("no such task in the caller's tenant", {"message": "Task with ID 'abc123' not found"}),
+    PipelineNotFound: (
+        "no such pipeline in the caller's tenant",
+        {"message": "Pipeline with ID 'pl-5f0c…' not found"},
+    ),
     MediaNotFound: (
         "no such file, or the URL's signature is missing, wrong or expired",
         {"message": "No media at 'demo/generate_image/abc123.png'"},

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api.domain.commands import MAX_CALLBACK_URL_LENGTH, MAX_DEADLINE_S, PROJECT_ID_PATTERN
+from api.rest.pipeline_schemas import StepOf
 from api.service.alerts import Alert, CacheSavings, TaskMetrics
 from taskservice.catalog import CATALOG
 from taskservice.contracts import TaskStatus
@@ -84,8 +85,7 @@ class SubmitTaskRequest(BaseModel):
 
 
 class TaskEstimateBody(BaseModel):
-    """How long the task should run and wait, learned from its type's finished tasks (the catalog's prior
-    before ETA_MIN_SAMPLES of them); `wait_p50_s` is null, with `reason`, when no worker serves its queue."""
+    """A task's run and wait, learned (the catalog's prior before ETA_MIN_SAMPLES); no wait: see `reason`."""
 
     duration_p50_s: float
     duration_p90_s: float
@@ -122,7 +122,7 @@ class SubmitTaskResponse(EstimatedTimes):
     created_at: datetime
 
 
-class TaskStatusResponse(EstimatedTimes):
+class TaskStatusResponse(StepOf, EstimatedTimes):
     task_id: str
     project_id: str
     task_type: str
@@ -149,7 +149,7 @@ class FinishedSubmitResponse(TaskStatusResponse):
     queue_position: int
 
 
-class ProjectTaskItem(BaseModel):
+class ProjectTaskItem(StepOf):
     task_id: str
     project_id: str
     task_type: str
@@ -256,7 +256,7 @@ class TaskError(BaseModel):
     message: str
 
 
-class TaskDetail(EstimatedTimes):
+class TaskDetail(StepOf, EstimatedTimes):
     """Seed 002's task resource: integer progress, error as an object; while unfinished, its estimate."""
 
     task_id: str

@@ -20,9 +20,13 @@ class Scope:
     user: str | None = None  # only this user's tasks
 
     def allows(self, view: TaskView) -> bool:
-        if self.tenant is not None and view.tenant != self.tenant:
+        return self.owns(view.tenant, view.user)
+
+    def owns(self, tenant: str, user: str | None) -> bool:
+        """Whether an object of this tenant (created by this user, if any) is in scope: a task, a pipeline."""
+        if self.tenant is not None and tenant != self.tenant:
             return False
-        return self.user is None or view.user == self.user
+        return self.user is None or user == self.user
 
     def narrow(self, query: TaskQuery) -> TaskQuery:
         """The query within this scope (a project is a name within a tenant)."""

@@ -112,6 +112,15 @@ class TaskStarts:
             _check_deadline(command, estimate)
         return Quote(spec, estimate)
 
+    async def admit(self, command: StartTask) -> tuple[TaskSpec, TaskRecord]:
+        """Every admission check of `start` that needs no Temporal call (a pipeline's steps pass them all
+        before the pipeline starts): the type's entry and the task's record."""
+        return await self._admitted(command)
+
+    async def check_callback(self, url: str) -> None:
+        """A callback URL the service may call (public, well-formed; WEBHOOK_ALLOW_PRIVATE)."""
+        await _check_callback(url, self.settings)
+
     def _task_id(self, command: StartTask) -> str:
         caller = command.caller
         if not command.idempotency_key or caller is None:

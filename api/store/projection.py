@@ -45,6 +45,8 @@ RECORD_FIELDS = (
     "tenant",
     "user",
     "cache",
+    "pipeline_id",
+    "step_id",
 )
 
 
@@ -91,6 +93,8 @@ class TaskView:
     user: str | None = None
     # The submit's render-cache mode.
     cache: str = "auto"
+    pipeline_id: str | None = None
+    step_id: str | None = None
 
     @property
     def error_text(self) -> str | None:

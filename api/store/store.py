@@ -14,12 +14,7 @@ from temporalio.api.common.v1 import WorkflowExecution as WorkflowExecutionRef
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionDescription, WorkflowExecutionStatus
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -114,16 +109,7 @@ class TaskStore:
                 id=task.task_id,
                 task_queue=WORKFLOW_QUEUE,
                 memo={MemoKey.TASK: record},
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.PROJECT_ID, record.project_id),
-                        SearchAttributePair(sa.TASK_TYPE, record.task_type),
-                        SearchAttributePair(sa.TASK_STATUS, TaskStatus.QUEUED.value),
-                        SearchAttributePair(sa.OWNER, record.tenant),
-                        SearchAttributePair(sa.SCOPE, sa.scope(record.tenant, record.project_id)),
-                        *([SearchAttributePair(sa.USER, record.user)] if record.user else []),
-                    ]
-                ),
+                search_attributes=sa.task_attributes(record, TaskStatus.QUEUED.value),
                 priority=task_priority(task),
                 static_summary=console.task_summary(task),
                 static_details=console.task_details(task),
@@ -251,6 +237,12 @@ class TaskStore:
         """Page `page` of the matching tasks, newest first, and how many match in all."""
         executions, total = await self._listing.page(query, page=page, limit=limit)
         return await self._views(executions), total
+
+    async def executions_page(
+        self, query: TaskQuery, *, page: int, limit: int
+    ) -> tuple[list[WorkflowExecution], int]:
+        """Page `page` of the matching executions (of any workflow type the query names), newest first."""
+        return await self._listing.page(query, page=page, limit=limit)
 
     async def newest(self, query: TaskQuery, count: int) -> list[TaskView]:
         """The `count` matching tasks created last, newest first (from visibility: no pending detail)."""

@@ -101,7 +101,7 @@ async def _serve_ws(websocket: WebSocket, api_key: str | None, views_of: str, ta
         else:
             views = await tasks.watch_project(caller, target)
     except ServiceError as err:
-        await _refuse(websocket, err)
+        await refuse(websocket, err)
         return
     await websocket.accept()
     previews: dict[str, Any] = {}
@@ -115,7 +115,7 @@ async def _serve_ws(websocket: WebSocket, api_key: str | None, views_of: str, ta
         return
 
 
-async def _refuse(websocket: WebSocket, err: ServiceError) -> None:
+async def refuse(websocket: WebSocket, err: ServiceError) -> None:
     """Refuse the handshake with what REST would answer (status, error body, Retry-After) where the server
     supports the ASGI denial response; elsewhere close with 4000 + the status. A close before the handshake is
     accepted reaches the client as a bare 403, which would tell a missing task from a full stream limit no

@@ -44,6 +44,7 @@ from taskservice_client.models import (
     TaskStatus,
     WebhookSecret,
 )
+from taskservice_client.pipelines import Pipeline, PipelineStep, PlannedStep, SubmittedPipeline, ref
 from taskservice_client.webhooks import WebhookVerificationError
 
 __all__ = [
@@ -57,6 +58,9 @@ __all__ = [
     "InvalidTaskStateError",
     "Metrics",
     "Pagination",
+    "Pipeline",
+    "PipelineStep",
+    "PlannedStep",
     "ProgressCallback",
     "QueueHealth",
     "Quote",
@@ -66,6 +70,7 @@ __all__ = [
     "ServiceConnectionError",
     "ServiceUnavailableError",
     "SubmitResult",
+    "SubmittedPipeline",
     "SystemLoad",
     "TaskCancelledError",
     "TaskFailedError",
@@ -82,4 +87,5 @@ __all__ = [
     "WebhookSecret",
     "WebhookVerificationError",
     "__version__",
+    "ref",
 ]

@@ -2,33 +2,36 @@
 (``taskctl --json --url http://host:8001 status ID``; ``--json`` also after it); URL and key default to
 ``TASK_SERVICE_URL`` and ``TASK_SERVICE_API_KEY`` (or ``CELERY_TASK_API_KEY``). Exit codes: 0 success;
 1 the task failed / was cancelled / timed out, or the service answered an error or could not be reached;
-2 usage errors and requests the service rejected as invalid (400, 422).
-"""
+2 usage errors and requests the service rejected as invalid (400, 422). ``pipeline …``: cli_pipelines."""
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
 
 from taskservice_client.cli_download import save_media
-from taskservice_client.cli_output import Output, UsageError, state_text
+from taskservice_client.cli_output import Output, state_text
+from taskservice_client.cli_pipelines import pipeline_app
+from taskservice_client.cli_session import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    JsonOption,
+    Settings,
+    TimeoutOption,
+)
+from taskservice_client.cli_session import load_json_object as _load_json_object
+from taskservice_client.cli_session import session as _session
 from taskservice_client.client import TaskServiceClient
 from taskservice_client.errors import (
-    AuthenticationError,
-    ConflictError,
     TaskCancelledError,
     TaskFailedError,
     TaskServiceError,
-    ValidationError,
     WaitTimeoutError,
 )
 from taskservice_client.models import RetryResult, SubmitResult, TaskState, TaskStatus
@@ -36,7 +39,6 @@ from taskservice_client.version import __version__
 
 Shown = TypeVar("Shown", bound=BaseModel)
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(
     name="taskctl",
@@ -46,68 +48,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output (no colour).")]
 TaskIdArg = Annotated[str, typer.Argument(help="Task ID.", show_default=False)]
-TimeoutOption = Annotated[
-    float | None, typer.Option("--timeout", help="Give up after this many seconds (default: no limit).")
-]
 IntervalOption = Annotated[float, typer.Option("--interval", help="Seconds between polls.", min=0.05)]
-
-
-@dataclass
-class Settings:
-    url: str | None = None
-    api_key: str | None = None
-    json: bool = False
-    http_timeout: float = 30.0
-
-
-def _exit_code(err: TaskServiceError | UsageError) -> int:
-    return EXIT_USAGE if isinstance(err, UsageError | ValidationError | ConflictError) else EXIT_FAILURE
-
-
-@contextmanager
-def _session(ctx: typer.Context, as_json: bool) -> Iterator[tuple[TaskServiceClient, Output]]:
-    """The client and output of one command; maps SDK errors to a one-line message and an exit code."""
-    settings: Settings = ctx.ensure_object(Settings)
-    out = Output(as_json=as_json or settings.json)
-    try:
-        with TaskServiceClient(settings.url, settings.api_key, timeout=settings.http_timeout) as client:
-            yield client, out
-    except (TaskServiceError, UsageError) as err:
-        out.error(err)
-        if isinstance(err, AuthenticationError):
-            out.hint(_key_hint(settings))
-        raise typer.Exit(_exit_code(err)) from None
-
-
-def _key_hint(settings: Settings) -> str:
-    """What to do about a refused key: where taskctl takes it from, and where `make dev` keeps its own."""
-    given = (
-        settings.api_key or os.environ.get("TASK_SERVICE_API_KEY") or os.environ.get("CELERY_TASK_API_KEY")
-    )
-    where = "--api-key, else TASK_SERVICE_API_KEY, else CELERY_TASK_API_KEY"
-    found = "the key given was refused" if given else "no API key was given"
-    dev = "make dev's key: export TASK_SERVICE_API_KEY=$(cat data/dev-api-key)"
-    return f"Hint: {found}; taskctl reads {where} ({dev})"
-
-
-def _load_json_object(value: str, option: str) -> dict[str, Any]:
-    """``--data``/``--metadata``: inline JSON, ``@file.json`` or ``@-`` (stdin); must be an object."""
-    source = value
-    if value.startswith("@"):
-        name = value[1:]
-        try:
-            source = sys.stdin.read() if name == "-" else Path(name).read_text()
-        except OSError as err:
-            raise UsageError(f"{option}: cannot read {name}: {err.strerror or err}") from None
-    try:
-        parsed = json.loads(source)
-    except ValueError as err:
-        raise UsageError(f"{option} is not valid JSON: {err}") from None
-    if not isinstance(parsed, dict):
-        raise UsageError(f"{option} must be a JSON object")
-    return parsed
 
 
 @dataclass
@@ -363,14 +305,8 @@ def download(
     with _session(ctx, as_json) as (client, out):
         saved = save_media(client.status(task_id), client.base_url, output_dir)
         if out.as_json:
-            out.data(
-                {
-                    "task_id": task_id,
-                    "path": str(saved.path),
-                    "media_url": saved.media_url,
-                    "bytes": saved.size,
-                }
-            )
+            shown = {"path": str(saved.path), "media_url": saved.media_url, "bytes": saved.size}
+            out.data({"task_id": task_id, **shown})
         else:
             typer.echo(saved.path)
 
@@ -394,6 +330,8 @@ def alerts(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if _show(ctx, as_json, TaskServiceClient.queue_health, Output.alerts).status == "critical":
         raise typer.Exit(EXIT_FAILURE)
 
+
+app.add_typer(pipeline_app, name="pipeline")
 
 if __name__ == "__main__":
     app()

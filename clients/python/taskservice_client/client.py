@@ -36,6 +36,7 @@ from taskservice_client.models import (
     TaskStatus,
     WebhookSecret,
 )
+from taskservice_client.pipelines import AsyncPipelines, Pipelines
 from taskservice_client.transport import AsyncTransport, BlockingTransport
 from taskservice_client.version import __version__
 
@@ -69,6 +70,7 @@ class TaskServiceClient(ClientCore):
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout)
         self._transport = BlockingTransport(self._http)
+        self.pipelines = Pipelines(self)
 
     def __enter__(self) -> Self:
         return self
@@ -249,6 +251,7 @@ class AsyncTaskServiceClient(ClientCore):
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
         self._transport = AsyncTransport(self._http)
+        self.pipelines = AsyncPipelines(self)
 
     async def __aenter__(self) -> Self:
         return self

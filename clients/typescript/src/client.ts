@@ -4,6 +4,7 @@
 import { TaskServiceError, errorFromResponse } from "./errors.js";
 import { readEvents } from "./events.js";
 import { type ClientOptions, HttpCore, type RequestOptions } from "./http.js";
+import { Pipelines } from "./pipelines.js";
 import type {
   BatchSubmitResponse,
   CancelTaskResponse,
@@ -41,9 +42,12 @@ export interface StreamOptions extends RequestOptions {}
 
 export class TaskService {
   private readonly http: HttpCore;
+  /** Pipelines: a whole scene in one request (`submit`, `get`, `wait`, `cancel`, `retry`, `rerun`). */
+  readonly pipelines: Pipelines;
 
   constructor(options: ClientOptions = {}) {
     this.http = new HttpCore(options);
+    this.pipelines = new Pipelines(this.http);
   }
 
   get baseUrl(): string {

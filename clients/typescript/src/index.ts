@@ -5,6 +5,16 @@ export { TaskService } from "./client.js";
 export type { ListOptions, StreamOptions, SubmitOptions } from "./client.js";
 export * from "./errors.js";
 export type { ClientOptions, RequestOptions } from "./http.js";
+export {
+  Pipelines,
+  ref,
+  type Pipeline,
+  type PipelineStep,
+  type PipelineStepRequest,
+  type PipelineSubmission,
+  type PipelineWaitOptions,
+  type SubmittedPipeline,
+} from "./pipelines.js";
 export type { components, operations, paths } from "./schema.js";
 export * from "./types.js";
 export type { WaitOptions } from "./waiting.js";

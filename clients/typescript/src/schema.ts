@@ -610,6 +610,154 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/pipelines": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Submit a pipeline
+         * @description Every step is validated before anything starts (unknown step or path, a cycle, a reference to a field the upstream type never returns, an input the downstream type rejects): `400 validation_error` naming step and field. N steps cost N submit tokens. The answer: each step's `task_id`, what it `will` do, and the critical path of the estimates.
+         */
+        post: operations["submit_pipeline"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/quote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What a submit would answer (plan, estimate), starting no task (one read token)
+         * @description What a submit would answer (plan, estimate), starting no task (one read token).
+         */
+        post: operations["quote_pipeline"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/{pipeline_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A pipeline: status, progress, and each step's task, status, progress, result, error, cache hit
+         * @description With `?wait=N` or `Prefer: wait=N`, answers once the pipeline has ended, or after N seconds.
+         */
+        get: operations["get_pipeline"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel a pipeline: running and pending steps are cancelled, finished steps keep their results
+         * @description Cancel a pipeline: running and pending steps are cancelled, finished steps keep their results.
+         */
+        delete: operations["cancel_pipeline"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project_id}/pipelines": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A project's pipelines, newest first (steps as recorded; `GET /pipelines/{id}` for live progress)
+         * @description A project's pipelines, newest first (steps as recorded; `GET /pipelines/{id}` for live progress).
+         */
+        get: operations["project_pipelines"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/{pipeline_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run an ended pipeline's failed, cancelled and skipped steps again, as a new pipeline (`retry_of`); its completed steps are reused
+         * @description Run an ended pipeline's failed, cancelled and skipped steps again, as a new pipeline (`retry_of`);
+         *     its completed steps are reused.
+         */
+        post: operations["retry_pipeline"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/{pipeline_id}/rerun": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A new pipeline from an ended one with `changes` to some steps' task_data: the changed steps and those downstream of them run again, the other completed steps are reused (`will` says which)
+         * @description A new pipeline from an ended one with `changes` to some steps' task_data: the changed steps and
+         *     those downstream of them run again, the other completed steps are reused (`will` says which).
+         */
+        post: operations["rerun_pipeline"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/{pipeline_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Server-Sent Events of one pipeline: an `event: pipeline` with its status body at every change (a step's status or progress), then `event: end` once it has ended. Holds one of the tenant's stream slots
+         * @description Server-Sent Events of one pipeline: an `event: pipeline` with its status body at every change (a
+         *     step's status or progress), then `event: end` once it has ended. Holds one of the tenant's stream
+         *     slots.
+         */
+        get: operations["pipeline_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -853,6 +1001,16 @@ export interface components {
             /** Estimated Completion At */
             estimated_completion_at?: string | null;
             estimate?: components["schemas"]["TaskEstimateBody"] | null;
+            /**
+             * Pipeline Id
+             * @description The pipeline this task is a step of, if any.
+             */
+            pipeline_id?: string | null;
+            /**
+             * Step Id
+             * @description Its step's ID in that pipeline.
+             */
+            step_id?: string | null;
             /** Task Id */
             task_id: string;
             /** Project Id */
@@ -939,6 +1097,11 @@ export interface components {
                 [key: string]: components["schemas"]["CacheSavings"];
             };
         };
+        /**
+         * OnFailure
+         * @enum {string}
+         */
+        OnFailure: "continue" | "stop";
         /** Pagination */
         Pagination: {
             /** Page */
@@ -950,8 +1113,136 @@ export interface components {
             /** Total Pages */
             total_pages: number;
         };
+        /** PipelineListResponse */
+        PipelineListResponse: {
+            /** Pipelines */
+            pipelines: components["schemas"]["PipelineStatusResponse"][];
+            /** Total */
+            total: number;
+            /** Page */
+            page: number;
+            /** Limit */
+            limit: number;
+        };
+        /** PipelineStatusResponse */
+        PipelineStatusResponse: {
+            /** Pipeline Id */
+            pipeline_id: string;
+            /** Project Id */
+            project_id: string;
+            /** Name */
+            name: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "queued" | "processing" | "completed" | "failed" | "cancelled";
+            /**
+             * Progress
+             * @description 0-1, each step weighted by its estimated duration.
+             */
+            progress: number;
+            /**
+             * Steps
+             * @description In submit order.
+             */
+            steps: components["schemas"]["PipelineStepStatus"][];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Started At */
+            started_at: string | null;
+            /** Completed At */
+            completed_at: string | null;
+            /** Retry Of */
+            retry_of: string | null;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            };
+        };
+        /** PipelineStepRequest */
+        PipelineStepRequest: {
+            /**
+             * Id
+             * @description The step's ID within the pipeline.
+             */
+            id: string;
+            /**
+             * Task Type
+             * @description A task type of the catalog.
+             */
+            task_type: string;
+            /**
+             * Task Data
+             * @description The type's input. Any value inside `task_data` may be a reference to an earlier step's output: `{"from": "<step id>", "path": "result.media_url"}` (a dotted path into that step's status body: `task_id`, or `result.` and a field its task type returns).
+             */
+            task_data: {
+                [key: string]: unknown;
+            };
+            /**
+             * After
+             * @description Steps to wait for without taking their data.
+             */
+            after?: string[];
+            /** @description Default: the pipeline's (1-3 or a name). */
+            priority?: components["schemas"]["TaskPriority"] | null;
+            /** @description Default: the pipeline's. */
+            cache?: components["schemas"]["CacheMode"] | null;
+        };
+        /** PipelineStepStatus */
+        PipelineStepStatus: {
+            /** Id */
+            id: string;
+            /** Task Id */
+            task_id: string;
+            /** Task Type */
+            task_type: string;
+            status: components["schemas"]["StepStatus"];
+            /** Progress */
+            progress: number;
+            /** Result */
+            result: {
+                [key: string]: unknown;
+            } | null;
+            /** Error */
+            error: string | null;
+            /** Cache Hit */
+            cache_hit: boolean;
+            /** Reused */
+            reused: boolean;
+        };
+        /** PlannedStepResponse */
+        PlannedStepResponse: {
+            /** Id */
+            id: string;
+            /** Task Id */
+            task_id: string;
+            /** Task Type */
+            task_type: string;
+            /**
+             * Will
+             * @description Found before anything starts: `cache`: answered from the render cache (its content key has an entry); `render`: renders; `reuse`: taken from the pipeline it reruns.
+             * @enum {string}
+             */
+            will: "render" | "cache" | "reuse";
+            /** Estimated Duration S */
+            estimated_duration_s: number;
+        };
         /** ProjectTaskItem */
         ProjectTaskItem: {
+            /**
+             * Pipeline Id
+             * @description The pipeline this task is a step of, if any.
+             */
+            pipeline_id?: string | null;
+            /**
+             * Step Id
+             * @description Its step's ID in that pipeline.
+             */
+            step_id?: string | null;
             /** Task Id */
             task_id: string;
             /** Project Id */
@@ -1029,6 +1320,18 @@ export interface components {
              */
             timestamp: string;
         };
+        /** RerunPipelineRequest */
+        RerunPipelineRequest: {
+            /**
+             * Changes
+             * @description By step ID: task_data fields replaced in that step.
+             */
+            changes?: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+        };
         /** RetryTaskResponse */
         RetryTaskResponse: {
             /** New Task Id */
@@ -1065,6 +1368,63 @@ export interface components {
              * Format: date-time
              */
             timestamp: string;
+        };
+        /**
+         * StepStatus
+         * @description A step's status: the task statuses, plus `skipped` (an upstream step did not complete).
+         * @enum {string}
+         */
+        StepStatus: "queued" | "processing" | "completed" | "failed" | "cancelled" | "skipped";
+        /** SubmitPipelineRequest */
+        SubmitPipelineRequest: {
+            /** Project Id */
+            project_id: string;
+            /** Name */
+            name?: string | null;
+            /**
+             * Steps
+             * @description 1 to 50 steps (MAX_PIPELINE_STEPS), in any order consistent with their references.
+             */
+            steps: components["schemas"]["PipelineStepRequest"][];
+            /** Callback Url */
+            callback_url?: string | null;
+            /**
+             * Webhook Events Filter
+             * @description `completed`: the pipeline's end (default); `step`: each step's own task webhook.
+             */
+            webhook_events_filter?: ("completed" | "step")[] | null;
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description Every step's, unless it gives its own.
+             * @default NORMAL
+             */
+            priority?: components["schemas"]["TaskPriority"];
+            cache?: components["schemas"]["CacheMode"] | null;
+            /**
+             * @description `continue`: a failed step's dependents are skipped, other branches finish; `stop`: every running and pending step is cancelled.
+             * @default continue
+             */
+            on_failure?: components["schemas"]["OnFailure"];
+        };
+        /** SubmitPipelineResponse */
+        SubmitPipelineResponse: {
+            /**
+             * Pipeline Id
+             * @description None in a quote.
+             */
+            pipeline_id: string | null;
+            /** Steps */
+            steps: components["schemas"]["PlannedStepResponse"][];
+            /**
+             * Estimated Duration S
+             * @description The critical path of the steps' estimates.
+             */
+            estimated_duration_s: number;
+            /** Retry Of */
+            retry_of?: string | null;
         };
         /**
          * SubmitTaskRequest
@@ -1114,6 +1474,16 @@ export interface components {
             /** Estimated Completion At */
             estimated_completion_at?: string | null;
             estimate?: components["schemas"]["TaskEstimateBody"] | null;
+            /**
+             * Pipeline Id
+             * @description The pipeline this task is a step of, if any.
+             */
+            pipeline_id?: string | null;
+            /**
+             * Step Id
+             * @description Its step's ID in that pipeline.
+             */
+            step_id?: string | null;
             /** Task Id */
             task_id: string;
             /** Project Id */
@@ -1164,8 +1534,7 @@ export interface components {
         };
         /**
          * TaskEstimateBody
-         * @description How long the task should run and wait, learned from its type's finished tasks (the catalog's prior
-         *     before ETA_MIN_SAMPLES of them); `wait_p50_s` is null, with `reason`, when no worker serves its queue.
+         * @description A task's run and wait, learned (the catalog's prior before ETA_MIN_SAMPLES); no wait: see `reason`.
          */
         TaskEstimateBody: {
             /** Duration P50 S */
@@ -1263,6 +1632,16 @@ export interface components {
             /** Estimated Completion At */
             estimated_completion_at?: string | null;
             estimate?: components["schemas"]["TaskEstimateBody"] | null;
+            /**
+             * Pipeline Id
+             * @description The pipeline this task is a step of, if any.
+             */
+            pipeline_id?: string | null;
+            /**
+             * Step Id
+             * @description Its step's ID in that pipeline.
+             */
+            step_id?: string | null;
             /** Task Id */
             task_id: string;
             /** Project Id */
@@ -5527,6 +5906,565 @@ export interface operations {
             /** @description `not_found`: no such file, or the URL's signature is missing, wrong or expired */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    submit_pipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubmitPipelineRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitPipelineResponse"];
+                };
+            };
+            /** @description `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: the body (or its `metadata`) is too large; `limit_bytes` says how large it may be */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    quote_pipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubmitPipelineRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitPipelineResponse"];
+                };
+            };
+            /** @description `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_pipeline: {
+        parameters: {
+            query?: {
+                /** @description Seconds to wait for the pipeline to end. */
+                wait?: number;
+            };
+            header?: {
+                /** @description `wait=N` (N <= 60), as `?wait=N`. */
+                Prefer?: string | null;
+            };
+            path: {
+                /** @description The pipeline's ID (`pl-` and a UUID). */
+                pipeline_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineStatusResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `pipeline_not_found`: no such pipeline in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    cancel_pipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The pipeline's ID (`pl-` and a UUID). */
+                pipeline_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineStatusResponse"];
+                };
+            };
+            /** @description `invalid_task_state`: the task's state refuses this (e.g. cancelling a finished task); `detail` repeats the message */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `pipeline_not_found`: no such pipeline in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    project_pipelines: {
+        parameters: {
+            query?: {
+                /** @description Only tasks in this status. */
+                status?: components["schemas"]["TaskStatus"] | null;
+                /** @description Page number, from 1. */
+                page?: number;
+                /** @description Tasks per page, 1-100. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The project (a name within the caller's tenant). */
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineListResponse"];
+                };
+            };
+            /** @description `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    retry_pipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The pipeline's ID (`pl-` and a UUID). */
+                pipeline_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitPipelineResponse"];
+                };
+            };
+            /** @description `invalid_task_state`: the task's state refuses this (e.g. cancelling a finished task); `detail` repeats the message; `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `pipeline_not_found`: no such pipeline in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    rerun_pipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The pipeline's ID (`pl-` and a UUID). */
+                pipeline_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RerunPipelineRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitPipelineResponse"];
+                };
+            };
+            /** @description `invalid_task_state`: the task's state refuses this (e.g. cancelling a finished task); `detail` repeats the message; `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `pipeline_not_found`: no such pipeline in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    pipeline_events: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The pipeline's ID (`pl-` and a UUID). */
+                pipeline_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `text/event-stream`: `event: pipeline` messages, data: the pipeline's status body. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `pipeline_not_found`: no such pipeline in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: a limit of the tenant is reached (requests per minute, open streams, unfinished tasks of a project); retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `service_unavailable`: Temporal is unreachable or overloaded; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {

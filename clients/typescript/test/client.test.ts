@@ -17,6 +17,7 @@ import {
   ValidationError,
   WaitTimeoutError,
   isFinished,
+  ref,
   type TaskEvent,
   type TaskStatus,
 } from "../src/index.js";
@@ -240,5 +241,27 @@ describe("typed errors", () => {
     const nowhere = client({ baseUrl: "http://127.0.0.1:9", maxRetries: 0, timeoutMs: 5000 });
     await assert.rejects(nowhere.getTaskStatus("x"), { name: "ServiceConnectionError" });
     assert.ok(API_URL.startsWith("http"));
+  });
+});
+
+describe("pipelines", () => {
+  test("submit, wait, rerun: a step fed by another's output, the unchanged one reused", async () => {
+    const project = freshProject("pipeline");
+    const submitted = await tasks.pipelines.submit({
+      project_id: project,
+      steps: [
+        { id: "idea", task_type: "test_prompt", task_data: { prompt_template: "A detective" } },
+        { id: "scene", task_type: "test_prompt", task_data: { prompt_template: ref("idea", "result.output") } },
+      ],
+    });
+    assert.ok(submitted.pipeline_id?.startsWith("pl-"));
+    const done = await tasks.pipelines.wait(submitted.pipeline_id ?? "", { timeoutMs: 120_000 });
+    assert.equal(done.status, "completed");
+    assert.match(String(done.steps[1]?.result?.output), /^FAKE-LLM: FAKE-LLM: A detective/);
+    const rerun = await tasks.pipelines.rerun(done.pipeline_id, { scene: { prompt_template: "Another" } });
+    assert.deepEqual(rerun.steps.map((s) => s.will), ["reuse", "render"]);
+    const again = await tasks.pipelines.wait(rerun.pipeline_id ?? "", { timeoutMs: 120_000 });
+    assert.equal(again.steps[0]?.task_id, done.steps[0]?.task_id);
+    await assert.rejects(tasks.pipelines.get("pl-00000000-0000-4000-8000-000000000000"), { status: 404 });
   });
 });
