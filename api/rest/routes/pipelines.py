@@ -138,7 +138,10 @@ async def quote_pipeline(
     return submitted_response(await pipelines.quote(pipeline_command(caller, body)))
 
 
-@router.get("/api/v1/pipelines/{pipeline_id}", responses=error_responses(PipelineNotFound, *AUTHENTICATED))
+@router.get(
+    "/api/v1/pipelines/{pipeline_id}",
+    responses=error_responses(ValidationFailed, PipelineNotFound, *AUTHENTICATED),
+)
 async def get_pipeline(
     pipeline_id: PipelineIdPath,
     caller: CallerDep,

@@ -6078,6 +6078,15 @@ export interface operations {
                     "application/json": components["schemas"]["PipelineStatusResponse"];
                 };
             };
+            /** @description `validation_error`: the request is invalid; `details` names each bad field by its dotted path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description `authentication_failed`: no valid `X-API-Key` or Bearer token */
             401: {
                 headers: {
