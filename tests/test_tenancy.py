@@ -29,7 +29,9 @@ from tests.support.stack import API_KEYS
 from tests.support.streams import read_sse, read_ws, socketio_client, ws_base
 from tests.support.tenancy import (
     MISSING,
+    MISSING_PIPELINE,
     PAIRS,
+    PIPELINE_LINES,
     PLANS,
     PROJECT,
     STREAM_S,
@@ -42,7 +44,9 @@ from tests.support.tenancy import (
     gql,
     graphql_as_missing,
     masked,
+    pipeline_body,
     subscription_as_missing,
+    victim_pipelines,
 )
 
 Probe = Callable[[Match], Awaitable[None]]
@@ -389,46 +393,13 @@ async def _webhook_rotation(m: Match) -> None:
         assert after["secret"] == rotated.json()["secret"] != before["secret"]
 
 
-# --- pipelines: each victim's one ended and one unfinished pipeline, made once (a step of a type no world
-# task has, queued for good: the namespace has no gpu_medium worker) --------------------------------------
-_PIPELINES: dict[str, dict[str, str]] = {}
-_LINES = {"lines": [{"text": "pipeline line"}], "target_language": "fr"}
-
-
-def _pipeline_body(*steps: dict[str, Any]) -> dict[str, Any]:
-    return {"project_id": PROJECT, "steps": list(steps)}
-
-
-async def _victim_pipelines(m: Match) -> dict[str, str]:
-    if m.victim not in _PIPELINES:
-        line = {"id": "line", "task_type": "translate_dialogue", "task_data": _LINES}
-        stuck = {
-            "id": "art",
-            "task_type": "run_sd_inference",
-            "task_data": {"prompt": "x"},
-            "after": ["line"],
-        }
-        ids = {}
-        for role, body in (("ended", _pipeline_body(line)), ("unfinished", _pipeline_body(line, stuck))):
-            response = await m.owner.post("/api/v1/pipelines", json=body)
-            assert response.status_code == 200, response.text
-            ids[role] = response.json()["pipeline_id"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ended = (await m.owner.get(f"/api/v1/pipelines/{ids['ended']}", params={"wait": 10})).json()
-            unfinished = (await m.owner.get(f"/api/v1/pipelines/{ids['unfinished']}")).json()
-            if ended["status"] == "completed" and unfinished["steps"][0]["status"] == "completed":
-                break
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(1)  # the stuck step's start shows in visibility by now
-        _PIPELINES[m.victim] = ids
-    return _PIPELINES[m.victim]
+# --- pipelines (each victim's, made once: tests.support.tenancy.victim_pipelines) -------------------------
 
 
 async def _pipeline_answers_as_missing(
     m: Match, ask: Callable[[str], Awaitable[httpx.Response]], pipeline_id: str
 ) -> None:
-    missing = "pl-00000000-0000-4000-8000-000000000000"
+    missing = MISSING_PIPELINE
     answer, reference = await ask(pipeline_id), await ask(missing)
     assert reference.status_code == 404 and reference.json()["error"] == "pipeline_not_found", reference.text
     assert answer.status_code == 404, answer.text
@@ -437,7 +408,7 @@ async def _pipeline_answers_as_missing(
 
 def _pipeline_as_missing(method: str, path: str, role: str, body: dict[str, Any] | None = None) -> Probe:
     async def probe(m: Match) -> None:
-        target = (await _victim_pipelines(m))[role]
+        target = (await victim_pipelines(m))[role]
         before = (await m.owner.get(f"/api/v1/pipelines/{target}")).json()
 
         async def ask(pipeline_id: str) -> httpx.Response:
@@ -454,7 +425,7 @@ def _pipeline_as_missing(method: str, path: str, role: str, body: dict[str, Any]
 
 
 async def _pipeline_listing(m: Match) -> None:
-    ids = set((await _victim_pipelines(m)).values())
+    ids = set((await victim_pipelines(m)).values())
     path = f"/api/v1/projects/{PROJECT}/pipelines"
 
     async def listed(client: httpx.AsyncClient) -> set[str]:
@@ -467,7 +438,7 @@ async def _pipeline_listing(m: Match) -> None:
 
 
 async def _pipeline_stream(m: Match) -> None:
-    target = (await _victim_pipelines(m))["unfinished"]
+    target = (await victim_pipelines(m))["unfinished"]
     path = "/api/v1/pipelines/{}/events"
     async with m.owner.stream("GET", path.format(target)) as own:
         assert own.status_code == 200
@@ -479,8 +450,8 @@ async def _pipeline_stream(m: Match) -> None:
 
 
 async def _pipeline_socket(m: Match) -> None:
-    target = (await _victim_pipelines(m))["unfinished"]
-    missing = "pl-00000000-0000-4000-8000-000000000000"
+    target = (await victim_pipelines(m))["unfinished"]
+    missing = MISSING_PIPELINE
     url = ws_base(m.world.url) + "/ws/pipelines/{}"
     first = await read_ws(url.format(target), m.world.parties[m.victim].headers, STREAM_S)
     assert first.status == 101 and {e["pipeline_id"] for e in first.events} == {target}
@@ -494,8 +465,8 @@ async def _pipeline_socket(m: Match) -> None:
 
 async def _pipeline_submit(m: Match, path: str) -> None:
     """The attacker's own pipeline (or quote): nothing of the victim's changes."""
-    await _victim_pipelines(m)
-    body = _pipeline_body({"id": "line", "task_type": "translate_dialogue", "task_data": _LINES})
+    await victim_pipelines(m)
+    body = pipeline_body({"id": "line", "task_type": "translate_dialogue", "task_data": PIPELINE_LINES})
 
     async def action() -> None:
         response = await m.client.post(path, json=body)

@@ -7,6 +7,7 @@ the event handlers themselves: one added without a probe fails the walk.
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,7 +25,9 @@ from tests.support.stack import API_KEYS
 from tests.support.streams import graphql_subscription, socketio_client
 from tests.support.tenancy import (
     MISSING,
+    MISSING_PIPELINE,
     PAIRS,
+    PIPELINE_LINES,
     PROJECT,
     STREAM_S,
     Match,
@@ -35,6 +38,7 @@ from tests.support.tenancy import (
     graphql_as_missing,
     masked,
     subscription_as_missing,
+    victim_pipelines,
 )
 
 Probe = Callable[[Match], Awaitable[None]]
@@ -152,6 +156,37 @@ async def _queue_updated(m: Match) -> None:
     await eventually_equal(queued, lambda: _tenant_queued(m))
 
 
+async def _pipeline(m: Match) -> None:
+    """Another's pipeline answers as a missing one."""
+    target = (await victim_pipelines(m))["unfinished"]
+    query = "query($id: ID!) { pipeline(id: $id) { id status steps { id taskId } } }"
+    own = await gql(m.owner, query, {"id": target})
+    assert own["data"]["pipeline"]["id"] == target, own
+    answer, reference = (
+        await gql(m.client, query, {"id": target}),
+        await gql(m.client, query, {"id": MISSING_PIPELINE}),
+    )
+    assert [e["extensions"]["code"] for e in reference["errors"]] == ["pipeline_not_found"], reference
+    assert masked(json.dumps(answer), target) == masked(json.dumps(reference), MISSING_PIPELINE)
+
+
+async def _create_pipeline(m: Match) -> None:
+    """The attacker's own pipeline: its steps are the attacker's tasks, nothing of the victim's changes."""
+    await victim_pipelines(m)
+    query = "mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id steps { id taskId } } }"
+    step = {"id": "line", "taskType": "translate_dialogue", "taskData": PIPELINE_LINES}
+
+    async def action() -> None:
+        created = (await gql(m.client, query, {"i": {"projectId": PROJECT, "steps": [step]}}))["data"]
+        pipeline = created["createPipeline"]
+        # The step's task starts when the pipeline's workflow gets to it: wait for the pipeline's end.
+        ended = await m.client.get(f"/api/v1/pipelines/{pipeline['id']}", params={"wait": 20})
+        assert ended.status_code == 200 and ended.json()["status"] == "completed", ended.text
+        await m.owns(pipeline["steps"][0]["taskId"])
+
+    await m.changes_nothing(action)
+
+
 GRAPHQL_PROBES: dict[str, Probe] = {
     "Query.aiTask": _ai_task,
     "Query.aiTasks": _ai_tasks,
@@ -165,6 +200,8 @@ GRAPHQL_PROBES: dict[str, Probe] = {
     "Mutation.retryAITask": _mutation_as_missing(
         "mutation($id: ID!) { retryAITask(id: $id) { id status } }", lambda m: m.retriable
     ),
+    "Query.pipeline": _pipeline,
+    "Mutation.createPipeline": _create_pipeline,
     "Subscription.aiTaskStatusChanged": _status_changed,
     "Subscription.taskQueueUpdated": _queue_updated,
 }

@@ -360,3 +360,41 @@ async def subscription_as_missing(m: Match, query: str, task_id: str) -> None:
     theirs, missing = await answer(m.attacker, task_id), await answer(m.attacker, MISSING)
     assert [e["extensions"]["code"] for e in subscription_errors(missing)] == ["task_not_found"]
     assert masked(json.dumps(theirs), task_id) == masked(json.dumps(missing), MISSING)
+
+
+# --- pipelines: each victim's one ended and one unfinished pipeline, made once per world (a step of a type
+# no world task has, queued for good: the namespace has no gpu_medium worker) ----------------------------
+_VICTIM_PIPELINES: dict[tuple[str, str], dict[str, str]] = {}
+MISSING_PIPELINE = "pl-00000000-0000-4000-8000-000000000000"
+PIPELINE_LINES = {"lines": [{"text": "pipeline line"}], "target_language": "fr"}
+
+
+def pipeline_body(*steps: dict[str, Any]) -> dict[str, Any]:
+    return {"project_id": PROJECT, "steps": list(steps)}
+
+
+async def victim_pipelines(m: Match) -> dict[str, str]:
+    key = (m.world.url, m.victim)
+    if key not in _VICTIM_PIPELINES:
+        line = {"id": "line", "task_type": "translate_dialogue", "task_data": PIPELINE_LINES}
+        stuck = {
+            "id": "art",
+            "task_type": "run_sd_inference",
+            "task_data": {"prompt": "x"},
+            "after": ["line"],
+        }
+        ids = {}
+        for role, body in (("ended", pipeline_body(line)), ("unfinished", pipeline_body(line, stuck))):
+            response = await m.owner.post("/api/v1/pipelines", json=body)
+            assert response.status_code == 200, response.text
+            ids[role] = response.json()["pipeline_id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ended = (await m.owner.get(f"/api/v1/pipelines/{ids['ended']}", params={"wait": 10})).json()
+            unfinished = (await m.owner.get(f"/api/v1/pipelines/{ids['unfinished']}")).json()
+            if ended["status"] == "completed" and unfinished["steps"][0]["status"] == "completed":
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1)  # the stuck step's start shows in visibility by now
+        _VICTIM_PIPELINES[key] = ids
+    return _VICTIM_PIPELINES[key]
