@@ -25,6 +25,9 @@ from tests.support.processes import ROOT, free_port
 
 BANNER = "Task Service (development)"
 MAKE_DEV = ["make", "--no-print-directory", "-o", "install", "-o", "system-deps", "-o", "models", "dev"]
+# A test process started under `nohup` ignores SIGHUP, and its children would inherit that (a shell cannot
+# trap a signal ignored on entry): the stack under test starts with SIGHUP's default, as from a terminal.
+MAKE_DEV_HANGUP_DEFAULT = ["env", "--default-signal=HUP", *MAKE_DEV]
 
 
 def _dev_env(data_dir: Path, **ports: int) -> dict[str, str]:
@@ -90,7 +93,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 def test_make_dev_stops_on_sigterm_and_sighup_as_on_ctrl_c(stop: signal.Signals, data_dir: Path) -> None:
     ports = _ports()
     make = subprocess.Popen(
-        MAKE_DEV,
+        MAKE_DEV_HANGUP_DEFAULT,
         cwd=ROOT,
         env=_dev_env(data_dir, **ports),
         stdout=subprocess.PIPE,
