@@ -19,6 +19,7 @@ from statistics import median
 from typing import Any
 
 from api.store.projection import TaskView
+from api.store.shared_reads import SharedReads
 from api.store.store import TaskStore
 from taskservice.catalog import CATALOG, TaskSpec, specs_for_queue
 from taskservice.contracts import MetricsState, TaskStatus
@@ -70,9 +71,8 @@ class OpenTask:
 
 @dataclass
 class QueueLoad:
-    """A queue's open tasks as listed at `read_at` (loop time), and those this replica started since."""
+    """A queue's open tasks as listed, and those this replica started since."""
 
-    read_at: float
     queued: list[OpenTask]
     running: list[OpenTask]
     started_since: list[OpenTask] = field(default_factory=list)
@@ -96,14 +96,11 @@ class TaskEstimates:
     def __init__(self, store: TaskStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self._state: tuple[float, MetricsState] | None = None
-        self._loads: dict[str, QueueLoad] = {}
+        self._models: SharedReads[None, MetricsState] = SharedReads(MODEL_TTL_S)
+        self._loads: SharedReads[str, QueueLoad] = SharedReads(LOAD_TTL_S)
 
     async def _metrics(self) -> MetricsState:
-        now = asyncio.get_running_loop().time()
-        if self._state is None or now - self._state[0] > MODEL_TTL_S:
-            self._state = (now, await self.store.metrics_state())
-        return self._state[1]
+        return await self._models.get(None, self.store.metrics_state)
 
     async def models(self) -> list[TypeModel]:
         state = await self._metrics()
@@ -134,7 +131,7 @@ class TaskEstimates:
         self, queue: str, task_id: str, priority: TaskPriority, duration: DurationEstimate
     ) -> None:
         """A task this replica just started: ahead of later ones until the next listing of its queue."""
-        load = self._loads.get(queue)
+        load = self._loads.latest(queue)
         if load is not None:
             rank = (priority.temporal_key, datetime.now(UTC))
             load.started_since.append(OpenTask(rank, task_id, duration.p50_s))
@@ -142,23 +139,20 @@ class TaskEstimates:
     async def _load(self, queue: str) -> QueueLoad:
         """Every tenant's open tasks of the queue's types with their predicted runs, listed at most once a
         second (LOAD_LIST_LIMIT of them: a longer queue is priced as at least that long)."""
-        now = asyncio.get_running_loop().time()
-        load = self._loads.get(queue)
-        if load is None or now - load.read_at > LOAD_TTL_S:
-            query = TaskQuery(task_types=tuple(s.name for s in specs_for_queue(Queue(queue))), running=True)
-            views, metrics = await asyncio.gather(self.store.some(query, LOAD_LIST_LIMIT), self._metrics())
-            load = QueueLoad(now, [], [])
-            for view in views:
-                spec = CATALOG.get(view.task_type)
-                if spec is None or view.status.is_terminal:
-                    continue
-                p50 = self._predict(metrics, spec, view.task_data).p50_s
-                started = view.started_at if view.status == TaskStatus.PROCESSING else None
-                open_task = OpenTask(
-                    (view.priority.temporal_key, view.created_at), view.task_id, p50, started
-                )
-                (load.running if started else load.queued).append(open_task)
-            self._loads[queue] = load
+        return await self._loads.get(queue, lambda: self._list_load(queue))
+
+    async def _list_load(self, queue: str) -> QueueLoad:
+        query = TaskQuery(task_types=tuple(s.name for s in specs_for_queue(Queue(queue))), running=True)
+        views, metrics = await asyncio.gather(self.store.some(query, LOAD_LIST_LIMIT), self._metrics())
+        load = QueueLoad([], [])
+        for view in views:
+            spec = CATALOG.get(view.task_type)
+            if spec is None or view.status.is_terminal:
+                continue
+            p50 = self._predict(metrics, spec, view.task_data).p50_s
+            started = view.started_at if view.status == TaskStatus.PROCESSING else None
+            open_task = OpenTask((view.priority.temporal_key, view.created_at), view.task_id, p50, started)
+            (load.running if started else load.queued).append(open_task)
         return load
 
     async def queue_wait(

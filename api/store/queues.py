@@ -11,6 +11,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
 from temporalio.client import Client
 
+from api.store.shared_reads import SharedReads
 from taskservice.queues import WORKFLOW_QUEUE, Queue
 
 # A poller that has not polled for this long is gone (killed workers stay listed for minutes).
@@ -37,20 +38,11 @@ class QueueStates:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._cached: dict[str, tuple[float, asyncio.Future[QueueState]]] = {}
+        self._states: SharedReads[str, QueueState] = SharedReads(QUEUE_STATE_TTL_S)
 
     async def get(self, queue: str) -> QueueState:
         """At most QUEUE_STATE_TTL_S old."""
-        now = asyncio.get_running_loop().time()
-        cached = self._cached.get(queue)
-        if (
-            cached is None
-            or now - cached[0] > QUEUE_STATE_TTL_S
-            or (cached[1].done() and cached[1].exception() is not None)
-        ):
-            cached = (now, asyncio.ensure_future(self._describe(queue)))
-            self._cached[queue] = cached
-        return await asyncio.shield(cached[1])
+        return await self._states.get(queue, lambda: self._describe(queue))
 
     async def all(self) -> dict[str, QueueState]:
         states = await asyncio.gather(*(self.get(q.value) for q in Queue))
