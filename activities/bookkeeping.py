@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from taskservice.contracts import FinishedTally, LimiterState, ScanTally, ScanWindow, TaskStatus
-from taskservice.durations import DurationSample
+from taskservice.durations import DurationSample, warm_run_seconds
 from taskservice.queues import WORKFLOW_QUEUE, limiter_workflow_id
 from taskservice.record import TaskMemo, TaskOutcome
 from taskservice.visibility import CLOSED_AS_STATUS, TaskQuery
@@ -77,10 +77,13 @@ class BookkeepingActivities:
 
 
 def _sample(memo: TaskMemo, outcome: TaskOutcome, seconds: float) -> DurationSample:
-    """A completed task's measured run time; its build is the model its result names."""
+    """A completed task's measured run on a warm worker; its build is the model its result names."""
     metadata = (outcome.result or {}).get("metadata")
-    model = metadata.get("model") if isinstance(metadata, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
     task = memo.task
     return DurationSample(
-        task.task_type, str(model or ""), work_units(task.task_type, task.task_data), seconds
+        task.task_type,
+        str(metadata.get("model") or ""),
+        work_units(task.task_type, task.task_data),
+        warm_run_seconds(seconds, metadata),
     )

@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.attempt import AttemptAnnouncement, workflow_handle
+from activities.model_loads import counting_model_loads
 from taskservice.contracts import (
     ClipCheckpoint,
     TaskActivityInput,
@@ -35,7 +36,7 @@ from taskservice.contracts import (
     TaskPreview,
     TaskProgressUpdate,
 )
-from taskservice.work_units import device_seconds_key
+from taskservice.work_units import MODEL_LOAD_SECONDS, device_seconds_key
 from workflows.task import TaskWorkflow
 
 if TYPE_CHECKING:
@@ -271,14 +272,18 @@ async def run_task(
     """Run one task attempt, announced to its workflow: its inputs parsed as `model`, `work` under heartbeats
     and the soft time limit. An attempt that fails is announced before it ends (its start is recorded with
     its failure). With `device` (a media task's torch device), the result's metadata tells the seconds the
-    attempt held it (`gpu_seconds` or `cpu_seconds`: taskservice.work_units.device_seconds_key)."""
+    attempt held it (`gpu_seconds` or `cpu_seconds`: taskservice.work_units.device_seconds_key), and
+    `model_load_s` the part of them it waited for a cold model (activities.model_loads)."""
     announcement = await AttemptAnnouncement.begin(task)
     started = time.perf_counter()
     try:
-        result = await _run_work(task, model, work)
+        with counting_model_loads() as loads:
+            result = await _run_work(task, model, work)
         metadata = result.get("metadata")
         if device is not None and isinstance(metadata, dict):
             metadata[device_seconds_key(device)] = round(time.perf_counter() - started, 3)
+            if loads.seconds > 0:
+                metadata[MODEL_LOAD_SECONDS] = round(loads.seconds, 3)
         return announcement.result(result)
     except asyncio.CancelledError:
         raise

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +37,11 @@ def machine_info() -> str:
 
 
 @asynccontextmanager
-async def bench_stack(queues: list[str], **env: str) -> AsyncIterator[BenchStack]:
+async def bench_stack(
+    queues: list[str], *, cpus: dict[str, set[int]] | None = None, **env: str
+) -> AsyncIterator[BenchStack]:
+    """The stack: a Temporal dev server, one worker per queue, the API; `cpus` pins a queue's worker to those
+    CPUs (how a bench on one host stands in for workers on devices of their own)."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         FakeOpenAIServer(api_key="sk-test-llm-key") as llm,
@@ -53,6 +59,8 @@ async def bench_stack(queues: list[str], **env: str) -> AsyncIterator[BenchStack
             q: ServiceProcess(f"worker-{q}", ["workers", q], base, workdir / f"worker-{q}.log").start()
             for q in queues
         }
+        for queue, cores in (cpus or {}).items():
+            psutil.Process(processes[queue].pid).cpu_affinity(sorted(cores))
         # A bench that serves results at the API (MEDIA_PUBLIC_URL) names its port; else any free one.
         port = int(env.get("API_PORT") or free_port())
         processes["api"] = ServiceProcess(
@@ -68,3 +76,13 @@ async def bench_stack(queues: list[str], **env: str) -> AsyncIterator[BenchStack
             for process in processes.values():
                 process.stop()
             temporal.stop()
+            _keep_logs(workdir)
+
+
+def _keep_logs(workdir: Path) -> None:
+    """The services' logs outlive the bench's temporary folder when BENCH_LOGS names a folder for them."""
+    target = os.environ.get("BENCH_LOGS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for log in workdir.glob("*.log"):
+            shutil.copy2(log, Path(target) / log.name)

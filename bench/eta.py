@@ -27,32 +27,60 @@ from tests.support.scripts import build_tiny_models
 MIN_SAMPLES = 5
 
 
-def _llm(k: int) -> dict[str, Any]:
-    return {"prompt_template": "x" * (2000 * k) + f" [[sleep={0.4 * k}]]"}
+def _llm(k: float, sleep_per_k: float) -> dict[str, Any]:
+    return {"prompt_template": "x" * int(2000 * k) + f" [[sleep={sleep_per_k * k}]]"}
 
 
+def _image(prompt: str, side: int, steps: int) -> dict[str, Any]:
+    return {"prompt": prompt, "resolution": f"{side}x{side}", "num_inference_steps": steps}
+
+
+def _video(scene: str, seconds: int, side: int) -> dict[str, Any]:
+    return {
+        "scene_description": scene,
+        "duration": seconds,
+        "fps": 4,
+        "resolution": f"{side}x{side}",
+        "quality": "draft",
+    }
+
+
+def _line(text: str, times: int) -> dict[str, Any]:
+    return {"text": text * times}
+
+
+Variants = dict[str, tuple[str, list[dict[str, Any]]]]
 # Each type's variants (small to large): the warm-up runs them round-robin, the stream mixes them.
-VARIANTS: dict[str, tuple[str, list[dict[str, Any]]]] = {
-    "image": (
-        "generate_image",
-        [
-            {"prompt": "a", "resolution": "32x32", "num_inference_steps": 2},
-            {"prompt": "b", "resolution": "64x64", "num_inference_steps": 4},
-            {"prompt": "c", "resolution": "96x96", "num_inference_steps": 6},
-        ],
-    ),
-    "video": (
-        "generate_video",
-        [
-            {"scene_description": "s", "duration": 1, "fps": 4, "resolution": "64x64", "quality": "draft"},
-            {"scene_description": "l", "duration": 3, "fps": 4, "resolution": "64x64", "quality": "draft"},
-        ],
-    ),
-    "voice": (
-        "generate_character_voice",
-        [{"text": "Hi."}, {"text": "Hello there, how are you?" * 2}, {"text": "A much longer line. " * 8}],
-    ),
-    "llm": ("test_prompt", [_llm(1), _llm(2), _llm(4)]),
+# `tiny`: runs 1-5 of bench/RESULTS.md, most tasks under a second, where the orchestration's own jitter
+# (~0.1-0.5 s per step on this host) is most of the error. `seconds`: the same shapes grown until each task
+# runs ~0.5-8 s on this CPU, as real renders run seconds to minutes on a GPU.
+SIZES: dict[str, Variants] = {
+    "tiny": {
+        "image": ("generate_image", [_image("a", 32, 2), _image("b", 64, 4), _image("c", 96, 6)]),
+        "video": ("generate_video", [_video("s", 1, 64), _video("l", 3, 64)]),
+        "voice": (
+            "generate_character_voice",
+            [
+                {"text": "Hi."},
+                {"text": "Hello there, how are you?" * 2},
+                {"text": "A much longer line. " * 8},
+            ],
+        ),
+        "llm": ("test_prompt", [_llm(1, 0.4), _llm(2, 0.4), _llm(4, 0.4)]),
+    },
+    "seconds": {
+        "image": ("generate_image", [_image("a", 96, 6), _image("b", 128, 8), _image("c", 160, 12)]),
+        "video": ("generate_video", [_video("s", 1, 64), _video("l", 3, 64)]),
+        "voice": (
+            "generate_character_voice",
+            [
+                {"text": "Hello there. " * 4},
+                {"text": "A longer line. " * 12},
+                {"text": "The longest one. " * 30},
+            ],
+        ),
+        "llm": ("test_prompt", [_llm(1, 1.0), _llm(2, 1.0), _llm(4, 1.0)]),
+    },
 }
 
 
@@ -80,29 +108,31 @@ def _at(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-async def _warm_up(api: httpx.AsyncClient, kinds: list[str]) -> None:
+async def _warm_up(api: httpx.AsyncClient, variants: Variants) -> None:
     submitted = []
-    for kind in kinds:
-        task_type, variants = VARIANTS[kind]
+    for task_type, shapes in variants.values():
         for i in range(MIN_SAMPLES + 1):
-            submitted.append(await _submit(api, task_type, variants[i % len(variants)]))
+            submitted.append(await _submit(api, task_type, shapes[i % len(shapes)]))
     await asyncio.gather(*(_finished(api, s["task_id"]) for s in submitted))
     while True:
         models = (await api.get("/api/v1/tasks/estimates")).json()["models"]
         learned = {m["task_type"] for m in models if m["basis"] == "learned"}
-        if all(VARIANTS[k][0] in learned for k in kinds):
+        if all(task_type in learned for task_type, _ in variants.values()):
             return
         await asyncio.sleep(1)
 
 
-async def _stream(api: httpx.AsyncClient, kinds: list[str], rounds: int) -> dict[str, list[float]]:
+async def _stream(
+    api: httpx.AsyncClient, variants: Variants, rounds: int, gap_s: float, detail: bool
+) -> dict[str, list[float]]:
+    """Submit the rounds (`gap_s` between submits), wait for every task, and return each type's errors."""
     submitted = []
     for _ in range(rounds):
-        for kind in kinds:
-            task_type, variants = VARIANTS[kind]
-            for data in variants:
+        for kind, (task_type, shapes) in variants.items():
+            for data in shapes:
                 answer = await _submit(api, task_type, data)
                 submitted.append((kind, answer))
+                await asyncio.sleep(gap_s)
         await asyncio.sleep(0.5)
     ends = await asyncio.gather(*(_finished(api, a["task_id"]) for _, a in submitted))
     errors: dict[str, list[float]] = {}
@@ -118,6 +148,13 @@ async def _stream(api: httpx.AsyncClient, kinds: list[str], rounds: int) -> dict
         parts.setdefault(kind, []).append(
             (estimate["wait_p50_s"], waited, estimate["duration_p50_s"], end["processing_time"])
         )
+        if detail:
+            at = (answer["submitted_at"] - submitted[0][1]["submitted_at"]).total_seconds()
+            print(
+                f"  {kind:6} at {at:5.1f}s wait {estimate['wait_p50_s']:5.1f}/{waited:5.1f} "
+                f"run {estimate['duration_p50_s']:5.1f}/{end['processing_time']:5.1f} "
+                f"error {errors[kind][-1]:4.0f}%"
+            )
     print("| type | predicted wait s | actual wait s | predicted run s | actual run s | (medians) |")
     print("|---|---|---|---|---|---|")
     for kind, rows in parts.items():
@@ -127,7 +164,7 @@ async def _stream(api: httpx.AsyncClient, kinds: list[str], rounds: int) -> dict
 
 
 async def _quotes(api: httpx.AsyncClient, count: int) -> list[float]:
-    body = {"project_id": "bench_eta", "task_type": "test_prompt", "task_data": _llm(1)}
+    body = {"project_id": "bench_eta", "task_type": "test_prompt", "task_data": _llm(1, 0.4)}
     latencies = []
     for _ in range(count):
         started = time.perf_counter()
@@ -136,7 +173,9 @@ async def _quotes(api: httpx.AsyncClient, count: int) -> list[float]:
     return latencies
 
 
-async def main(rounds: int, quotes: int, kinds: list[str]) -> None:
+async def main(args: argparse.Namespace) -> None:
+    rounds, quotes, detail = args.rounds, args.quotes, args.detail
+    variants = {kind: SIZES[args.sizes][kind] for kind in args.types.split(",")}
     models = build_tiny_models(names=["tiny-sd", "tiny-video", "tiny-vits"])
     env = {
         "IMAGE_MODEL": str(models["tiny-sd"]),
@@ -150,15 +189,19 @@ async def main(rounds: int, quotes: int, kinds: list[str]) -> None:
         "WORKER_CONCURRENCY_CPU_INTENSIVE": "1",
     }
     queues = ["default", "gpu_medium", "gpu_heavy", "cpu_intensive"]
+    cpus: dict[str, set[int]] = {}
+    if args.isolate:
+        env["OMP_NUM_THREADS"] = "1"
+        cpus = {"gpu_heavy": {0}, "gpu_medium": {1}, "cpu_intensive": {1}}
     print(f"machine: {machine_info()}; load before: {os.getloadavg()}")
     async with (
-        bench_stack(queues, **env) as stack,
+        bench_stack(queues, cpus=cpus, **env) as stack,
         httpx.AsyncClient(base_url=stack.url, headers={"X-API-Key": API_KEY}, timeout=120) as api,
     ):
         started = time.monotonic()
-        await _warm_up(api, kinds)
+        await _warm_up(api, variants)
         print(f"warm-up done in {time.monotonic() - started:.0f} s; load {os.getloadavg()}")
-        errors = await _stream(api, kinds, rounds)
+        errors = await _stream(api, variants, rounds, args.gap, detail)
         print(f"stream done; load {os.getloadavg()}")
         latencies = await _quotes(api, quotes)
     everything = [e for values in errors.values() for e in values]
@@ -175,5 +218,14 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quotes", type=int, default=200)
     parser.add_argument("--types", default="image,video,voice,llm")
-    args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.quotes, args.types.split(",")))
+    parser.add_argument("--detail", action="store_true", help="each task's predicted and actual wait and run")
+    parser.add_argument("--isolate", action="store_true", help="pin the media workers to cores of their own")
+    parser.add_argument("--sizes", choices=sorted(SIZES), default="seconds", help="task sizes (SIZES)")
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=0.2,
+        help="seconds between two submits of the stream (0: a burst, where tasks submitted within ~0.1 s "
+        "start in the order their workflows reach their activity, not in submit order)",
+    )
+    asyncio.run(main(parser.parse_args()))

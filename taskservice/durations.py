@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from statistics import median
+from typing import Any
+
+from taskservice.work_units import MODEL_LOAD_SECONDS
 
 # Samples kept per task type and build (the newest), and builds kept per type (the newest): the memo holds
 # them all, and Temporal refuses a memo above 32 KiB (13 types x 2 builds x 24 samples ~ 10 KB at worst).
@@ -28,6 +31,15 @@ class DurationSample:
     build: str
     units: float
     seconds: float
+
+
+def warm_run_seconds(processing_time: float, metadata: dict[str, Any]) -> float:
+    """A task's run on a warm worker: its processing time less the seconds its attempt waited for a cold
+    model (`metadata.model_load_s`), a cost of the worker rather than of the task's size."""
+    load = metadata.get(MODEL_LOAD_SECONDS)
+    if isinstance(load, int | float) and not isinstance(load, bool) and load > 0:
+        return max(FLOOR_S, processing_time - float(load))
+    return processing_time
 
 
 def _round(value: float) -> float:

@@ -78,6 +78,8 @@ def work_units(task_type: str, task_data: dict[str, Any]) -> float:
 GPU_SECONDS = "gpu_seconds"
 CPU_SECONDS = "cpu_seconds"
 DEVICE_SECONDS_KEYS = (GPU_SECONDS, CPU_SECONDS)
+# ... and the part of them the attempt waited for a cold model (not a cost of the task's size).
+MODEL_LOAD_SECONDS = "model_load_s"
 
 
 def device_seconds_key(device: str) -> str:

@@ -19,7 +19,7 @@ import pytest
 from temporalio.client import Client
 
 from api.service.estimates import OpenTask, first_free_slot
-from taskservice.durations import WINDOW, DurationSample, DurationWindows, fit
+from taskservice.durations import FLOOR_S, WINDOW, DurationSample, DurationWindows, fit, warm_run_seconds
 from taskservice.work_units import work_units
 from taskservice_client import AsyncTaskServiceClient, ConflictError
 from taskservice_client.cli_output import ready_in
@@ -57,6 +57,13 @@ def test_fit_follows_the_line_and_ignores_an_outlier() -> None:
     assert model.p50(10.0) == pytest.approx(7.0, rel=0.1)
     assert model.p90(10.0) >= model.p50(10.0)
     assert model.error_p50 < 0.05 < model.error_p90
+
+
+def test_a_cold_model_load_is_not_the_tasks_run() -> None:
+    assert warm_run_seconds(12.5, {"model_load_s": 10.0, "cpu_seconds": 12.4}) == pytest.approx(2.5)
+    assert warm_run_seconds(2.5, {"cpu_seconds": 2.4}) == 2.5
+    assert warm_run_seconds(1.0, {"model_load_s": 3.0}) == FLOOR_S  # never at or below zero
+    assert warm_run_seconds(1.0, {"model_load_s": "3"}) == 1.0  # a malformed report changes nothing
 
 
 def test_bigger_inputs_are_more_work() -> None:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -22,6 +23,7 @@ import numpy as np
 
 from activities.audio.files import Signal, as_signal
 from activities.audio.prosody import Prosody
+from activities.model_loads import note_model_load
 
 log = logging.getLogger("taskservice.audio")
 
@@ -298,12 +300,18 @@ class SpeechEngines:
         """The worker's Coqui model, loading it on first use (blocking: call from a thread)."""
         if self._tts_model is None:
             raise EngineUnavailable("the coqui engine needs TTS_MODEL to be set on the worker")
-        with self._lock:
-            if self._coqui is None:
-                engine = CoquiEngine(self._tts_model, self._device)
-                engine.load()
-                self._coqui = engine
+        if self._coqui is not None:
             return self._coqui
+        cold = time.perf_counter()
+        try:
+            with self._lock:
+                if self._coqui is None:
+                    engine = CoquiEngine(self._tts_model, self._device)
+                    engine.load()
+                    self._coqui = engine
+                return self._coqui
+        finally:
+            note_model_load(time.perf_counter() - cold)
 
     def loaded(self) -> list[str]:
         return [f"coqui:{self._coqui.spec}"] if self._coqui is not None else []

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from activities.media.device import CompileClock, DeviceGate, SpeedOptions, place_pipeline
+from activities.model_loads import note_model_load
 from taskservice.tracing import span
 
 log = logging.getLogger("taskservice.media")
@@ -192,6 +193,21 @@ class ModelCache:
                 self.hits += 1
                 return entry.pipe
             load_lock = self._load_locks.setdefault(key, threading.Lock())
+        cold = time.perf_counter()
+        try:
+            return self._get_cold(key, load_lock, load, parent)
+        finally:
+            note_model_load(time.perf_counter() - cold)
+
+    def _get_cold(
+        self,
+        key: tuple[PipelineKind, str],
+        load_lock: threading.Lock,
+        load: Callable[[], Any],
+        parent: tuple[PipelineKind, str] | None,
+    ) -> Any:
+        """Load the model, or wait for the task already loading it."""
+        kind, model_id = key
         with load_lock:
             with self._lock:  # a concurrent task may have loaded it while we waited
                 entry = self._entries.get(key)

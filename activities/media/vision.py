@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from temporalio import activity
 
 from activities.io.fetch import IMAGE_TYPES, decode_image
+from activities.model_loads import note_model_load
 from activities.resources import WorkerResources
 from activities.runtime import TaskActivities, TaskInterrupted, TaskProgress, permanent_error, run_task
 from taskservice.contracts import TaskActivityInput, TaskAttemptResult
@@ -135,6 +136,13 @@ class CaptionModels:
             if model_id in self._models:
                 self.hits += 1
                 return self._models[model_id]
+        cold = time.perf_counter()
+        try:
+            return self._get_cold(model_id)
+        finally:
+            note_model_load(time.perf_counter() - cold)
+
+    def _get_cold(self, model_id: str) -> CaptionModel:
         with self._load_lock:  # two tasks asking for a cold model wait for one load
             with self._lock:
                 if model_id in self._models:

@@ -197,6 +197,19 @@ async def test_model_not_configured(tmp_path: Path) -> None:
             assert env in str(caught.value)
 
 
+async def test_a_cold_attempt_reports_the_seconds_of_its_model_load(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The learned durations take `model_load_s` out of a task's run: the cold attempt reports it, within the
+    seconds it held the device; the next (warm) one reports none."""
+    data = {"prompt": "a lighthouse", "resolution": "32x32", "num_inference_steps": 2, "seed": 7}
+    async with opened(MediaActivities, make_settings(tiny_models, tmp_path)) as acts:
+        cold = await activity_env().env.run(acts.generate_image, task_input("generate_image", data))
+        warm = await activity_env().env.run(acts.generate_image, task_input("generate_image", data))
+    assert 0 < cold["metadata"]["model_load_s"] <= cold["metadata"]["cpu_seconds"]
+    assert "model_load_s" not in warm["metadata"] and warm["metadata"]["cpu_seconds"] > 0
+
+
 async def test_model_path_that_does_not_load(tmp_path: Path) -> None:
     async with opened(
         MediaActivities, Settings(data_dir=tmp_path, torch_device="cpu", image_model=str(tmp_path / "nope"))

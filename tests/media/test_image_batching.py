@@ -80,7 +80,7 @@ async def _alone(acts: MediaActivities, index: int, task_id: str) -> dict[str, A
 
 
 def _recipe(metadata: dict[str, Any]) -> dict[str, Any]:
-    measured = ("file_size", "storage_key", "cpu_seconds", "provenance")
+    measured = ("file_size", "storage_key", "cpu_seconds", "model_load_s", "provenance")
     recipe = {k: v for k, v in metadata.items() if k not in measured}
     recipe["provenance"] = {k: v for k, v in metadata["provenance"].items() if k != "output_sha256"}
     return recipe
