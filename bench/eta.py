@@ -6,7 +6,13 @@ videos, voice lines of three lengths, LLM prompts whose time grows with their le
 the workers drain it, so a queue forms. For each measured task: |estimated - actual completion| as a share of
 its time from submit to completion; median and p90 per type and overall; then the quote's latency.
 
-    python -m bench.eta [--rounds 3] [--quotes 200] [--types image,video,voice,llm]
+    python -m bench.eta [--rounds 3] [--quotes 200] [--types image,video,voice,llm] [--isolate] [--gap 0.2]
+                        [--sizes seconds|tiny] [--detail]
+
+On one small host every worker shares its cores, so a video slows while images and voices run beside it,
+which workers on devices of their own never see: `--isolate` pins the gpu_heavy worker to CPU 0 and the
+gpu_medium and cpu_intensive workers to CPU 1, each with one torch thread (the API, Temporal and the LLM
+worker float). BENCH_LOGS=<folder> keeps the services' logs.
 """
 
 from __future__ import annotations
@@ -190,6 +196,8 @@ async def main(args: argparse.Namespace) -> None:
     }
     queues = ["default", "gpu_medium", "gpu_heavy", "cpu_intensive"]
     cpus: dict[str, set[int]] = {}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     if args.isolate:
         env["OMP_NUM_THREADS"] = "1"
         cpus = {"gpu_heavy": {0}, "gpu_medium": {1}, "cpu_intensive": {1}}
@@ -220,6 +228,7 @@ if __name__ == "__main__":
     parser.add_argument("--types", default="image,video,voice,llm")
     parser.add_argument("--detail", action="store_true", help="each task's predicted and actual wait and run")
     parser.add_argument("--isolate", action="store_true", help="pin the media workers to cores of their own")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (OMP_NUM_THREADS)")
     parser.add_argument("--sizes", choices=sorted(SIZES), default="seconds", help="task sizes (SIZES)")
     parser.add_argument(
         "--gap",

@@ -121,8 +121,13 @@ if [ "$TEMPORAL_ADDRESS" = "localhost:$TEMPORAL_PORT" ]; then
         --retention "${TASK_RETENTION_HOURS:-24}h" >/dev/null
 fi
 
+# Three workers run torch on this host (gpu_heavy, gpu_medium, cpu_intensive): each takes a third of the cores
+# for its thread pool unless OMP_NUM_THREADS says otherwise. Torch's default (every core, per process)
+# oversubscribes them: three workers on 2 cores ran a video 3-16x slower (bench/RESULTS.md, time estimates).
+cores="$(nproc)"
+torch_threads="${OMP_NUM_THREADS:-$(( cores >= 3 ? cores / 3 : 1 ))}"
 for queue in gpu_heavy gpu_medium cpu_intensive default; do
-    setsid python -m workers "$queue" &
+    OMP_NUM_THREADS="$torch_threads" setsid python -m workers "$queue" &
     pids+=($!)
 done
 setsid python -m api &
