@@ -49,7 +49,9 @@ async def test_generate_image_end_to_end_with_progress(api: httpx.AsyncClient, s
             "pose": "standing",
             "lighting": "dramatic_shadow",
             "resolution": "64x64",
-            "num_inference_steps": 30,  # ~1 s of denoising: long enough to be seen by polling
+            # ~2 s of denoising even on a quiet machine: heartbeats reach the server at most once a second, so
+            # a denoise shorter than that can pass unseen (30 steps did once, in a clean-clone run).
+            "num_inference_steps": 80,
             "seed": 7,
         },
         project_id="detective_series_001",
@@ -66,7 +68,7 @@ async def test_generate_image_end_to_end_with_progress(api: httpx.AsyncClient, s
     assert status["status"] == "completed", status
     values = [p[0] for p in progress]
     assert values == sorted(values) and values[-1] == 1.0, progress
-    assert any(step.startswith("denoising") for _, _, step in progress)
+    assert any(step.startswith("denoising") for _, _, step in progress), progress
     result = status["result"]
     assert result["payload_media_id"] is None
     assert result["media_url"].startswith(stack.env["MEDIA_PUBLIC_URL"])
@@ -75,7 +77,7 @@ async def test_generate_image_end_to_end_with_progress(api: httpx.AsyncClient, s
     assert url.path.endswith(f"detective_series_001/generate_image/{task_id}.png")
     assert {"expires", "sig"} <= {part.split("=")[0] for part in url.query.split("&")}
     meta = result["metadata"]
-    assert meta["resolution"] == "64x64" and meta["seed"] == 7 and meta["steps"] == 30
+    assert meta["resolution"] == "64x64" and meta["seed"] == 7 and meta["steps"] == 80
     png = await _fetch_media(api, result["media_url"])
     assert Image.open(io.BytesIO(png)).size == (64, 64)
     assert meta["file_size"] == len(png)
