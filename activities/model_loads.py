@@ -10,11 +10,12 @@ copy the context, so they share the attempt's counter).
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import threading
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+
+from taskservice.scoped import bound
 
 
 @dataclass
@@ -32,15 +33,9 @@ class ModelLoads:
 _CURRENT: contextvars.ContextVar[ModelLoads | None] = contextvars.ContextVar("model_loads", default=None)
 
 
-@contextlib.contextmanager
-def counting_model_loads() -> Iterator[ModelLoads]:
+def counting_model_loads() -> AbstractContextManager[ModelLoads]:
     """Count the cold-model waits of the code run inside (one task attempt)."""
-    loads = ModelLoads()
-    token = _CURRENT.set(loads)
-    try:
-        yield loads
-    finally:
-        _CURRENT.reset(token)
+    return bound(_CURRENT, ModelLoads())
 
 
 def note_model_load(seconds: float) -> None:

@@ -66,11 +66,7 @@ SIZES: dict[str, Variants] = {
         "video": ("generate_video", [_video("s", 1, 64), _video("l", 3, 64)]),
         "voice": (
             "generate_character_voice",
-            [
-                {"text": "Hi."},
-                {"text": "Hello there, how are you?" * 2},
-                {"text": "A much longer line. " * 8},
-            ],
+            [_line("Hi.", 1), _line("Hello there, how are you?", 2), _line("A much longer line. ", 8)],
         ),
         "llm": ("test_prompt", [_llm(1, 0.4), _llm(2, 0.4), _llm(4, 0.4)]),
     },
@@ -79,11 +75,7 @@ SIZES: dict[str, Variants] = {
         "video": ("generate_video", [_video("s", 1, 64), _video("l", 3, 64)]),
         "voice": (
             "generate_character_voice",
-            [
-                {"text": "Hello there. " * 4},
-                {"text": "A longer line. " * 12},
-                {"text": "The longest one. " * 30},
-            ],
+            [_line("Hello there. ", 4), _line("A longer line. ", 12), _line("The longest one. ", 30)],
         ),
         "llm": ("test_prompt", [_llm(1, 1.0), _llm(2, 1.0), _llm(4, 1.0)]),
     },

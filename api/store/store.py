@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +37,7 @@ from taskservice.durations import DurationWindows
 from taskservice.payloads import decode
 from taskservice.queues import METRICS_WORKFLOW_ID, WORKER_REGISTRY_WORKFLOW_ID, WORKFLOW_QUEUE
 from taskservice.record import DURATIONS_MEMO, METRICS_MEMO, WORKERS_MEMO, MemoKey, TaskMemo, TaskOutcome
+from taskservice.scoped import bound
 from taskservice.visibility import TaskQuery
 from workflows import console
 from workflows.bookkeeping import TaskMetricsWorkflow
@@ -62,15 +63,9 @@ class Meter:
 _meter: ContextVar[Meter | None] = ContextVar("visibility_meter", default=None)
 
 
-@contextmanager
-def metered() -> Iterator[Meter]:
+def metered() -> AbstractContextManager[Meter]:
     """Count the visibility queries of the work done inside (tasks it gathers included)."""
-    meter = Meter()
-    token = _meter.set(meter)
-    try:
-        yield meter
-    finally:
-        _meter.reset(token)
+    return bound(_meter, Meter())
 
 
 def _metered_query() -> None:
